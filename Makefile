@@ -1,0 +1,61 @@
+# One entry point. `make demo` sets up a fresh Debian 12 machine and runs the exchange cycle;
+# `make test` runs the whole test suite (installing and starting what it needs).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ENV := source scripts/env.sh &&
+
+.PHONY: demo setup install services-start services-stop sftp-start sftp-stop cycle test test-unit check fmt lint types lock import-errors bench stop clean
+
+demo:  ## set up everything and run the exchange cycle (idempotent)
+	bash scripts/setup.sh --run
+
+setup:  ## set up everything, start the services, run nothing
+	bash scripts/setup.sh
+
+install:  ## the virtual environment with the pinned requirements
+	bash scripts/setup.sh --install-only
+
+cycle:  ## run the exchange cycle against the running services
+	$(ENV) $(PY) scripts/run_cycle.py
+
+services-start:
+	bash scripts/airflow-services.sh start
+services-stop:
+	bash scripts/airflow-services.sh stop
+sftp-start:
+	$(ENV) $(PY) -m supporting_families.sftp_server start --state-dir $$SF_VAR/sftp --root $$SF_VAR/sftp/root
+sftp-stop:
+	$(ENV) $(PY) -m supporting_families.sftp_server stop --state-dir $$SF_VAR/sftp --root $$SF_VAR/sftp/root
+
+stop: services-stop sftp-stop  ## stop Airflow and the local SFTP server
+
+test:  ## the README's test command: installs what the tests need, then runs them all
+	bash scripts/test.sh
+
+test-unit:
+	$(PY) -m pytest -q tests/unit
+
+check: lint types  ## format check, lint, types
+
+fmt:
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+lint:
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+types:
+	$(VENV)/bin/mypy
+
+import-errors:
+	$(ENV) airflow dags list-import-errors --local
+
+lock:  ## re-pin requirements.txt from requirements.in
+	$(VENV)/bin/uv pip compile -q requirements.in -o requirements.txt -p 3.11
+
+bench:  ## benchmarks print figures; they assert nothing
+	$(PY) benchmarks/bench_synthetic.py --persons 1000000
+
+clean: stop
+	rm -rf var

@@ -1,0 +1,39 @@
+"""What every DAG of the platform shares. Cheap to import: it runs at DAG parse time."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, ObjectStoragePath
+
+OWNER = "supporting-families-data"
+
+#: Retries with backoff for transient faults (network, partner servers). A task that must not repeat
+#: side effects (a delivery) checks for its own earlier success first, so a retry never acts twice.
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+START_DATE = pendulum.datetime(2026, 1, 1, tz="Europe/London")
+
+#: The internal departments' extracts have landed in the store.
+INTERNAL_EXTRACTS = Asset("sf_internal_extracts")
+
+
+def store() -> ObjectStoragePath:
+    """The store's root: ``$SF_STORE_URI`` (file:// by default), with ``$SF_STORE_CONN_ID`` for S3.
+
+    Called inside tasks only: the URI and connection are deployment settings, not parse-time facts.
+    """
+    uri = os.environ.get("SF_STORE_URI")
+    if not uri:
+        raise RuntimeError("SF_STORE_URI is not set: source scripts/env.sh or set it in the deployment")
+    conn_id = os.environ.get("SF_STORE_CONN_ID")
+    return ObjectStoragePath(uri, conn_id=conn_id) if conn_id else ObjectStoragePath(uri)

@@ -1,0 +1,32 @@
+# Environment for every project command: sourced by the Makefile and the set-up script.
+# Everything the project writes at run time lives under var/ (ignored by git).
+SF_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export SF_REPO
+export SF_VAR="${SF_VAR:-$SF_REPO/var}"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$SF_VAR/airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$SF_REPO/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$SF_REPO/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+# Nothing listens beyond loopback: the API server (UI) and the execution API it hosts.
+export SF_AIRFLOW_PORT="${SF_AIRFLOW_PORT:-8080}"
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__API__PORT="$SF_AIRFLOW_PORT"
+export AIRFLOW__API__BASE_URL="http://127.0.0.1:$SF_AIRFLOW_PORT"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$SF_AIRFLOW_PORT/execution/"
+# Secrets (connections: SFTP, pseudonym keys, OpenPGP passphrase) come from the local-filesystem
+# secrets backend in the demo; production points this at Vault or AWS Secrets Manager instead.
+export SF_SECRETS_DIR="${SF_SECRETS_DIR:-$SF_VAR/secrets}"
+export AIRFLOW__SECRETS__BACKEND=airflow.secrets.local_filesystem.LocalFilesystemBackend
+export AIRFLOW__SECRETS__BACKEND_KWARGS="{\"connections_file_path\": \"$SF_SECRETS_DIR/connections.json\"}"
+# One base URI for all storage: file:// here, s3://bucket/prefix in production.
+export SF_STORE_URI="${SF_STORE_URI:-file://$SF_VAR/store}"
+# Partner OpenPGP fingerprints generated at set-up; the agreements pin them through ${SF_OPENPGP_FPR_*}.
+if [ -f "$SF_SECRETS_DIR/fingerprints.env" ]; then
+  set -a
+  # shellcheck disable=SC1091
+  . "$SF_SECRETS_DIR/fingerprints.env"
+  set +a
+fi
+export PATH="$SF_REPO/.venv/bin:$PATH"

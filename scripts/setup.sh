@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Set up the platform on a Debian 12 machine and (with --run) run the exchange cycle.
+#
+#   bash scripts/setup.sh --run          everything, then the exchange cycle and its summary
+#   bash scripts/setup.sh                everything, services left running, nothing run
+#   bash scripts/setup.sh --install-only system packages and the virtual environment only (used by tests)
+#
+# Idempotent: each step checks what is already there. Run as root (or with the system packages below
+# already installed). Everything generated lives under var/, which git ignores.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+MODE="${1:-}"
+APT_PACKAGES=(openssh-server gnupg curl python3-venv)
+UV_VERSION=0.13.8
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+# --- system packages --------------------------------------------------------------------------------
+have_system_packages() {
+  [ -x /usr/sbin/sshd ] && command -v gpg >/dev/null && command -v curl >/dev/null \
+    && command -v ssh-keygen >/dev/null && python_for_venv >/dev/null
+}
+python_for_venv() {
+  local py
+  for py in python3.11 /usr/bin/python3.11 python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import sys, venv, ensurepip; assert sys.version_info[:2] >= (3, 11)' 2>/dev/null; then
+      command -v "$py"; return 0
+    fi
+  done
+  return 1
+}
+if ! have_system_packages; then
+  if [ "$(id -u)" != 0 ]; then
+    die "missing system packages; as root run: apt-get update && apt-get install -y ${APT_PACKAGES[*]}"
+  fi
+  command -v apt-get >/dev/null || die "no apt-get: install ${APT_PACKAGES[*]} (Python >= 3.11 with venv) by hand"
+  say "installing system packages: ${APT_PACKAGES[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
+  have_system_packages || die "system packages still missing after apt-get (need sshd, gpg, curl, ssh-keygen, python3.11 venv)"
+fi
+
+# --- virtual environment ----------------------------------------------------------------------------
+STAMP=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  PY=$(python_for_venv) || die "need Python >= 3.11 with venv"
+  say "creating .venv with $("$PY" --version) and the pinned requirements"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip -q
+  .venv/bin/python -m pip install -q "uv==$UV_VERSION"
+  .venv/bin/uv pip install -q -p .venv/bin/python -r requirements.txt
+  .venv/bin/uv pip install -q -p .venv/bin/python --no-deps -e .
+  echo "$want" >"$STAMP"
+fi
+[ "$MODE" = "--install-only" ] && exit 0
+
+source scripts/env.sh
+mkdir -p "$SF_VAR"
+
+# --- local partner SFTP server and demo secrets -----------------------------------------------------
+say "starting the local partner SFTP server (OpenSSH sshd on 127.0.0.1)"
+python -m supporting_families.sftp_server start --state-dir "$SF_VAR/sftp" --root "$SF_VAR/sftp/root"
+say "generating demo secrets (kept in $SF_SECRETS_DIR, never committed)"
+python -m supporting_families.demo_secrets --state-dir "$SF_SECRETS_DIR" --sftp-state-dir "$SF_VAR/sftp"
+source scripts/env.sh  # picks up the partner fingerprints just written
+
+# --- Airflow ----------------------------------------------------------------------------------------
+say "migrating the Airflow metadata database in $AIRFLOW_HOME"
+airflow db migrate >"$SF_VAR/db-migrate.log" 2>&1 || { tail -20 "$SF_VAR/db-migrate.log"; die "airflow db migrate failed"; }
+errors=$(airflow dags list-import-errors --local -o plain 2>/dev/null | grep -v '^No data found' | grep -c . || true)
+[ "$errors" = 0 ] || { airflow dags list-import-errors --local; die "the DAG folder has import errors"; }
+say "starting Airflow (api-server, scheduler, dag-processor, triggerer)"
+bash scripts/airflow-services.sh start
+
+if [ "$MODE" = "--run" ]; then
+  say "running the exchange cycle"
+  python scripts/run_cycle.py
+fi

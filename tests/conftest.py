@@ -1,0 +1,18 @@
+"""Test-wide settings. Airflow reads its configuration at import, so set it before anything imports it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_AIRFLOW_HOME = REPO / "var" / "test-airflow-home"
+
+os.environ.setdefault("AIRFLOW_HOME", str(TEST_AIRFLOW_HOME))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+TEST_AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+
+pytest_plugins = ["tests.s3_fixtures"]
