@@ -54,7 +54,8 @@ def wait_for_dag(api: Api, dag_id: str, timeout: float = 120) -> None:
             return
         except urllib.error.HTTPError as exc:
             if exc.code != 404 or time.monotonic() > deadline:
-                raise SystemExit(f"DAG {dag_id} is not available ({exc.code}); check `make import-errors`")
+                msg = f"DAG {dag_id} is not available ({exc.code}); check `make import-errors`"
+                raise SystemExit(msg) from None
         time.sleep(1)
 
 
@@ -106,8 +107,10 @@ def main() -> int:
         for key, value in summary.items():
             shown = f"{value:,}" if isinstance(value, int) else value
             print(f"  {key}: {shown}")
-    print(f"\nRun history: http://127.0.0.1:{port}/dags  (user admin, password in {home}/"
-          "simple_auth_manager_passwords.json.generated)")
+    print(
+        f"\nRun history: http://127.0.0.1:{port}/dags  (user admin, password in {home}/"
+        "simple_auth_manager_passwords.json.generated)"
+    )
     return 1 if failed else 0
 
 

@@ -37,3 +37,22 @@ def store() -> ObjectStoragePath:
         raise RuntimeError("SF_STORE_URI is not set: source scripts/env.sh or set it in the deployment")
     conn_id = os.environ.get("SF_STORE_CONN_ID")
     return ObjectStoragePath(uri, conn_id=conn_id) if conn_id else ObjectStoragePath(uri)
+
+
+def curated_asset(source: str) -> Asset:
+    """An internal source's extract was ingested: accepted rows are in ``curated/<source>/``."""
+    return Asset(f"sf_curated_{source}")
+
+
+def return_asset(agreement_id: str) -> Asset:
+    """A partner's return for an agreement was received, reconciled and merged (issue 5)."""
+    return Asset(f"sf_return_{agreement_id.replace('-', '_')}")
+
+
+def delivery_asset(agreement_id: str) -> Asset:
+    """A share under an agreement was delivered to the partner's inbox (issue 4)."""
+    return Asset(f"sf_delivery_{agreement_id.replace('-', '_')}")
+
+
+#: Identification ran: the person register, the criteria flags and the practitioners' worklist are new.
+IDENTIFICATION = Asset("sf_identification")

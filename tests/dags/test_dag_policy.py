@@ -65,7 +65,7 @@ def _dag_ids() -> list[str]:
 
 @pytest.mark.parametrize("dag_id", _dag_ids())
 def test_dag_policy(dagbag: Any, dag_id: str) -> None:
-    dag = dagbag.get_dag(dag_id)
+    dag = dagbag.dags[dag_id]
     assert dag.doc_md and len(dag.doc_md.strip()) > 40, f"{dag_id}: doc_md missing or too thin"
     assert dag.tags, f"{dag_id}: no tags"
     for task in dag.tasks:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from supporting_families.agreements import (
     Agreement,
     AgreementError,
