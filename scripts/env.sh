@@ -22,7 +22,7 @@ export AIRFLOW__SECRETS__BACKEND=airflow.secrets.local_filesystem.LocalFilesyste
 export AIRFLOW__SECRETS__BACKEND_KWARGS="{\"connections_file_path\": \"$SF_SECRETS_DIR/connections.json\"}"
 # One base URI for all storage: file:// here, s3://bucket/prefix in production.
 export SF_STORE_URI="${SF_STORE_URI:-file://$SF_VAR/store}"
-# Partner OpenPGP fingerprints generated at set-up; the agreements pin them through ${SF_OPENPGP_FPR_*}.
+# Partner OpenPGP fingerprints generated at set-up; the agreements pin them through ${SF_*_PGP_FINGERPRINT}.
 if [ -f "$SF_SECRETS_DIR/fingerprints.env" ]; then
   set -a
   # shellcheck disable=SC1091
