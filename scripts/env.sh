@@ -20,6 +20,11 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$SF_AIRFLOW_POR
 export SF_SECRETS_DIR="${SF_SECRETS_DIR:-$SF_VAR/secrets}"
 export AIRFLOW__SECRETS__BACKEND=airflow.secrets.local_filesystem.LocalFilesystemBackend
 export AIRFLOW__SECRETS__BACKEND_KWARGS="{\"connections_file_path\": \"$SF_SECRETS_DIR/connections.json\"}"
+# Airflow's metadata database: PostgreSQL, its URL (with a generated password) kept in a 0600 file that
+# Airflow reads through the _CMD form of the setting, so the password is in no environment variable.
+if [ -s "$SF_SECRETS_DIR/airflow-db-url" ]; then
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD="cat $SF_SECRETS_DIR/airflow-db-url"
+fi
 # One base URI for all storage: file:// here, s3://bucket/prefix in production.
 export SF_STORE_URI="${SF_STORE_URI:-file://$SF_VAR/store}"
 # Partner OpenPGP fingerprints generated at set-up; the agreements pin them through ${SF_*_PGP_FINGERPRINT}.

@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MODE="${1:-}"
 APT_PACKAGES=(openssh-server gnupg curl python3-venv)
+PG_PACKAGES=(postgresql)
 UV_VERSION=0.13.8
 
 say() { printf '==> %s\n' "$*"; }
@@ -49,7 +50,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; th
   PY=$(python_for_venv) || die "need Python >= 3.11 with venv"
   say "creating .venv with $("$PY" --version) and the pinned requirements"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip -q
+  .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip >/dev/null
   .venv/bin/python -m pip install -q "uv==$UV_VERSION"
   .venv/bin/uv pip install -q -p .venv/bin/python -r requirements.txt
   .venv/bin/uv pip install -q -p .venv/bin/python --no-deps -e .
@@ -62,16 +63,48 @@ mkdir -p "$SF_VAR"
 
 # --- local partner SFTP server and demo secrets -----------------------------------------------------
 say "starting the local partner SFTP server (OpenSSH sshd on 127.0.0.1)"
-python -m supporting_families.sftp_server start --state-dir "$SF_VAR/sftp" --root "$SF_VAR/sftp/root"
+python -m supporting_families.sftp_server start --state-dir "$SF_VAR/sftp" --root "$SF_VAR/sftp/root" \
+  >"$SF_VAR/sftp-server.json" 2>"$SF_VAR/sftp-server.log" || { cat "$SF_VAR/sftp-server.log" >&2; die "the SFTP server did not start"; }
 say "generating demo secrets (kept in $SF_SECRETS_DIR, never committed)"
-python -m supporting_families.demo_secrets --state-dir "$SF_SECRETS_DIR" --sftp-state-dir "$SF_VAR/sftp"
+python -m supporting_families.demo_secrets --state-dir "$SF_SECRETS_DIR" --sftp-state-dir "$SF_VAR/sftp" \
+  >"$SF_VAR/demo-secrets.json" 2>"$SF_VAR/demo-secrets.log" || { cat "$SF_VAR/demo-secrets.log" >&2; die "generating the demo secrets failed"; }
 source scripts/env.sh  # picks up the partner fingerprints just written
 
+# --- PostgreSQL for Airflow's metadata ---------------------------------------------------------------
+# Production runs Airflow on PostgreSQL, and so does the demo: with several components and task
+# processes writing at once, SQLite's single writer lock turns into "database is locked" errors.
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if ! command -v pg_ctlcluster >/dev/null; then
+    [ "$(id -u)" = 0 ] || die "PostgreSQL is not running on 127.0.0.1:5432; as root: apt-get install -y ${PG_PACKAGES[*]}"
+    say "installing PostgreSQL"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${PG_PACKAGES[@]}" >/dev/null
+  fi
+  say "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL did not start on 127.0.0.1:5432"
+fi
+DB_URL_FILE="$SF_SECRETS_DIR/airflow-db-url"
+if [ ! -s "$DB_URL_FILE" ]; then
+  say "creating the Airflow metadata database sf_airflow (role sf_airflow, generated password)"
+  pw=$(python -c 'import secrets; print(secrets.token_hex(24))')
+  # The postgres OS account administers the cluster over the local socket (peer authentication).
+  runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAt -v pw="$pw" >/dev/null <<'SQL'
+SELECT format('CREATE ROLE sf_airflow LOGIN PASSWORD %L', :'pw') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sf_airflow')
+\gexec
+SELECT format('ALTER ROLE sf_airflow PASSWORD %L', :'pw')
+\gexec
+SELECT 'CREATE DATABASE sf_airflow OWNER sf_airflow' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'sf_airflow')
+\gexec
+SQL
+  (umask 077; printf %s "postgresql+psycopg2://sf_airflow:$pw@127.0.0.1:5432/sf_airflow" >"$DB_URL_FILE")
+fi
+
 # --- Airflow ----------------------------------------------------------------------------------------
-say "migrating the Airflow metadata database in $AIRFLOW_HOME"
+say "migrating the Airflow metadata database (PostgreSQL sf_airflow)"
 airflow db migrate >"$SF_VAR/db-migrate.log" 2>&1 || { tail -20 "$SF_VAR/db-migrate.log"; die "airflow db migrate failed"; }
-errors=$(airflow dags list-import-errors --local -o plain 2>/dev/null | grep -v '^No data found' | grep -c . || true)
-[ "$errors" = 0 ] || { airflow dags list-import-errors --local; die "the DAG folder has import errors"; }
+errors=$(airflow dags list-import-errors --local -o json 2>/dev/null | tail -1)
+[ "$errors" = "[]" ] || { airflow dags list-import-errors --local; die "the DAG folder has import errors"; }
 say "starting Airflow (api-server, scheduler, dag-processor, triggerer)"
 bash scripts/airflow-services.sh start
 
