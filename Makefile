@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/env.sh &&
 
-.PHONY: demo setup install services-start services-stop sftp-start sftp-stop cycle test test-unit check fmt lint types lock import-errors bench stop clean
+.PHONY: help demo setup install services-start services-stop sftp-start sftp-stop cycle test test-unit check fmt lint types lock import-errors bench stop clean
 
 demo:  ## set up everything and run the exchange cycle (idempotent)
 	bash scripts/setup.sh --run
@@ -59,3 +59,6 @@ bench:  ## benchmarks print figures; they assert nothing
 
 clean: stop
 	rm -rf var
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
