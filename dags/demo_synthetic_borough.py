@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param, dag, task
+
 from sf_airflow.common import DEFAULT_ARGS, INTERNAL_EXTRACTS, START_DATE, store
 
 
