@@ -103,6 +103,8 @@ def references(ids: pa.Array | pa.ChunkedArray, key: PseudonymKey, kind: Kind = 
         ).to_arrow_table()
     finally:
         con.close()
+    if result is None:  # DuckDB types the fetch as optional; a SELECT always yields a table
+        raise RuntimeError("DuckDB returned no result for the reference query")
     return result.column("ref").combine_chunks().cast(pa.string())
 
 
