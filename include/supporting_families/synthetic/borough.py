@@ -299,7 +299,8 @@ def write_borough(borough: Borough, root: UPath, truth_root: UPath | None = None
     doc = manifest(borough, counts)
     doc["paths"] = paths
     write_bytes_atomic(
-        truth_root / "truth" / "manifest.json", json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        truth_root / "truth" / "manifest.json",
+        json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n",
     )
     log.info(
         "wrote %d outputs, %d extract rows",
