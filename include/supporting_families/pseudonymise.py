@@ -84,7 +84,7 @@ def references(ids: pa.Array | pa.ChunkedArray, key: PseudonymKey, kind: Kind = 
     con = duckdb.connect()
     try:
         con.register("ids", table)
-        result = con.execute(
+        result = con.sql(
             """
             SELECT CASE WHEN id IS NULL THEN NULL ELSE
                    $version || substr(
@@ -93,7 +93,7 @@ def references(ids: pa.Array | pa.ChunkedArray, key: PseudonymKey, kind: Kind = 
                    END AS ref
             FROM ids
             """,
-            {
+            params={
                 "opad": opad,
                 "ipad": ipad,
                 "prefix": f"{kind}:",

@@ -1,0 +1,80 @@
+"""A whole demo environment for share/receive tests: the session's sshd, generated keys, agreements."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from supporting_families.agreements import Agreement, load_agreements
+from supporting_families.demo_secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
+from supporting_families.demo_secrets import SftpEndpoint as ServerEndpoint
+from supporting_families.pseudonymise import PseudonymKey
+from supporting_families.sftp_server import LocalSftpServer
+from supporting_families.sftp_transfer import SftpEndpoint
+
+
+@dataclass(frozen=True)
+class PlatformEnv:
+    secrets: SecretsLayout
+    agreements: dict[str, Agreement]
+    council_fingerprint: str
+    council_passphrase: str
+    server: LocalSftpServer
+    connections: dict[str, dict[str, object]]
+
+    def endpoint(self, agreement: Agreement) -> SftpEndpoint:
+        conn = self.connections[agreement.sftp.conn_id]
+        extra = conn["extra"]
+        assert isinstance(extra, dict)
+        return SftpEndpoint(
+            str(conn["host"]),
+            int(str(conn["port"])),
+            str(conn["login"]),
+            host_key=str(extra["host_key"]),
+            private_key_path=Path(str(extra["key_file"])),
+        )
+
+    def key(self, agreement: Agreement) -> PseudonymKey:
+        conn = self.connections[agreement.pseudonymisation.key_conn_id]
+        return PseudonymKey.from_hex(
+            agreement.id, agreement.pseudonymisation.key_version, str(conn["password"])
+        )
+
+    def inbox(self, agreement: Agreement) -> Path:
+        return self.server.root / agreement.sftp.remote_inbox
+
+    def outbox(self, agreement: Agreement) -> Path:
+        return self.server.root / agreement.sftp.remote_outbox
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+@pytest.fixture(scope="session")
+def platform_env(
+    sftp_server: LocalSftpServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PlatformEnv]:
+    state = tmp_path_factory.mktemp("platform-secrets")
+    generate_demo_secrets(state, ServerEndpoint.from_server_state(sftp_server.state_dir))
+    layout = SecretsLayout(state)
+    env = _env_file(layout.fingerprints_env)
+    agreements = {a.id: a for a in load_agreements(env=env)}
+    connections = json.loads(layout.connections_file.read_text())
+    council = connections["sf_openpgp_council"]
+    try:
+        yield PlatformEnv(
+            secrets=layout,
+            agreements=agreements,
+            council_fingerprint=str(council["extra"]["fingerprint"]),
+            council_passphrase=str(council["password"]),
+            server=sftp_server,
+            connections=connections,
+        )
+    finally:
+        stop_gpg_agents(state)

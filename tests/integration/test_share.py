@@ -1,0 +1,117 @@
+"""A share end to end against the real sshd and gpg: package, encrypt, deliver once, record once."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from supporting_families.ledger import Ledger
+from supporting_families.openpgp import decrypt_and_verify
+from supporting_families.register import REGISTER_SCHEMA
+from supporting_families.share import (
+    Delivery,
+    deliver_delivery,
+    delivery_id_for,
+    disclosure_entry,
+    encrypt_delivery,
+    package_delivery,
+    share_view,
+)
+from supporting_families.storage import store_root
+
+from .platform_fixtures import PlatformEnv
+
+pytestmark = pytest.mark.integration
+
+
+def _register(n: int) -> pa.Table:
+    rows = {
+        "person_id": [f"P{i:06d}" for i in range(n)],
+        "household_id": [f"H{i // 3:06d}" for i in range(n)],
+        "family_id": [f"H{i // 3:06d}" for i in range(n)],
+        "given_name": [f"Given{i}" for i in range(n)],
+        "family_name": [f"Family{i // 3}" for i in range(n)],
+        "date_of_birth": [date(1980 + i % 30, 1 + i % 12, 1 + i % 28) for i in range(n)],
+        "sex": ["F" if i % 2 else "M" for i in range(n)],
+        "address_line_1": [f"{i // 3} TEST STREET" for i in range(n)],
+        "address_line_2": [None] * n,
+        "town": ["LONDON"] * n,
+        "postcode": ["W10 5AB"] * n,
+        "uprn": [f"{100000000000 + i // 3}" for i in range(n)],
+    }
+    return pa.table(rows, schema=REGISTER_SCHEMA)
+
+
+@pytest.mark.parametrize("agreement_id", ["dwp-benefits-matching", "met-police-wider-help"])
+def test_partner_decrypts_verifies_and_finds_exactly_the_agreed_fields(
+    platform_env: PlatformEnv, tmp_path: Path, agreement_id: str
+) -> None:
+    agreement = platform_env.agreements[agreement_id]
+    store = store_root(tmp_path.as_uri())
+    persons = _register(30)
+    cohort = pa.table({"person_id": persons["person_id"].to_pylist()[:20]})
+    run_id = f"manual__{agreement_id}"
+    delivery = Delivery(store, agreement.id, delivery_id_for(agreement.id, run_id))
+
+    view, refs = share_view(cohort, persons, platform_env.key(agreement), agreement)
+    manifest = package_delivery(delivery, agreement, view, refs, run_id)
+    manifest = encrypt_delivery(
+        delivery,
+        agreement,
+        council_fingerprint=platform_env.council_fingerprint,
+        passphrase=platform_env.council_passphrase,
+        gnupg_home=platform_env.secrets.gnupg_council,
+    )
+    assert not delivery.staging_csv.exists(), "plaintext must not outlive encryption"
+    receipt = deliver_delivery(delivery, agreement, platform_env.endpoint(agreement))
+    assert receipt["status"] == "delivered"
+
+    # The partner's side: its own keyring decrypts, and the council's signature verifies.
+    delivered = platform_env.inbox(agreement) / str(manifest.ciphertext_name)
+    plain = tmp_path / "partner.csv"
+    result = decrypt_and_verify(
+        delivered,
+        plain,
+        expected_signer_fingerprint=platform_env.council_fingerprint,
+        passphrase=None,
+        gnupg_home=platform_env.secrets.gnupg_partners,
+    )
+    assert result.plaintext_sha256 == manifest.plaintext_sha256
+    rows = list(csv.reader(io.StringIO(plain.read_text(encoding="utf-8"))))
+    assert tuple(rows[0]) == agreement.fields
+    assert len(rows) - 1 == 20 == manifest.row_count
+    sent_refs = {r[0] for r in rows[1:]}
+    assert sent_refs == set(refs["person_ref"].to_pylist())
+
+    # Running the deliver step again for the same logical run sends nothing.
+    again = deliver_delivery(delivery, agreement, platform_env.endpoint(agreement))
+    assert again["status"] == "already_delivered"
+    # Even if the receipt were lost, the SFTP layer finds the same bytes and sends nothing.
+    delivery.receipt_path.unlink()
+    third = deliver_delivery(delivery, agreement, platform_env.endpoint(agreement))
+    assert third["status"] == "already_present" and third["bytes_sent"] == 0
+
+    # One disclosure in the ledger, however often the task records it.
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
+        for _ in range(2):
+            ledger.append(
+                disclosure_entry(
+                    agreement,
+                    delivery,
+                    manifest,
+                    receipt,
+                    dag_id=f"share__{agreement.dag_id_suffix}",
+                    run_id=run_id,
+                    task_id="deliver",
+                    try_number=1,
+                    triggered_by="test",
+                )
+            )
+        assert ledger.count("disclosure") == 1
+        assert ledger.verify().ok
+    delivered.unlink()
