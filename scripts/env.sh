@@ -25,6 +25,8 @@ export AIRFLOW__SECRETS__BACKEND_KWARGS="{\"connections_file_path\": \"$SF_SECRE
 if [ -s "$SF_SECRETS_DIR/airflow-db-url" ]; then
   export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD="cat $SF_SECRETS_DIR/airflow-db-url"
 fi
+# The audit ledger: a SQLite file in the demo; PostgreSQL in production (postgresql://...).
+export SF_LEDGER_URL="${SF_LEDGER_URL:-sqlite:///$SF_VAR/ledger.sqlite}"
 # One base URI for all storage: file:// here, s3://bucket/prefix in production.
 export SF_STORE_URI="${SF_STORE_URI:-file://$SF_VAR/store}"
 # Partner OpenPGP fingerprints generated at set-up; the agreements pin them through ${SF_*_PGP_FINGERPRINT}.

@@ -1,0 +1,68 @@
+"""Secrets and shared services for tasks, read from Airflow connections (never YAML, code or XCom).
+
+Called inside tasks only: connections are run-time facts, and DAG parsing must touch none.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airflow.sdk import BaseHook
+
+from supporting_families.agreements import Agreement, load_agreement
+from supporting_families.ledger import Ledger
+from supporting_families.pseudonymise import PseudonymKey
+
+COUNCIL_OPENPGP_CONN_ID = "sf_openpgp_council"
+LEDGER_URL_ENV = "SF_LEDGER_URL"
+
+
+@dataclass(frozen=True)
+class CouncilOpenPgp:
+    fingerprint: str
+    gnupg_home: Path
+    passphrase: str = field(repr=False)
+
+
+def council_openpgp() -> CouncilOpenPgp:
+    """The council's signing/decryption key: fingerprint and keyring in the extra, passphrase as password."""
+    conn = BaseHook.get_connection(COUNCIL_OPENPGP_CONN_ID)
+    extra = conn.extra_dejson
+    return CouncilOpenPgp(
+        fingerprint=str(extra["fingerprint"]),
+        gnupg_home=Path(str(extra["gnupg_home"])),
+        passphrase=conn.password or "",
+    )
+
+
+def pseudonym_key(agreement: Agreement, version: int | None = None) -> PseudonymKey:
+    """The agreement's HMAC key at ``version`` (default: the agreement's current ``key_version``)."""
+    version = version or agreement.pseudonymisation.key_version
+    conn_id = agreement.pseudonymisation.key_conn_id
+    if version != agreement.pseudonymisation.key_version:
+        conn_id = f"{conn_id}_v{version}"
+    conn = BaseHook.get_connection(conn_id)
+    return PseudonymKey.from_hex(agreement.id, version, conn.password or "")
+
+
+def pseudonym_keys(agreement: Agreement) -> list[PseudonymKey]:
+    """Every version that may still resolve references: the current one and the listed previous ones."""
+    versions = (agreement.pseudonymisation.key_version, *agreement.pseudonymisation.previous_key_versions)
+    return [pseudonym_key(agreement, v) for v in versions]
+
+
+def resolved_agreement(agreement: Agreement) -> Agreement:
+    """The agreement loaded again with its fingerprint placeholders resolved (DAGs parse them unresolved)."""
+    if agreement.source_path is None:
+        raise RuntimeError(f"{agreement.id}: no source file to reload")
+    return load_agreement(agreement.source_path)
+
+
+def ledger() -> Ledger:
+    """The audit ledger: ``$SF_LEDGER_URL`` (SQLite file by default in the demo, PostgreSQL in production)."""
+    url = os.environ.get(LEDGER_URL_ENV)
+    if not url:
+        raise RuntimeError(f"{LEDGER_URL_ENV} is not set: source scripts/env.sh or set it in the deployment")
+    return Ledger(url)
