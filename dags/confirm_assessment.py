@@ -1,0 +1,124 @@
+"""A practitioner records a decision about a family: the only source of "assessed as meeting the criteria"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+from sf_airflow.common import DEFAULT_ARGS, START_DATE, store
+
+# Mirrors supporting_families.assessment (kept literal here so parsing imports nothing heavy); the core
+# validates again and is the authority.
+DECISIONS = ["meets_criteria", "does_not_meet", "withdrawn"]
+PRACTITIONER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$"
+FAMILY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@dag(
+    dag_id="confirm_assessment",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    # Appends to register/assessments.parquet replace the file whole: one run at a time never loses one.
+    max_active_runs=1,
+    tags=["supporting-families", "assessment", "practitioners"],
+    params={
+        "family_id": Param(
+            type="string",
+            pattern=FAMILY_PATTERN,
+            title="Family id",
+            description="The family's id as shown on the worklist (an internal id, never a name).",
+        ),
+        "decision": Param(
+            "meets_criteria",
+            type="string",
+            enum=DECISIONS,
+            title="Decision",
+            description=(
+                "meets_criteria: assessed as meeting the Supporting Families criteria (the family must be on "
+                "the current worklist); does_not_meet: reviewed and not included; withdrawn: an earlier "
+                "decision is withdrawn (recorded in error, or the family objected)."
+            ),
+        ),
+        "practitioner": Param(
+            type="string",
+            pattern=PRACTITIONER_PATTERN,
+            title="Practitioner id",
+            description="Your id in the council's directory (not your name).",
+        ),
+        "identification_as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Worklist reviewed",
+            description="The identification date of the worklist you reviewed; empty for the current one.",
+        ),
+        "note": Param(
+            "",
+            type="string",
+            maxLength=500,
+            title="Rationale",
+            description=(
+                "Why, in a sentence. No names, dates of birth, addresses or other personal details: the "
+                "form's values are kept in this run's configuration, and notes that look like a postcode, "
+                "a date or a long number are refused."
+            ),
+        ),
+    },
+    doc_md="""
+### Confirm a practitioner's assessment
+
+**Not an automated decision about a person.** UK GDPR Article 22 gives everyone the right not to be
+subject to a decision based solely on automated processing, and the privacy notice repeats it. The
+`identify_families` DAG therefore produces only a *worklist* with reasons; a family becomes **"assessed as
+meeting the criteria"** only when a named practitioner records that decision here, after reviewing the
+reasons (the notice: the practitioner "will be informed that they meet Supporting Families criteria and the
+reasons for this").
+
+Trigger with the form: family id (from the worklist), decision, your practitioner id, optionally the
+worklist date you reviewed, and a short rationale.
+
+* `meets_criteria` is accepted only for a family on the **current** worklist (evidence that has since been
+  replaced cannot be confirmed); the worklist file's SHA-256 is recorded with the decision.
+* `does_not_meet` records a family reviewed and not included: the ONS comparison group ("those who have
+  not been included on the programme but may have received other services").
+* `withdrawn` withdraws the family's earlier decision; it then has no programme state.
+
+Every decision is appended to `register/assessments.parquet` (the latest per family counts; the history
+is the audit trail). A retried run records nothing twice (the run id is the request id). The task returns
+the assessment id and the decision, never the family id or the note.
+""",
+)
+def confirm_assessment() -> None:
+    @task
+    def record(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
+        from datetime import date
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from supporting_families.assessment import AssessmentError, record_assessment
+
+        assert params is not None
+        reviewed = params.get("identification_as_of")
+        try:
+            recorded = record_assessment(
+                store(),
+                str(params["family_id"]),
+                str(params["decision"]),
+                str(params["practitioner"]),
+                date.fromisoformat(reviewed) if reviewed else None,
+                str(params.get("note") or ""),
+                request_id=run_id,
+            )
+        except AssessmentError as exc:
+            # A refused request (not on the worklist, a note with personal details...) fails at once:
+            # retrying cannot change the answer. The message names the field and rule, never a value.
+            raise AirflowFailException(str(exc)) from None
+        return recorded.as_dict()
+
+    record()
+
+
+confirm_assessment()

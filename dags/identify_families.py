@@ -1,0 +1,115 @@
+"""Identify families: build the person register, apply the criteria, write the practitioners' worklist.
+
+Scheduled on Airflow Assets, so it runs again whenever the evidence changes: when every internal source has
+been ingested anew, or when any partner's per-reference return (DWP benefits, police offences and ASB) has
+been merged. Emits ``IDENTIFICATION``, which the share DAGs consume.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any
+
+from airflow.sdk import dag, task
+
+from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, curated_asset, return_asset, store
+from supporting_families.agreements import load_agreements
+from supporting_families.sources import load_sources
+
+#: Every internal source in include/sources.yaml, in file order.
+SOURCES = list(load_sources().sources)
+#: Agreements whose return is a flag per reference (DWP, the police): their answers can add problems.
+#: (The ONS return is a receipt: it changes nothing about who meets the criteria.)
+FLAG_RETURNS = [a.id for a in load_agreements(resolve=False) if a.returns.kind == "per_reference"]
+
+_curated_all = functools.reduce(operator.and_, [curated_asset(s) for s in SOURCES])
+SCHEDULE: Any = (
+    _curated_all | functools.reduce(operator.or_, [return_asset(a) for a in FLAG_RETURNS])
+    if FLAG_RETURNS
+    else _curated_all
+)
+
+DOC = f"""
+### Identify families
+
+The notice: "To be eligible for the programme a family must be experiencing at least two of the
+following", six headline problems with their sub-criteria. This DAG finds those families and says why.
+
+1. **build_register**: links every internal source's latest curated extract to stable persons
+   (`supporting_families.linkage`: exact rules, then a probabilistic linker) and groups persons into
+   households by property (same UPRN, else same address line 1 and postcode). The sources record no
+   relationships, so the register's family is the household (`family_id = household_id`). Writes
+   `register/` (persons, links, id map).
+2. **evaluate_criteria**: applies `include/criteria.yaml` (thresholds, 12-month windows, the minimum of
+   `min_problems` headline problems, two in the notice: configuration, because national guidance
+   changes) to the latest
+   curated extract of each source and to the partners' flags in `register/partner_flags/`, and writes
+   `identification/<as_of>/`: `person_flags` (every flag with its reason: headline problem,
+   sub-criterion, source, evidence date, the partner that supplied it), `family_problems`, and the
+   `worklist` of eligible families with their problems and reasons. **`as_of` is the latest extract date
+   among the curated files**: the newest day the council has facts for.
+
+**Not an automated decision** (UK GDPR Article 22): the worklist is for practitioners. A family is
+"assessed as meeting the criteria" only when a practitioner records it with the `confirm_assessment` DAG.
+
+**Schedule.** On assets: *all* of the {len(SOURCES)} curated sources updated
+(`{" & ".join(curated_asset(s).name for s in SOURCES)}`) **or** *any* partner return merged
+(`{" | ".join(return_asset(a).name for a in FLAG_RETURNS) or "none"}`): a DWP or police answer adds
+worklessness, disability, crime and ASB flags, so eligibility is evaluated again as soon as one arrives.
+One run at a time (the register's id map is written by one run only). Emits `{IDENTIFICATION.name}`.
+
+Logs and XCom carry counts only: persons, families with each headline problem, eligible families, flags
+by source. Never a name, date of birth, address or id.
+"""
+
+
+@dag(
+    dag_id="identify_families",
+    schedule=SCHEDULE,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    tags=["supporting-families", "identification", "criteria"],
+    doc_md=DOC,
+)
+def identify_families() -> None:
+    @task
+    def build_register() -> dict[str, int]:
+        from supporting_families.criteria import read_latest_curated
+        from supporting_families.linkage import (
+            build_register,
+            identities_from_curated,
+            load_register_state,
+            save_register,
+        )
+
+        root = store()
+        curated, _as_of = read_latest_curated(root, SOURCES)
+        if not curated:
+            raise RuntimeError("no curated extracts under curated/: run the ingest DAGs first")
+        result = build_register(identities_from_curated(curated.values()), load_register_state(root))
+        save_register(result, root)
+        return result.stats.as_dict()
+
+    @task(outlets=[IDENTIFICATION])
+    def evaluate_criteria() -> dict[str, Any]:
+        from supporting_families.criteria import identify
+
+        counts = identify(store(), SOURCES)
+        return {
+            "as_of": counts["as_of"],
+            "persons": counts["persons"],
+            "families": counts["families"],
+            "families with each headline problem": counts["families_by_headline"],
+            "eligible families": counts["eligible_families"],
+            "flags by source": counts["flags_by_source"],
+            "sources missing": counts["sources_missing"],
+            "written": counts["written"],
+        }
+
+    build_register() >> evaluate_criteria()
+
+
+identify_families()

@@ -1,0 +1,90 @@
+"""identify_families and confirm_assessment: schedule, outlets, and a real run over a small borough.
+
+Proposed for tests/dags/ (the criteria engineer does not own that folder). Needs a migrated metadata DB.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pytest
+from upath import UPath
+
+from supporting_families.sources import load_sources
+from supporting_families.storage import read_parquet
+from supporting_families.synthetic import DirtConfig, generate_borough, write_borough
+
+pytestmark = pytest.mark.dags
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+AS_OF = date(2025, 3, 31)
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS), safe_mode=False)
+    assert bag.import_errors == {}, "\n".join(f"{f}: {e}" for f, e in bag.import_errors.items())
+    return bag
+
+
+def test_identify_families_runs_on_all_curated_sources_or_any_flag_return(dagbag: Any) -> None:
+    from airflow.sdk import AssetAll, AssetAny
+
+    from sf_airflow.common import IDENTIFICATION, curated_asset, return_asset
+
+    dag = dagbag.dags["identify_families"]
+    condition = dag.timetable.asset_condition
+    assert isinstance(condition, AssetAny)
+    all_curated, any_return = condition.objects
+    assert isinstance(all_curated, AssetAll)
+    assert {a.name for a in all_curated.objects} == {curated_asset(s).name for s in load_sources().sources}
+    assert {a.name for a in any_return.objects} == {
+        return_asset("dwp-benefits-matching").name,
+        return_asset("met-police-wider-help").name,
+    }, "ONS returns a receipt only: it cannot change who meets the criteria"
+    assert [o.name for t in dag.tasks for o in t.outlets] == [IDENTIFICATION.name]
+    assert dag.max_active_runs == 1
+
+
+def _states(run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_a_run_identifies_the_truths_eligible_households_and_a_practitioner_confirms_one(
+    dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from supporting_families.ingest import ingest_source
+
+    root = UPath(tmp_path.as_uri())
+    monkeypatch.setenv("SF_STORE_URI", tmp_path.as_uri())
+    monkeypatch.delenv("SF_STORE_CONN_ID", raising=False)
+    borough = generate_borough(1500, seed=7, as_of=AS_OF, dirt=DirtConfig.clean())
+    write_borough(borough, root / "landing", truth_root=root / "demo")
+    for spec in load_sources().sources.values():
+        ingest_source(root, spec)
+
+    run = dagbag.dags["identify_families"].test()
+    assert _states(run) == {"build_register": "success", "evaluate_criteria": "success"}
+    worklist = read_parquet(root / "identification" / AS_OF.isoformat() / "worklist.parquet")
+    crit = borough.person_criteria.filter(pc.equal(borough.person_criteria.column("origin"), "internal"))
+    per = crit.group_by("household_id").aggregate([("headline_problem", "count_distinct")])
+    n_truth = per.filter(pc.greater_equal(per.column("headline_problem_count_distinct"), 2)).num_rows
+    n_found = worklist.num_rows
+    assert n_found == n_truth, "on clean data the worklist has exactly the truth's eligible households"
+
+    family = worklist.column("family_id")[0].as_py()
+    confirm = dagbag.dags["confirm_assessment"]
+    ok = confirm.test(run_conf={"family_id": family, "decision": "meets_criteria", "practitioner": "pr.test"})
+    assert _states(ok) == {"record": "success"}
+    status = read_parquet(root / "register" / "assessments.parquet").column("programme_status").to_pylist()
+    assert status == ["assessed_as_meeting_criteria"]
+    refused = confirm.test(
+        run_conf={"family_id": "HNOSUCHFAMILY000", "decision": "meets_criteria", "practitioner": "pr.test"}
+    )
+    assert _states(refused) == {"record": "failed"}
+    assert [ti.try_number for ti in refused.get_task_instances()] == [1], "a refused request is not retried"
