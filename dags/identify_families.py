@@ -57,7 +57,10 @@ following", six headline problems with their sub-criteria. This DAG finds those 
 (`{" & ".join(curated_asset(s).name for s in SOURCES)}`) **or** *any* partner return merged
 (`{" | ".join(return_asset(a).name for a in FLAG_RETURNS) or "none"}`): a DWP or police answer adds
 worklessness, disability, crime and ASB flags, so eligibility is evaluated again as soon as one arrives.
-One run at a time (the register's id map is written by one run only). Emits `{IDENTIFICATION.name}`.
+One run at a time (the register's id map is written by one run only). Emits `{IDENTIFICATION.name}`
+(task `publish_for_shares`), which starts the share DAGs, except when only partner returns triggered the
+run: then the worklist is refreshed and the shares wait for their schedule, so an answer never causes
+another delivery by itself.
 
 Logs and XCom carry counts only: persons, families with each headline problem, eligible families, flags
 by source. Never a name, date of birth, address or id.
@@ -93,7 +96,7 @@ def identify_families() -> None:
         save_register(result, root)
         return result.stats.as_dict()
 
-    @task(outlets=[IDENTIFICATION])
+    @task
     def evaluate_criteria() -> dict[str, Any]:
         from supporting_families.criteria import identify
 
@@ -109,7 +112,24 @@ def identify_families() -> None:
             "written": counts["written"],
         }
 
-    build_register() >> evaluate_criteria()
+    @task(outlets=[IDENTIFICATION])
+    def publish_for_shares(triggering_asset_events: Any = None) -> dict[str, Any]:
+        """Emit the identification asset, unless partner returns alone triggered this run.
+
+        The share DAGs run on their agreement's schedule or on this asset. If a return's re-identification
+        also triggered the shares, every answer would send a new delivery, which would bring a new answer:
+        a loop. So a run triggered only by returns refreshes the worklist and leaves the shares to their
+        schedule; a run after fresh internal extracts (or by hand) lets them go at once.
+        """
+        from airflow.exceptions import AirflowSkipException
+
+        names = {getattr(key, "name", str(key)) for key in (triggering_asset_events or {})}
+        return_names = {return_asset(a).name for a in FLAG_RETURNS}
+        if names and names <= return_names:
+            raise AirflowSkipException("triggered by partner returns only: the shares keep to their schedule")
+        return {"published": 1}
+
+    build_register() >> evaluate_criteria() >> publish_for_shares()
 
 
 identify_families()

@@ -9,21 +9,21 @@ real personal data: never print or log a row.
     >>> counts = write_borough(borough, UPath("file:///tmp/borough"))
 
 The rules of the ground truth are in :mod:`supporting_families.synthetic.truth`; the extracts' formats are in
-``include/sources.yaml`` (:func:`load_sources`).
+``include/sources.yaml`` (:func:`load_sources`, from the core :mod:`supporting_families.sources`).
 """
 
 from __future__ import annotations
 
-from supporting_families.synthetic.borough import Borough, generate_borough, write_borough
-from supporting_families.synthetic.dirt import DirtConfig
-from supporting_families.synthetic.sources import (
+from supporting_families.sources import (
     ColumnSpec,
     SourcesConfig,
     SourcesConfigError,
     SourceSpec,
     load_sources,
-    read_extract,
 )
+from supporting_families.synthetic.borough import Borough, generate_borough, write_borough
+from supporting_families.synthetic.dirt import DirtConfig
+from supporting_families.synthetic.sources import read_extract
 from supporting_families.synthetic.truth import HEADLINE_PROBLEMS, MIN_PROBLEMS, SUB_CRITERIA, SubCriterion
 
 __all__ = [

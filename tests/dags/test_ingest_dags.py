@@ -1,0 +1,100 @@
+"""The ingest DAG factory: one DAG per source, and a real run over a small synthetic landing area."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from upath import UPath
+
+from supporting_families.sources import load_sources
+from supporting_families.synthetic import DirtConfig, generate_borough, write_borough
+
+pytestmark = pytest.mark.dags
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+SOURCES = load_sources()
+AS_OF = date(2025, 3, 31)
+SOURCE = "neet"  # small, UTF-8, compact postcodes, %Y%m%d dates
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS / "ingest_sources.py"), safe_mode=False)
+    assert bag.import_errors == {}, "\n".join(f"{f}: {e}" for f, e in bag.import_errors.items())
+    return bag
+
+
+def test_one_dag_per_source(dagbag: Any) -> None:
+    assert set(dagbag.dag_ids) == {f"ingest_{name}" for name in SOURCES.sources}
+
+
+@pytest.mark.parametrize("source", list(SOURCES.sources), ids=str)
+def test_each_dag_is_scheduled_on_the_landing_asset_and_emits_its_curated_asset(
+    dagbag: Any, source: str
+) -> None:
+    from sf_airflow.common import INTERNAL_EXTRACTS, curated_asset
+
+    dag = dagbag.dags[f"ingest_{source}"]
+    assert {t.task_id for t in dag.tasks} == {"find", "ingest", "announce", "verdict"}
+    assert INTERNAL_EXTRACTS.name in str(dag.timetable.asset_condition)
+    outlets = {o.name for t in dag.tasks for o in t.outlets}
+    assert outlets == {curated_asset(source).name}
+    assert dag.max_active_runs == 1
+    assert dag.tasks and all(t.retries >= 2 for t in dag.tasks)
+
+
+def _states(run: Any) -> dict[tuple[str, int], str]:
+    return {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_a_run_ingests_the_good_file_and_fails_only_the_malformed_ones_task(
+    dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = UPath(tmp_path.as_uri())
+    monkeypatch.setenv("SF_STORE_URI", tmp_path.as_uri())
+    monkeypatch.delenv("SF_STORE_CONN_ID", raising=False)
+    borough = generate_borough(800, seed=4, as_of=AS_OF, dirt=DirtConfig.clean())
+    write_borough(borough, root / "landing", truth_root=root / "demo")
+    spec = SOURCES.sources[SOURCE]
+    good = spec.path_for(AS_OF)
+    bad_name = f"{SOURCE}_2025-04-30.csv"
+    # The same extract with a byte-order mark sources.yaml does not declare for this source.
+    (root / "landing" / good).with_name(bad_name).write_bytes(
+        b"\xef\xbb\xbf" + (root / "landing" / good).read_bytes()
+    )
+
+    run = dagbag.dags[f"ingest_{SOURCE}"].test()
+
+    states = _states(run)
+    ingest_states = sorted(state for (task, _), state in states.items() if task == "ingest")
+    assert ingest_states == ["failed", "success"], states
+    assert states[("find", -1)] == "success"
+    assert states[("announce", -1)] == "success"  # the good file was curated, so the asset is emitted
+    assert states[("verdict", -1)] == "failed"  # and the run shows the rejected file
+    assert str(run.state) == "failed"
+
+    report = json.loads((root / "ingest_reports" / SOURCE / f"{SOURCE}_2025-03-31.json").read_text())
+    assert report["status"] == "ingested"
+    assert report["received"] == report["accepted"] == borough.extracts[SOURCE].num_rows
+    assert (root / "curated" / SOURCE / f"{SOURCE}_2025-03-31.parquet").exists()
+    rejected = json.loads((root / "ingest_reports" / SOURCE / f"{SOURCE}_2025-04-30.json").read_text())
+    assert rejected["status"] == "rejected" and rejected["rule"] == "unexpected_bom"
+    assert (root / "quarantine" / SOURCE / bad_name / bad_name).exists()
+    assert not (root / "curated" / SOURCE / f"{SOURCE}_2025-04-30.parquet").exists()
+
+    # The map index shows the file, and the failed mapped task is not retried (a malformed file stays bad).
+    failed = [ti for ti in run.get_task_instances() if ti.task_id == "ingest" and str(ti.state) == "failed"]
+    assert [ti.rendered_map_index for ti in failed] == [bad_name]
+    assert failed[0].try_number == 1
+
+    # A second run finds nothing new: no task fails and nothing is announced.
+    second = _states(dagbag.dags[f"ingest_{SOURCE}"].test())
+    assert second[("announce", -1)] == "skipped"
+    assert second[("verdict", -1)] == "success"
+    assert not any(task == "ingest" and state == "failed" for (task, _), state in second.items())
