@@ -1,7 +1,10 @@
 """Run the exchange cycle on the local Airflow through its REST API and print a summary.
 
-The runs are real DAG runs made by the scheduler, so they stay in the Airflow UI's run history. The
-summary is built only from what the tasks returned through XCom: counts and hashes, never a row.
+The runs are real DAG runs made by the scheduler, so they stay in the Airflow UI's run history. Only the
+first step is triggered by hand: every later DAG is started by Airflow's asset scheduling (extracts landed
+-> ingest -> identification -> shares -> partners answer -> receive -> identification again), and this
+script waits for each run and prints what its summary task returned through XCom: counts and hashes,
+never a row.
 """
 
 from __future__ import annotations
@@ -13,14 +16,31 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-#: The cycle, in order: (DAG id, the task whose return value summarises the run, run conf).
-#: Later steps (ingest, identify, share, receive) join this list as they are built.
-CYCLE: list[tuple[str, str, dict[str, Any]]] = [
-    ("demo_synthetic_borough", "generate", {}),
-    ("partner_connectivity", "summarise", {}),
+#: (how, DAG id, summary task). "trigger" starts a run; "await" waits for the run that asset scheduling
+#: started for that DAG after the cycle began.
+Step = tuple[str, str, str]
+SOURCES = [
+    "education_attendance",
+    "childrens_social_care",
+    "housing",
+    "neet",
+    "early_help",
+    "domestic_abuse",
+    "youth_offending",
+    "asb",
+    "childrens_centres",
+]
+SHARES = ["dwp_benefits_matching", "met_police_wider_help", "ons_evaluation"]
+CYCLE: list[Step] = [
+    ("trigger", "partner_connectivity", "summarise"),
+    ("trigger", "demo_synthetic_borough", "generate"),
+    *[("await", f"ingest_{s}", "announce") for s in SOURCES],
+    ("await", "identify_families", "evaluate_criteria"),
+    *[("await", f"share__{a}", "deliver") for a in SHARES],
 ]
 
 
@@ -36,8 +56,15 @@ class Api:
         req.add_header("Content-Type", "application/json")
         if auth:
             req.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
-            return json.loads(resp.read() or b"null")
+        for attempt in range(5):
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
+                    return json.loads(resp.read() or b"null")
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == 4:
+                    raise
+            time.sleep(2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def get(self, path: str) -> Any:
         return self._call("GET", path)
@@ -46,7 +73,7 @@ class Api:
         return self._call("POST", path, body)
 
 
-def wait_for_dag(api: Api, dag_id: str, timeout: float = 120) -> None:
+def wait_for_dag(api: Api, dag_id: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -59,17 +86,39 @@ def wait_for_dag(api: Api, dag_id: str, timeout: float = 120) -> None:
         time.sleep(1)
 
 
-def run_dag(api: Api, dag_id: str, conf: dict[str, Any], timeout: float) -> dict[str, Any]:
+def trigger(api: Api, dag_id: str, conf: dict[str, Any]) -> str:
     wait_for_dag(api, dag_id)
     run = api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
-    run_id = run["dag_run_id"]
+    return str(run["dag_run_id"])
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def awaited_run(api: Api, dag_id: str, since: datetime, timeout: float) -> str:
+    """The first run of ``dag_id`` queued after ``since``, once the scheduler has made it."""
+    wait_for_dag(api, dag_id)
     deadline = time.monotonic() + timeout
-    while run["state"] not in ("success", "failed"):
+    while True:
+        runs = api.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=run_after&limit=100")["dag_runs"]
+        later = [r for r in runs if r.get("queued_at") and _when(r["queued_at"]) >= since]
+        if later:
+            return str(later[0]["dag_run_id"])
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no run of {dag_id} started within {timeout:.0f} s (is it paused?)")
+        time.sleep(2)
+
+
+def wait_for_run(api: Api, dag_id: str, run_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        if run["state"] in ("success", "failed"):
+            return dict(run)
         if time.monotonic() > deadline:
             raise SystemExit(f"{dag_id} run {run_id} did not finish in {timeout:.0f} s")
         time.sleep(2)
-        run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-    return dict(run)
 
 
 def xcom(api: Api, dag_id: str, run_id: str, task_id: str) -> Any:
@@ -78,6 +127,16 @@ def xcom(api: Api, dag_id: str, run_id: str, task_id: str) -> Any:
         return api.get(path + "?deserialize=true").get("value")
     except urllib.error.HTTPError:
         return None
+
+
+def show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {show(v)}" for k, v in value.items())
+    return str(value)
 
 
 def main() -> int:
@@ -92,25 +151,29 @@ def main() -> int:
     api = Api(f"http://127.0.0.1:{port}", "admin", passwords["admin"])
 
     print(f"Exchange cycle on the synthetic borough ({args.persons:,} persons)")
+    since = datetime.now(UTC)
     failed = 0
-    for dag_id, task_id, conf in CYCLE:
-        if dag_id == "demo_synthetic_borough":
-            conf = {**conf, "persons": args.persons}
+    for how, dag_id, task_id in CYCLE:
         started = time.monotonic()
-        run = run_dag(api, dag_id, conf, args.timeout)
-        seconds = time.monotonic() - started
-        print(f"\n{dag_id}: {run['state']} in {seconds:.0f} s (run {run['dag_run_id']})")
+        if how == "trigger":
+            conf = {"persons": args.persons} if dag_id == "demo_synthetic_borough" else {}
+            run_id = trigger(api, dag_id, conf)
+        else:
+            run_id = awaited_run(api, dag_id, since, args.timeout)
+        run = wait_for_run(api, dag_id, run_id, args.timeout)
+        print(f"\n{dag_id}: {run['state']} after {time.monotonic() - started:.0f} s (run {run_id})")
         if run["state"] != "success":
             failed += 1
             continue
-        summary = xcom(api, dag_id, run["dag_run_id"], task_id) or {}
+        summary = xcom(api, dag_id, run_id, task_id) or {}
         for key, value in summary.items():
-            shown = f"{value:,}" if isinstance(value, int) else value
-            print(f"  {key}: {shown}")
+            print(f"  {key}: {show(value)}")
     print(
         f"\nRun history: http://127.0.0.1:{port}/dags  (user admin, password in {home}/"
         "simple_auth_manager_passwords.json.generated)"
     )
+    if failed:
+        print(f"{failed} run(s) failed: open them in the UI for the task logs.")
     return 1 if failed else 0
 
 

@@ -33,10 +33,14 @@ import pyarrow.compute as pc
 from upath import UPath
 
 from supporting_families.agreements import Agreement
+from supporting_families.assessment import assessment_status
+from supporting_families.cohort import CohortInputs, select_cohort
+from supporting_families.criteria import identification_dir, latest_identification
 from supporting_families.ledger import NewEntry, idempotency_key
 from supporting_families.openpgp import encrypt_and_sign
 from supporting_families.package import Manifest, minimise, new_manifest, write_partner_csv
 from supporting_families.pseudonymise import PseudonymKey, references
+from supporting_families.rights import read_restrictions
 from supporting_families.sftp_transfer import SftpEndpoint, deliver
 from supporting_families.storage import read_parquet, sha256_of, write_bytes_atomic, write_parquet
 
@@ -303,6 +307,42 @@ def disclosure_entry(
         },
         idempotency_key=idempotency_key("disclosure", agreement.id, delivery.delivery_id),
     )
+
+
+def cohort_inputs(store: UPath) -> CohortInputs:
+    """Everything cohort selection reads, from the newest identification and the register."""
+    as_of = latest_identification(store)
+    if as_of is None:
+        raise ShareError("no identification under identification/: run identify_families first")
+    folder = identification_dir(store, as_of)
+    links = read_parquet(store / "register" / "links.parquet")
+    # "Those who have not been included on the programme but may have received other services" (ONS):
+    # the children's centres are the internal source of other services.
+    services = links.filter(pc.equal(links["source"], "childrens_centres"))["person_id"]
+    return CohortInputs(
+        persons=read_parquet(store / "register" / "persons.parquet"),
+        person_flags=read_parquet(folder / "person_flags.parquet"),
+        family_problems=read_parquet(folder / "family_problems.parquet"),
+        assessments=assessment_status(store),
+        other_services=pc.unique(services),
+        restrictions=read_restrictions(store),
+        as_of=as_of,
+    )
+
+
+def prepare_delivery(
+    delivery: Delivery, agreement: Agreement, key: PseudonymKey, run_id: str
+) -> dict[str, Any]:
+    """Select, restrict, pseudonymise, minimise and package one delivery; returns counts for XCom."""
+    if delivery.manifest_path.exists():
+        manifest = delivery.manifest()
+        return {"delivery_id": delivery.delivery_id, "rows": manifest.row_count, "already_packaged": 1}
+    inputs = cohort_inputs(delivery.store)
+    cohort = select_cohort(agreement, inputs)
+    view, refs = share_view(cohort.table, inputs.persons, key, agreement)
+    counts = {"selected": cohort.selected, "excluded by restriction": cohort.excluded_by_restriction}
+    manifest = package_delivery(delivery, agreement, view, refs, run_id, counts)
+    return {"delivery_id": delivery.delivery_id, "rows": manifest.row_count, **counts}
 
 
 def reference_count(delivery: Delivery) -> int:

@@ -1,0 +1,156 @@
+"""One share DAG per data agreement, generated from ``include/agreements/*.yaml`` (``share__<agreement>``).
+
+Adding a partner is a new agreement file: this factory builds its DAG with no Python change. Each task
+reads its context, calls one function of ``supporting_families.share`` and passes counts through XCom.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+
+from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, delivery_asset, store
+from supporting_families.agreements import Agreement, load_agreements
+
+AGREEMENTS = load_agreements(resolve=False)
+
+
+def _doc(a: Agreement) -> str:
+    fields = ", ".join(f"`{f}`" for f in a.fields)
+    gateways = "; ".join(a.legal_gateways)
+    return f"""
+### Share: {a.title}
+
+**Partner:** {a.partner.name} (`{a.partner.code}`) · **agreement** `{a.id}` v{a.version} ·
+**cohort** `{a.cohort}`
+
+**Purpose** (the privacy notice): {a.purpose}
+
+**Legal gateways:** {gateways}
+
+**Fields that leave, in order:** {fields}. Nothing else: minimisation fails closed.
+
+1. **prepare**: takes the newest identification, selects the cohort (`supporting_families.cohort`),
+   leaves out anyone with an active restriction or objection (counted, never named), replaces internal
+   ids with this agreement's keyed references (HMAC-SHA256, key `{a.pseudonymisation.key_conn_id}`
+   v{a.pseudonymisation.key_version}), keeps exactly the agreed fields, and writes the partner's CSV to
+   staging with the delivery's reference list and manifest.
+2. **encrypt**: OpenPGP with GnuPG to the partner key pinned in the agreement, signed by the council
+   key, no compression; an expired, revoked or different key stops the run. The plaintext is deleted.
+3. **deliver**: SFTP to `{a.sftp.remote_inbox}` through `{a.sftp.conn_id}` with the host key pinned;
+   temporary name, size and hash check, atomic rename, never an overwrite; a retry finds the delivery
+   done and sends nothing. Records one `disclosure` in the audit ledger and emits
+   `{delivery_asset(a.id).name}`.
+
+**Schedule:** `{a.schedule.expression}` ({a.schedule.timezone}), or as soon as identification publishes
+new results after fresh internal extracts (`{IDENTIFICATION.name}`). Every delivery is named by its run
+(`sf-{a.id}-<delivery id>.csv.gpg`), so each run delivers at most once.
+
+Authentication and host-key failures, key problems and minimisation failures fail at once; network
+faults are retried with backoff. Logs and XCom hold counts and hashes only.
+"""
+
+
+def build_share_dag(agreement: Agreement) -> Any:
+    @dag(
+        dag_id=f"share__{agreement.dag_id_suffix}",
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(
+                agreement.schedule.expression, timezone=agreement.schedule.timezone
+            ),
+            assets=[IDENTIFICATION],
+        ),
+        start_date=START_DATE,
+        catchup=False,
+        default_args=DEFAULT_ARGS,
+        max_active_runs=1,
+        tags=["supporting-families", "share", agreement.partner.code],
+        doc_md=_doc(agreement),
+    )
+    def share() -> None:
+        @task
+        def prepare(run_id: str | None = None) -> dict[str, Any]:
+            from airflow.exceptions import AirflowFailException
+
+            from sf_airflow.credentials import pseudonym_key
+            from supporting_families.package import MinimisationError
+            from supporting_families.share import Delivery, delivery_id_for, prepare_delivery
+
+            assert run_id is not None
+            root = store()
+            delivery = Delivery(root, agreement.id, delivery_id_for(agreement.id, run_id))
+            try:
+                return prepare_delivery(delivery, agreement, pseudonym_key(agreement), run_id)
+            except MinimisationError as exc:
+                raise AirflowFailException(str(exc)) from None
+
+        @task
+        def encrypt(prepared: dict[str, Any]) -> dict[str, Any]:
+            from airflow.exceptions import AirflowFailException
+
+            from sf_airflow.credentials import council_openpgp, resolved_agreement
+            from supporting_families.openpgp import KeyProblem
+            from supporting_families.share import Delivery, encrypt_delivery
+
+            key = council_openpgp()
+            delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
+            try:
+                manifest = encrypt_delivery(
+                    delivery,
+                    resolved_agreement(agreement),
+                    council_fingerprint=key.fingerprint,
+                    passphrase=key.passphrase,
+                    gnupg_home=key.gnupg_home,
+                )
+            except KeyProblem as exc:
+                # An expired, revoked or mismatched key will not fix itself by retrying.
+                raise AirflowFailException(str(exc)) from None
+            return {**prepared, "ciphertext_sha256": manifest.ciphertext_sha256}
+
+        @task(outlets=[delivery_asset(agreement.id)])
+        def deliver(prepared: dict[str, Any], **context: Any) -> dict[str, Any]:
+            from airflow.exceptions import AirflowFailException
+
+            from sf_airflow.credentials import ledger
+            from sf_airflow.sftp import sftp_endpoint
+            from supporting_families.sftp_transfer import PermanentTransferError
+            from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
+
+            delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
+            try:
+                receipt = deliver_delivery(delivery, agreement, sftp_endpoint(agreement.sftp.conn_id))
+            except PermanentTransferError as exc:
+                # Host key, authentication, permissions: retrying would only knock on the door again.
+                raise AirflowFailException(str(exc)) from None
+            ti, dag_run = context["ti"], context["dag_run"]
+            with ledger() as book:
+                entry = book.append(
+                    disclosure_entry(
+                        agreement,
+                        delivery,
+                        delivery.manifest(),
+                        receipt,
+                        dag_id=ti.dag_id,
+                        run_id=ti.run_id,
+                        task_id=ti.task_id,
+                        try_number=ti.try_number,
+                        triggered_by=str(getattr(dag_run, "triggered_by", None) or dag_run.run_type),
+                        counts={k: v for k, v in prepared.items() if isinstance(v, int)},
+                    )
+                )
+            return {
+                "delivery_id": delivery.delivery_id,
+                "rows": prepared["rows"],
+                "status": receipt["status"],
+                "bytes": receipt["bytes"],
+                "ledger_seq": entry.seq,
+            }
+
+        deliver(encrypt(prepare()))
+
+    return share()
+
+
+for _agreement in AGREEMENTS:
+    build_share_dag(_agreement)
