@@ -108,7 +108,16 @@ def demo_partner_simulator() -> None:
         # learns of it as a missing return by the deadline, as it would from a real partner.
         return report.as_dict()
 
-    answer.expand(agreement_id=[a.id for a in AGREEMENTS])
+    @task
+    def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
+        """One line per partner for the run summary: counts only."""
+        keys = ("deliveries_collected", "deliveries_answered", "rows_returned", "deliveries_refused")
+        return {
+            str(report.get("agreement_id", i)): {k: report[k] for k in keys if k in report}
+            for i, report in enumerate(reports)
+        }
+
+    summarise(answer.expand(agreement_id=[a.id for a in AGREEMENTS]))
 
 
 demo_partner_simulator()

@@ -52,6 +52,11 @@ faults are retried with backoff. Logs and XCom hold counts and hashes only.
 """
 
 
+def _code(value: Any) -> str:
+    """An enum's value (``asset``, ``timetable``, ``manual``) as the ledger's short code."""
+    return str(getattr(value, "value", value))
+
+
 def build_share_dag(agreement: Agreement) -> Any:
     @dag(
         dag_id=f"share__{agreement.dag_id_suffix}",
@@ -71,14 +76,18 @@ def build_share_dag(agreement: Agreement) -> Any:
     def share() -> None:
         @task
         def prepare(run_id: str | None = None) -> dict[str, Any]:
-            from airflow.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             from sf_airflow.credentials import pseudonym_key
+            from supporting_families.criteria import latest_identification
             from supporting_families.package import MinimisationError
             from supporting_families.share import Delivery, delivery_id_for, prepare_delivery
 
             assert run_id is not None
             root = store()
+            if latest_identification(root) is None:
+                # A new installation's first scheduled run: nobody has been identified, so nothing may leave.
+                raise AirflowSkipException("no identification yet: nothing to share")
             delivery = Delivery(root, agreement.id, delivery_id_for(agreement.id, run_id))
             try:
                 return prepare_delivery(delivery, agreement, pseudonym_key(agreement), run_id)
@@ -87,7 +96,7 @@ def build_share_dag(agreement: Agreement) -> Any:
 
         @task
         def encrypt(prepared: dict[str, Any]) -> dict[str, Any]:
-            from airflow.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import council_openpgp, resolved_agreement
             from supporting_families.openpgp import KeyProblem
@@ -110,7 +119,9 @@ def build_share_dag(agreement: Agreement) -> Any:
 
         @task(outlets=[delivery_asset(agreement.id)])
         def deliver(prepared: dict[str, Any], **context: Any) -> dict[str, Any]:
-            from airflow.exceptions import AirflowFailException
+            from datetime import UTC, datetime
+
+            from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import ledger
             from sf_airflow.sftp import sftp_endpoint
@@ -118,33 +129,39 @@ def build_share_dag(agreement: Agreement) -> Any:
             from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
 
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
+            ti, dag_run = context["ti"], context["dag_run"]
+            counts = {k: v for k, v in prepared.items() if isinstance(v, int)}
+
+            def entry(receipt: dict[str, Any]) -> Any:
+                return disclosure_entry(
+                    agreement,
+                    delivery,
+                    delivery.manifest(),
+                    receipt,
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
+                    task_id=ti.task_id,
+                    try_number=ti.try_number,
+                    triggered_by=_code(getattr(dag_run, "triggered_by", None) or dag_run.run_type),
+                    counts=counts,
+                )
+
+            # Check the disclosure's ledger entry before sending: what cannot be recorded must not leave.
+            entry({"delivered_at": datetime.now(UTC).isoformat(), "bytes": 0}).validate()
             try:
                 receipt = deliver_delivery(delivery, agreement, sftp_endpoint(agreement.sftp.conn_id))
             except PermanentTransferError as exc:
                 # Host key, authentication, permissions: retrying would only knock on the door again.
                 raise AirflowFailException(str(exc)) from None
-            ti, dag_run = context["ti"], context["dag_run"]
+            # A retry after a failed append finds the receipt, sends nothing, and records the entry once.
             with ledger() as book:
-                entry = book.append(
-                    disclosure_entry(
-                        agreement,
-                        delivery,
-                        delivery.manifest(),
-                        receipt,
-                        dag_id=ti.dag_id,
-                        run_id=ti.run_id,
-                        task_id=ti.task_id,
-                        try_number=ti.try_number,
-                        triggered_by=str(getattr(dag_run, "triggered_by", None) or dag_run.run_type),
-                        counts={k: v for k, v in prepared.items() if isinstance(v, int)},
-                    )
-                )
+                recorded = book.append(entry(receipt))
             return {
                 "delivery_id": delivery.delivery_id,
                 "rows": prepared["rows"],
                 "status": receipt["status"],
                 "bytes": receipt["bytes"],
-                "ledger_seq": entry.seq,
+                "ledger_seq": recorded.seq,
             }
 
         deliver(encrypt(prepare()))

@@ -87,7 +87,7 @@ ANSWERED_SUFFIX = ".answered.json"
 REFUSED_SUFFIX = ".refused.json"
 #: Where the ``hostile_file_name`` fault's symbolic link points: outside the outbox (and the SFTP root).
 HOSTILE_LINK_TARGET = "/etc/passwd"
-_DELIVERY_ID = r"d[0-9a-f]{16}"
+_DELIVERY_ID = r"d[a-p]{16}"  # the council's delivery ids (supporting_families.share)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ __all__ = [
     "Pseudonymisation",
     "Receipt",
     "Retention",
+    "ReturnFlag",
     "ReturnReference",
     "ReturnSpec",
     "ReturnStatus",
@@ -467,6 +468,26 @@ class ReturnReference(_Strict):
     refers_to: ReferenceField
 
 
+class ReturnFlag(_Strict):
+    """One return column that becomes a partner flag for one of the criteria's sub-criteria.
+
+    What a flag means follows from the column's type, so the file cannot say two things at once:
+
+    * a ``boolean`` column flags the person when it is ``true``, with no evidence date (DWP agreement: DWP
+      says whether an out-of-work benefit is in payment, not since when);
+    * a ``date`` column flags the person when it holds a date, and that date is the evidence date (Police
+      agreement: the date of the offence, caution or ASB intervention, which the criteria's 12-month
+      windows are applied to).
+
+    Only rows the partner matched are merged; a flag on a row it rejected (e.g. ``address_not_confirmed``)
+    is never taken in. ``sub_criterion`` is a code from ``include/criteria.yaml`` whose ``partners`` list
+    this agreement's partner; the criteria engine ignores a flag that its configuration does not take.
+    """
+
+    column: ColumnName
+    sub_criterion: ColumnName
+
+
 class ReturnStatus(_Strict):
     """A per-row outcome column, so reconciliation can tell matched rows from those the partner rejected."""
 
@@ -501,6 +522,9 @@ class ReturnSpec(_Strict):
     status: ReturnStatus | None = None
     #: ...receipts (ONS) say which columns carry the row count and hash instead.
     receipt: Receipt | None = None
+    #: Which columns of a per-reference return become partner flags in the register (issue 5 item 4).
+    #: Empty: the return is reconciled but adds no flags.
+    flags: tuple[ReturnFlag, ...] = ()
 
     @field_validator("file_pattern")
     @classmethod
@@ -517,6 +541,13 @@ class ReturnSpec(_Strict):
         if not value.endswith((".gpg", ".pgp")):
             raise ValueError(
                 f"{value!r} must end in .gpg or .pgp: returns arrive OpenPGP encrypted and signed"
+            )
+        # docs/STORE.md: a return names the delivery it answers, `<return prefix>-<delivery id>.csv.gpg`.
+        # The one '*' stands for the delivery id, so the receive DAG can tell which delivery a file
+        # answers and wait for exactly that file; other wildcards would make the id ambiguous.
+        if value.count("*") != 1 or "?" in value or "[" in value:
+            raise ValueError(
+                f"{value!r} must have exactly one '*' (standing for the delivery id) and no '?' or '[]'"
             )
         return value
 
@@ -558,8 +589,32 @@ class ReturnSpec(_Strict):
         if self.receipt is not None:
             need("receipt.row_count_column", self.receipt.row_count_column, "integer")
             need("receipt.sha256_column", self.receipt.sha256_column, "string")
+        self._flag_rules(rules, by_name, names)
         rules.check()
         return self
+
+    def _flag_rules(self, rules: _Rules, by_name: dict[str, Column], names: tuple[str, ...]) -> None:
+        if not self.flags:
+            return
+        if self.reference is None:
+            rules.fail("flags", "flags come from a per-reference return, not a receipt")
+        elif self.reference.refers_to != "person_ref":
+            # The criteria flag persons; a family reference would have to flag every member alike.
+            rules.fail("flags", "flags need a return keyed on person_ref (reference.refers_to)")
+        for name in _duplicates(tuple(f.column for f in self.flags)):
+            rules.fail("flags", f"column {name!r} is mapped twice")
+        for i, flag in enumerate(self.flags):
+            column = by_name.get(flag.column)
+            if column is None:
+                rules.fail(
+                    ("flags", i, "column"), f"{flag.column!r} is not one of the columns ({', '.join(names)})"
+                )
+            elif column.type not in ("boolean", "date"):
+                rules.fail(
+                    ("flags", i, "column"),
+                    f"column {flag.column!r} is {column.type}: a flag is a boolean (true flags) or a date "
+                    "(a date flags, and is the evidence date)",
+                )
 
     @property
     def kind(self) -> Literal["per_reference", "receipt"]:

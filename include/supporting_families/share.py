@@ -54,12 +54,19 @@ class ShareError(RuntimeError):
 
 
 def delivery_id_for(agreement_id: str, run_id: str) -> str:
-    """A stable id for a run's delivery: ``d`` and 16 hex digits of a hash of agreement and run id.
+    """A stable id for a run's delivery: ``d`` and 16 letters from a hash of agreement and run id.
 
-    The same run (and every retry of it) gets the same id, so every step finds its own earlier work. It
-    holds no date on purpose: the ledger refuses date-like values, and the time is in the ledger entry.
+    The same run (and every retry of it) gets the same id, so every step finds its own earlier work.
+    Letters only (hex digits 0-f spelled a-p): the id goes into the ledger, whose personal-data guard
+    refuses dates and long runs of digits, so the id must never look like either.
     """
-    return "d" + hashlib.sha256(f"{agreement_id}\n{run_id}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{agreement_id}\n{run_id}".encode()).hexdigest()[:16]
+    return "d" + digest.translate(_HEX_AS_LETTERS)
+
+
+_HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+#: What :func:`delivery_id_for` produces; partners' return names carry it (docs/STORE.md).
+DELIVERY_ID_PATTERN = r"d[a-p]{16}"
 
 
 @dataclass(frozen=True)
@@ -340,7 +347,7 @@ def prepare_delivery(
     inputs = cohort_inputs(delivery.store)
     cohort = select_cohort(agreement, inputs)
     view, refs = share_view(cohort.table, inputs.persons, key, agreement)
-    counts = {"selected": cohort.selected, "excluded by restriction": cohort.excluded_by_restriction}
+    counts = {"selected": cohort.selected, "excluded_by_restriction": cohort.excluded_by_restriction}
     manifest = package_delivery(delivery, agreement, view, refs, run_id, counts)
     return {"delivery_id": delivery.delivery_id, "rows": manifest.row_count, **counts}
 

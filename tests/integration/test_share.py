@@ -109,7 +109,8 @@ def test_partner_decrypts_verifies_and_finds_exactly_the_agreed_fields(
                     run_id=run_id,
                     task_id="deliver",
                     try_number=1,
-                    triggered_by="test",
+                    triggered_by="manual",
+                    counts={"selected": 20, "excluded_by_restriction": 0},
                 )
             )
         assert ledger.count("disclosure") == 1

@@ -288,6 +288,14 @@ def test_there_is_a_fixture_for_each_failure_the_brief_names() -> None:
         "person-ref-not-sent",
         "programme-status-missing",
         "deadline-not-positive",
+        # issue 5: the return side's configuration
+        "return-flag-not-a-column",
+        "return-flag-not-boolean-or-date",
+        "return-flag-mapped-twice",
+        "return-flag-bad-sub-criterion",
+        "return-flags-keyed-on-family",
+        "return-flags-on-receipt",
+        "return-pattern-without-delivery-id",
     } <= names
 
 
@@ -306,3 +314,43 @@ def test_invalid_fixture_fails_naming_file_and_key(path: Path) -> None:
     for key, fragment in expected:
         messages = [p.message for p in problems if p.key == key]
         assert any(fragment in m for m in messages), f"{key}: expected {fragment!r} in {messages}"
+
+
+# --- what the return side takes into the register (issue 5) ----------------------------------------------
+
+
+def test_return_flags_map_columns_to_the_criteria_partner_sub_criteria(agreements: list[Agreement]) -> None:
+    found = by_id(agreements)
+    dwp, police, ons = (
+        found[i] for i in ("dwp-benefits-matching", "met-police-wider-help", "ons-evaluation")
+    )
+    assert [(f.column, f.sub_criterion) for f in dwp.returns.flags] == [
+        ("out_of_work_benefit", "out_of_work_benefits"),
+        ("disability_benefit", "disability_benefits"),
+    ]
+    assert [(f.column, f.sub_criterion) for f in police.returns.flags] == [
+        ("proven_offence_date", "proven_offence_or_caution"),
+        ("caution_date", "proven_offence_or_caution"),
+        ("asb_intervention_date", "asb_intervention"),
+    ]
+    assert ons.returns.flags == (), "a receipt carries no flags"
+
+
+@pytest.mark.parametrize("path", AGREEMENT_FILES, ids=[_label(p) for p in AGREEMENT_FILES])
+def test_every_flag_is_one_the_criteria_take_from_that_partner(path: Path) -> None:
+    # A flag the criteria do not take from this partner would be merged and then silently ignored.
+    from supporting_families.criteria import load_criteria
+
+    agreement = load_agreement(path, env=FINGERPRINTS)
+    taken = {
+        code: {p.partner for p in sub.partners} for _headline, code, sub in load_criteria().sub_criteria()
+    }
+    for flag in agreement.returns.flags:
+        assert agreement.partner.code in taken.get(flag.sub_criterion, set()), flag
+        assert agreement.returns.column(flag.column).type in ("boolean", "date")
+
+
+def test_each_return_pattern_has_one_slot_for_the_delivery_id(agreements: list[Agreement]) -> None:
+    for agreement in agreements:
+        pattern = agreement.returns.file_pattern
+        assert pattern.count("*") == 1 and "?" not in pattern and "[" not in pattern

@@ -1,0 +1,148 @@
+"""Benchmark reconciliation: a 1,000,000-row return against its delivery's references, and the merge.
+
+    .venv/bin/python benchmarks/bench_reconcile.py [--rows 1000000] [--repeat 2] [--validate]
+
+Receive issue, "done when": a benchmark reconciles a 1,000,000-row return against its manifest and merges
+it in under 2 seconds. The delivery sent 1,000,000 persons (references made with a random key, as the
+share makes them) and its ``references.parquet`` is in a temporary store. The delivery named 3% more persons
+than the return has rows; the return is DWP-shaped: 1,000,000 rows in shuffled order, 2.5% of them
+"address not confirmed", 0.1% duplicated rows and 0.1% references that were never sent, with benefit flags.
+
+Timed, per repeat (wall seconds, as one receive task runs them):
+
+* ``read refs``: reading the delivery's ``references.parquet`` from the store;
+* ``reconcile``: classifying every reference (``receive_reconcile.reconcile``);
+* ``classified``: writing ``classified.parquet`` (one row per sent reference and per extra row);
+* ``merge``: mapping the matched rows' flags to persons and writing ``register/partner_flags/`` atomically
+  (``receive.merge_flags``).
+
+``total`` is their sum: the figure the issue bounds. With ``--validate`` the strict CSV reading and pandera
+validation of the same return is timed as well (not part of the bound). Only sizes and times are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from upath import UPath
+
+from supporting_families.agreements import load_agreements
+from supporting_families.pseudonymise import PseudonymKey, references
+from supporting_families.receive import merge_flags, read_references
+from supporting_families.receive_reconcile import reconcile
+from supporting_families.receive_validate import validate_return
+from supporting_families.storage import write_parquet
+
+BOUND_SECONDS = 2.0
+
+
+def make_delivery(n: int) -> pa.Table:
+    ids = pa.array([f"P{i:08d}" for i in range(n)])
+    key = PseudonymKey("dwp-benefits-matching", 1, secrets.token_bytes(32))
+    return pa.table(
+        {
+            "person_id": ids,
+            "family_id": pa.array([f"H{i // 3:08d}" for i in range(n)]),
+            "person_ref": references(ids, key, "person"),
+            "family_ref": references(pa.array([f"H{i // 3:08d}" for i in range(n)]), key, "family"),
+        }
+    )
+
+
+def make_return(sent: pa.Table, rows: int, rng: np.random.Generator) -> pa.Table:
+    refs = sent.column("person_ref").combine_chunks()
+    extra = rows // 1000
+    answered = rng.permutation(len(refs))[: rows - 2 * extra]
+    duplicates = rng.choice(answered, size=extra)
+    unexpected = pa.array([f"v1-{secrets.token_hex(16)}" for _ in range(extra)])
+    body = pa.concat_arrays([refs.take(pa.array(answered)), refs.take(pa.array(duplicates)), unexpected])
+    body = body.take(pa.array(rng.permutation(len(body))))
+    m = len(body)
+    status = np.where(rng.random(m) < 0.025, "address_not_confirmed", "matched")
+    confirmed = status == "matched"
+    return pa.table(
+        {
+            "person_ref": body,
+            "match_status": pa.array(status),
+            "out_of_work_benefit": pa.array(rng.random(m) < 0.3, mask=~confirmed),
+            "disability_benefit": pa.array(rng.random(m) < 0.1, mask=~confirmed),
+        }
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--validate", action="store_true", help="also time strict CSV validation")
+    args = parser.parse_args()
+    agreement = {a.id: a for a in load_agreements(resolve=False)}["dwp-benefits-matching"]
+    rng = np.random.default_rng(2026)
+
+    with tempfile.TemporaryDirectory(prefix="sf-bench-reconcile-") as tmp:
+        store = UPath(Path(tmp).as_uri())
+        refs_path = store / "deliveries" / agreement.id / "d0123456789abcdef" / "references.parquet"
+        started = time.perf_counter()
+        sent = make_delivery(int(args.rows * 1.03))
+        write_parquet(sent, refs_path)
+        returned = make_return(sent, args.rows, rng)
+        print(
+            f"delivery: {sent.num_rows:,} references; return: {returned.num_rows:,} rows "
+            f"(set up in {time.perf_counter() - started:.1f} s)"
+        )
+        totals = []
+        for attempt in range(1, args.repeat + 1):
+            folder = store / "returns" / agreement.id / f"attempt-{attempt}"
+            name = f"dwp-return-d{attempt:016x}.csv.gpg"
+            times: dict[str, float] = {}
+            t = time.perf_counter()
+            sent_refs = read_references(refs_path)
+            times["read refs"] = time.perf_counter() - t
+            t = time.perf_counter()
+            result = reconcile(returned, sent_refs, agreement)
+            times["reconcile"] = time.perf_counter() - t
+            t = time.perf_counter()
+            write_parquet(result.classified, folder / "classified.parquet")
+            times["classified"] = time.perf_counter() - t
+            t = time.perf_counter()
+            merged = merge_flags(store, agreement, result.accepted, return_file=name, file_sha256="0" * 64)
+            times["merge"] = time.perf_counter() - t
+            total = sum(times.values())
+            totals.append(total)
+            stages = "  ".join(f"{k} {v:.3f}" for k, v in times.items())
+            print(f"run {attempt}: {stages}  total {total:.3f} s  ({merged.flags:,} flags merged)")
+            print(f"        counts: {result.report()}")
+        best = min(totals)
+        verdict = "within" if best < BOUND_SECONDS else "OVER"
+        rows = returned.num_rows
+        print(
+            f"reconcile + merge of {rows:,} rows: best {best:.3f} s ({verdict} the {BOUND_SECONDS} s bound)"
+        )
+
+        if args.validate:
+            csv_path = Path(tmp) / "return.csv"
+            text = returned.set_column(
+                2,
+                "out_of_work_benefit",
+                pa.array(["" if v is None else str(v).lower() for v in returned.column(2).to_pylist()]),
+            ).set_column(
+                3,
+                "disability_benefit",
+                pa.array(["" if v is None else str(v).lower() for v in returned.column(3).to_pylist()]),
+            )
+            pacsv.write_csv(text, csv_path, write_options=pacsv.WriteOptions(quoting_style="none"))
+            t = time.perf_counter()
+            validated = validate_return(csv_path, agreement)
+            seconds = time.perf_counter() - t
+            print(f"strict read + pandera validation of {validated.rows:,} rows: {seconds:.3f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,448 @@
+"""Reading and validating a partner's decrypted return strictly by its agreement's ``returns`` spec.
+
+Issue 5 item 2: "validation against the agreement's return schema with pandera, lazy, with a row-level
+report". Two layers, as for the internal extracts (``ingest_read`` / ``ingest_validate``):
+
+* **File rules** (:data:`RETURN_FILE_RULES`): size, encoding, header, row shape. Breaking one means the file
+  cannot be read reliably (a shifted delimiter moves a flag into the reference column), so it is rejected
+  whole before any row is looked at.
+* **Row rules** (:data:`RETURN_ROW_RULES`): every cell of every row against the column's type, allowed values
+  and nullability, and the reference column against the reference format, checked lazily with pandera so
+  the report lists every failure in one pass.
+
+A return is all or nothing: one failing row rejects the file (issue 5 item 5: "a bad return file ... is
+quarantined"), because its answers change who is eligible and a partial answer cannot be told from a
+complete one. Nothing here ever puts a value from the file in a message, a log line or the report: only
+the file name, the rule, the column and the row number as a spreadsheet shows it (the header is row 1).
+
+The cell format the partners write (see ``partner_simulator.answers.render_csv``): UTF-8 without a
+byte-order mark, RFC 4180 quoting, booleans ``true``/``false``, dates ISO 8601 (``2025-03-31``), integers in
+decimal, an empty cell for "no value".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+import pandera.errors
+import pandera.pandas as pdr
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from supporting_families.agreements import Agreement, Column
+
+__all__ = [
+    "PROBLEMS_SCHEMA",
+    "RETURN_FILE_RULES",
+    "RETURN_ROW_RULES",
+    "ReturnRejected",
+    "ValidatedReturn",
+    "validate_return",
+]
+
+MIB: Final = 1 << 20
+
+#: File-level rules: each rejects the whole file. Their keys are what reports and exceptions name.
+RETURN_FILE_RULES: Final[dict[str, str]] = {
+    "too_large": "the decrypted file is larger than the agreement's returns.max_size_mib",
+    "empty_file": "the file has no content",
+    "unexpected_bom": "the file starts with a byte-order mark (returns are UTF-8 without one)",
+    "encoding": "the bytes are not valid UTF-8 text",
+    "duplicate_headers": "a column header appears more than once",
+    "header": "the header is not exactly the agreement's return columns, in order",
+    "unparseable": "the CSV cannot be parsed (for example an unbalanced quote)",
+    "ragged_rows": "a row has more or fewer fields than the header",
+    "receipt_rows": "a receipt must have exactly one data row",
+    "row_rules": "one or more rows break a row rule (see the report)",
+}
+
+#: Row-level rules, named in ``report.csv`` (one line per row, column and rule).
+RETURN_ROW_RULES: Final[dict[str, str]] = {
+    "blank_row": "every field of the row is empty",
+    "required": "an empty value in a column the agreement does not mark nullable",
+    "allowed": "the value is not one of the column's allowed values",
+    "boolean": "the value is not 'true' or 'false'",
+    "date": "the value is not a real date written YYYY-MM-DD",
+    "integer": "the value is not a whole number",
+    "reference": "the reference is not of the form v<key version>-<32 lower-case hex digits>",
+    "sha256": "the value is not a SHA-256 digest (64 hex digits)",
+    "ragged_row": "the row has more or fewer fields than the header",
+}
+
+#: ``report.csv`` and :attr:`ReturnRejected.problems`: where, never what.
+PROBLEMS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("row_number", pa.int64()),
+        pa.field("column", pa.string()),
+        pa.field("rule", pa.string()),
+    ]
+)
+
+# pseudonymise.REFERENCE_RE, anchored for Arrow's regex engine: what a partner must echo back.
+REFERENCE_PATTERN: Final = r"^v[1-9][0-9]{0,5}-[0-9a-f]{32}$"
+_SHA256_PATTERN: Final = r"^[0-9a-fA-F]{64}$"
+_INTEGER_PATTERN: Final = r"^-?[0-9]{1,18}$"
+_DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_BOOLEANS: Final = ("true", "false")
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
+_UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
+# pandera's name for a null in a non-nullable column.
+_PANDERA_NOT_NULL: Final = "not_nullable"
+#: Row numbers quoted in an exception message; the report has them all.
+_ROWS_IN_MESSAGE: Final = 10
+
+_ARROW_TYPES: Final[dict[str, pa.DataType]] = {
+    "string": pa.string(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "integer": pa.int64(),
+}
+
+
+def _empty_problems() -> pa.Table:
+    return PROBLEMS_SCHEMA.empty_table()
+
+
+class ReturnRejected(Exception):
+    """A return file was rejected: ``str()`` names the file, the rule and the row numbers, never a value.
+
+    ``problems`` holds one row per (row_number, column, rule) for row-level failures (empty for a file rule
+    without rows); it is what ``report.csv`` in the quarantine contains.
+    """
+
+    def __init__(self, file: str, rule: str, detail: str, problems: pa.Table | None = None) -> None:
+        self.file = file
+        self.rule = rule
+        self.detail = detail
+        self.problems = problems if problems is not None else _empty_problems()
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        message = f"{self.file}: rejected by rule {self.rule!r}: {self.detail}"
+        rows = self.row_numbers
+        if rows:
+            shown = ", ".join(str(r) for r in rows[:_ROWS_IN_MESSAGE])
+            more = f" and {len(rows) - _ROWS_IN_MESSAGE} more" if len(rows) > _ROWS_IN_MESSAGE else ""
+            rules = sorted(set(self.problems.column("rule").to_pylist()))
+            message += f" (row rules {rules}; rows {shown}{more}; see report.csv)"
+        return message
+
+    @property
+    def row_numbers(self) -> list[int]:
+        """Distinct row numbers with a problem, ascending (as a spreadsheet numbers them)."""
+        if self.problems.num_rows == 0:
+            return []
+        rows = pc.unique(pc.drop_null(self.problems.column("row_number"))).to_pylist()
+        return sorted(int(r) for r in rows)
+
+    def __reduce__(self) -> tuple[type[ReturnRejected], tuple[str, str, str, pa.Table]]:
+        # Keep the fields across pickling (Airflow's exception transport, multiprocessing).
+        return (type(self), (self.file, self.rule, self.detail, self.problems))
+
+
+@dataclass(frozen=True)
+class ValidatedReturn:
+    """A return that passed every rule: its rows typed by the agreement (string, bool, date32, int64)."""
+
+    file: str
+    table: pa.Table
+
+    @property
+    def rows(self) -> int:
+        return int(self.table.num_rows)
+
+
+# -- file rules ----------------------------------------------------------------------------------------
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _decode(data: bytes, file: str) -> str:
+    if not data.strip():
+        raise ReturnRejected(file, "empty_file", "the file is empty")
+    if data.startswith(_UTF8_BOM) or data.startswith(_UTF16_BOMS):
+        raise ReturnRejected(file, "unexpected_bom", "the file starts with a byte-order mark")
+    if b"\x00" in data:
+        line = _line_of(data, data.index(b"\x00"))
+        raise ReturnRejected(file, "encoding", f"a NUL byte on line {line}: not a UTF-8 text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # The exception names the offending bytes: only the line number leaves this function.
+        raise ReturnRejected(
+            file, "encoding", f"bytes on line {_line_of(data, exc.start)} are not valid UTF-8"
+        ) from None
+
+
+def _check_header(text: str, expected: list[str], file: str) -> None:
+    end = text.find("\n")
+    line = (text if end < 0 else text[:end]).rstrip("\r")
+    header = next(csv.reader([line]), [])
+    known = set(expected)
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        # Only names the agreement declares are ever quoted: anything else could be a value.
+        named = [h for h in dupes if h in known]
+        others = len(dupes) - len(named)
+        raise ReturnRejected(
+            file,
+            "duplicate_headers",
+            f"repeated headers {named}" + (f" and {others} other repeated header(s)" if others else ""),
+        )
+    if header != expected:
+        missing = [name for name in expected if name not in header]
+        unknown = sum(1 for h in header if h not in known)
+        if not missing and not unknown:
+            detail = f"the columns are in another order; the agreement's order is {expected}"
+        else:
+            detail = (
+                f"missing {missing}, {unknown} header(s) the agreement does not name; expected {expected}"
+            )
+        raise ReturnRejected(file, "header", detail)
+
+
+def _read_csv(data: bytes, expected: list[str], *, threads: bool, ragged: list[int | None]) -> pa.Table:
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        # row.text holds the values: only the number is kept. It counts records from the header (1), so
+        # it is the row number a spreadsheet shows, even with quoted line breaks (unknown when threaded).
+        ragged.append(row.number)
+        return "skip"
+
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(
+            column_names=expected, skip_rows=1, use_threads=threads, block_size=16 << 20
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=",",
+            quote_char='"',
+            double_quote=True,
+            newlines_in_values=True,
+            ignore_empty_lines=False,
+            invalid_row_handler=on_invalid,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(expected, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _parse(data: bytes, expected: list[str], file: str) -> pa.Table:
+    if data.count(b'"') % 2:
+        # Quotes come in pairs (an embedded quote is doubled); an odd count is usually a truncated file,
+        # whose last value the parser would otherwise take, cut short, as a short row.
+        raise ReturnRejected(file, "unparseable", "an unbalanced double quote: is the file truncated?")
+    ragged: list[int | None] = []
+    try:
+        table = _read_csv(data, expected, threads=True, ragged=ragged)
+        if ragged and None in ragged:
+            # The threaded reader does not know row numbers; read again, in one thread, to name them.
+            ragged.clear()
+            _read_csv(data, expected, threads=False, ragged=ragged)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # pyarrow's message quotes the row it choked on: keep none of it.
+        raise ReturnRejected(
+            file, "unparseable", "the CSV parser could not read the file (an unbalanced quote?)"
+        ) from None
+    if ragged:
+        numbers = sorted(n for n in ragged if n is not None)
+        problems = pa.table(
+            {
+                "row_number": pa.array(numbers, pa.int64()),
+                "column": pa.array([""] * len(numbers), pa.string()),
+                "rule": pa.array(["ragged_row"] * len(numbers), pa.string()),
+            },
+            schema=PROBLEMS_SCHEMA,
+        )
+        raise ReturnRejected(
+            file,
+            "ragged_rows",
+            f"{len(ragged)} row(s) with a field count other than the header's {len(expected)}",
+            problems,
+        )
+    return table
+
+
+# -- row rules -----------------------------------------------------------------------------------------
+
+
+def _arrow(series: pd.Series[str]) -> pa.ChunkedArray:
+    # The frame is Arrow-backed (pd.ArrowDtype), so this hands the checks Arrow's own buffers.
+    return pa.chunked_array(pa.array(series.array))
+
+
+def _as_series(mask: pa.ChunkedArray | pa.Array, like: pd.Series[str]) -> pd.Series[bool]:
+    values = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return pd.Series(values, index=like.index)
+
+
+def _regex_check(pattern: str, name: str) -> pdr.Check:
+    def check(series: pd.Series[str]) -> pd.Series[bool]:
+        return _as_series(pc.match_substring_regex(_arrow(series), pattern), series)
+
+    # element-wise nulls are the nullability rule's business, not this one's.
+    return pdr.Check(check, name=name, ignore_na=True)
+
+
+def _in_check(values: tuple[str, ...], name: str) -> pdr.Check:
+    value_set = pa.array(values, pa.string())
+
+    def check(series: pd.Series[str]) -> pd.Series[bool]:
+        return _as_series(pc.is_in(_arrow(series), value_set=value_set), series)
+
+    return pdr.Check(check, name=name, ignore_na=True)
+
+
+def _date_check() -> pdr.Check:
+    def check(series: pd.Series[str]) -> pd.Series[bool]:
+        values = _arrow(series)
+        shaped = pc.match_substring_regex(values, _DATE_PATTERN)
+        # strptime rolls impossible dates over (2025-02-31 becomes 3 March): the day must survive.
+        parsed = pc.strptime(values, format="%Y-%m-%d", unit="s", error_is_null=True)
+        day = pc.utf8_lpad(pc.cast(pc.day(parsed), pa.string()), width=2, padding="0")
+        same_day = pc.equal(pc.utf8_slice_codeunits(values, 8, 10), day)
+        return _as_series(pc.and_(shaped, same_day), series)
+
+    return pdr.Check(check, name="date", ignore_na=True)
+
+
+def _column_checks(column: Column, agreement: Agreement) -> list[pdr.Check]:
+    spec = agreement.returns
+    checks: list[pdr.Check] = []
+    if column.type == "boolean":
+        checks.append(_in_check(_BOOLEANS, "boolean"))
+    elif column.type == "date":
+        checks.append(_date_check())
+    elif column.type == "integer":
+        checks.append(_regex_check(_INTEGER_PATTERN, "integer"))
+    if column.allowed is not None:
+        checks.append(_in_check(column.allowed, "allowed"))
+    if spec.reference is not None and column.name == spec.reference.column:
+        checks.append(_regex_check(REFERENCE_PATTERN, "reference"))
+    if spec.receipt is not None and column.name == spec.receipt.sha256_column:
+        checks.append(_regex_check(_SHA256_PATTERN, "sha256"))
+    return checks
+
+
+def return_schema(agreement: Agreement) -> pdr.DataFrameSchema:
+    """The pandera schema of a return's text columns (empty cells already null)."""
+    return pdr.DataFrameSchema(
+        {
+            c.name: pdr.Column(nullable=c.nullable, checks=_column_checks(c, agreement), coerce=False)
+            for c in agreement.returns.columns
+        },
+        strict=True,
+        ordered=True,
+        name=f"{agreement.id} return",
+    )
+
+
+def _blank_to_null(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    out: pa.ChunkedArray = pc.if_else(
+        pc.equal(pc.utf8_length(values), 0), pa.scalar(None, pa.string()), values
+    )
+    return out
+
+
+def _row_failures(values: pa.Table, agreement: Agreement) -> pa.Table:
+    """Every (row_number, column, rule) that fails, sorted; empty when every row passes."""
+    n = values.num_rows
+    blank = np.ones(n, dtype=np.bool_)
+    for column in values.columns:
+        blank &= np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=np.bool_)
+    rows: list[np.ndarray] = [np.flatnonzero(blank)]
+    columns: list[str] = [""] * int(blank.sum())
+    rules: list[str] = ["blank_row"] * int(blank.sum())
+    frame = values.to_pandas(types_mapper=pd.ArrowDtype)
+    if blank.any():
+        frame = frame.loc[~blank]  # a blank row is reported once, not once per empty column
+    try:
+        return_schema(agreement).validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        # failure_case holds the offending value: only the index, column and check are read.
+        cases = exc.failure_cases
+        located = cases["index"].notna() & cases["column"].notna()
+        if not bool(located.all()):
+            # The header was checked before, so every failure is a cell; anything else is a bug.
+            raise RuntimeError(f"{agreement.id}: a pandera failure without a row or column") from None
+        check = cases["check"].astype(str)
+        rule = check.where(check != _PANDERA_NOT_NULL, "required")
+        unknown = sorted(set(rule) - set(RETURN_ROW_RULES))
+        if unknown:
+            raise RuntimeError(
+                f"{agreement.id}: pandera reported checks {unknown} that are not row rules"
+            ) from None
+        rows.append(cases["index"].to_numpy(dtype=np.int64))
+        columns.extend(cases["column"].astype(str).tolist())
+        rules.extend(rule.tolist())
+    index = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    table = pa.table(
+        {
+            # Row i of the table is spreadsheet row i + 2: the header is row 1 (no row was skipped,
+            # since ragged rows reject the file before this runs).
+            "row_number": pa.array(index.astype(np.int64) + 2, pa.int64()),
+            "column": pa.array(columns, pa.string()),
+            "rule": pa.array(rules, pa.string()),
+        },
+        schema=PROBLEMS_SCHEMA,
+    )
+    return table.sort_by([("row_number", "ascending"), ("column", "ascending"), ("rule", "ascending")])
+
+
+def _typed(values: pa.Table, agreement: Agreement) -> pa.Table:
+    """The validated text columns in the agreement's types (every value is known to convert)."""
+    columns: list[pa.ChunkedArray] = []
+    receipt = agreement.returns.receipt
+    for spec in agreement.returns.columns:
+        column = values.column(spec.name)
+        if spec.type == "boolean":
+            column = pc.equal(column, "true")
+        elif spec.type == "date":
+            column = pc.cast(pc.strptime(column, format="%Y-%m-%d", unit="s"), pa.date32())
+        elif spec.type == "integer":
+            column = pc.cast(column, pa.int64())
+        elif receipt is not None and spec.name == receipt.sha256_column:
+            column = pc.utf8_lower(column)  # hex digits compare case-insensitively
+        columns.append(column)
+    schema = pa.schema(
+        [pa.field(c.name, _ARROW_TYPES[c.type], nullable=c.nullable) for c in agreement.returns.columns]
+    )
+    return pa.table(columns, schema=schema)
+
+
+def validate_return(plaintext: Path, agreement: Agreement, *, name: str | None = None) -> ValidatedReturn:
+    """Read ``plaintext`` (a decrypted return) strictly by ``agreement.returns``; ReturnRejected otherwise.
+
+    ``name`` is the return's file name for messages and the report (default: ``plaintext.name``).
+    """
+    file = name or plaintext.name
+    spec = agreement.returns
+    size = plaintext.stat().st_size
+    if size > spec.max_size_mib * MIB:
+        raise ReturnRejected(file, "too_large", f"{size} bytes > {spec.max_size_mib} MiB")
+    data = plaintext.read_bytes()
+    text = _decode(data, file)
+    expected = [c.name for c in spec.columns]
+    _check_header(text, expected, file)
+    raw = _parse(data, expected, file)
+    if spec.receipt is not None and raw.num_rows != 1:
+        raise ReturnRejected(file, "receipt_rows", f"{raw.num_rows} data rows; a receipt has exactly one")
+    values = pa.table([_blank_to_null(c) for c in raw.columns], names=raw.column_names)
+    failures = _row_failures(values, agreement)
+    if failures.num_rows:
+        rows = len(pc.unique(failures.column("row_number")))
+        raise ReturnRejected(
+            file, "row_rules", f"{failures.num_rows} problem(s) in {rows} of {raw.num_rows} row(s)", failures
+        )
+    return ValidatedReturn(file=file, table=_typed(values, agreement))

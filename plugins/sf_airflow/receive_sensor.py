@@ -1,0 +1,98 @@
+"""The receive DAGs' sensor and their deadline alerts (issue 5 items 2 and 6).
+
+**Sensor.** The stock deferrable ``SFTPSensor`` is used as it is: its trigger's ``SFTPHookAsync`` (asyncssh)
+turns the connection's ``host_key`` extra into the only known-hosts entry it trusts, and refuses any
+other key (checked against the real sshd: the pinned key connects; a different key, or no pin and no
+``known_hosts`` file, fails with ``HostKeyNotVerifiable`` and the trigger reports an error, so the task
+fails visibly). What the stock sensor does *not* do is refuse a connection that switches checking off
+(``no_host_key_check: true`` makes it trust any server, silently). :class:`PinnedSFTPSensor` therefore
+checks the connection with the same rules as every other SFTP step of the platform
+(``sf_airflow.sftp.endpoint_from_fields``: a pinned ``host_key``, checking on, a client key) before it
+defers, and fails at once, without retries, when they do not hold. Nothing else changes, so the trigger
+stays the provider's ``SFTPTrigger``.
+
+**Deadlines.** A return later than the agreement's ``returns.deadline_days`` after its delivery must raise a
+visible alert rather than wait silently. Two Airflow mechanisms, both recorded in the audit ledger:
+
+* :func:`return_deadline_missed`: the callback of a DAG-level ``DeadlineAlert`` (Airflow 3.1+) at
+  ``DAGRUN_QUEUED_AT + deadline_days``. A receive run is queued when the share emits the delivery asset, so
+  that is the delivery's deadline; the scheduler runs the callback (in the triggerer) only if the run is
+  still going then, i.e. still waiting for the return. It logs an alert and records a ``reconciliation``
+  entry with outcome ``deadline_missed``.
+* :func:`return_not_received`: the sensor's ``on_failure_callback``. The sensor keeps waiting one more
+  deadline period after the alert (a late return is still taken in automatically), then times out; the
+  callback logs and records outcome ``no_return``, and the run fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.providers.sftp.sensors.sftp import SFTPSensor
+from airflow.sdk.exceptions import AirflowFailException
+
+from sf_airflow.sftp import SftpConnectionError, sftp_endpoint
+
+log = logging.getLogger(__name__)
+
+
+class PinnedSFTPSensor(SFTPSensor):
+    """``SFTPSensor`` that refuses a connection without a pinned host key before it defers."""
+
+    def execute(self, context: Any) -> Any:
+        try:
+            sftp_endpoint(self.sftp_conn_id)
+        except SftpConnectionError as exc:
+            # A configuration fault: retrying cannot pin a key.
+            raise AirflowFailException(str(exc)) from None
+        return super().execute(context)
+
+
+def _record(
+    agreement_id: str, outcome: str, run_id: str | None, dag_id: str | None, task_id: str | None
+) -> None:
+    from sf_airflow.credentials import ledger
+    from supporting_families.agreements import load_agreements
+    from supporting_families.receive import RunInfo, deadline_entry
+
+    agreement = {a.id: a for a in load_agreements(resolve=False)}[agreement_id]
+    run = RunInfo(dag_id=dag_id, run_id=run_id, task_id=task_id)
+    with ledger() as book:
+        book.append(
+            deadline_entry(
+                agreement,
+                outcome="deadline_missed" if outcome == "deadline_missed" else "no_return",
+                occurred_at=datetime.now(UTC),
+                run=run,
+            )
+        )
+
+
+async def return_deadline_missed(agreement_id: str, deadline_days: int, context: dict[str, Any]) -> None:
+    """DeadlineAlert callback: the return is not in ``deadline_days`` after the delivery. Runs in the
+    triggerer with a small context (the DAG run as the REST API shows it, and the deadline)."""
+    dag_run = context.get("dag_run") or {}
+    run_id, dag_id = dag_run.get("dag_run_id") or dag_run.get("run_id"), dag_run.get("dag_id")
+    log.error(
+        "DEADLINE ALERT: no return for %s within %s days of its delivery (run %s)",
+        agreement_id,
+        deadline_days,
+        run_id,
+    )
+    await asyncio.to_thread(_record, agreement_id, "deadline_missed", run_id, dag_id, None)
+
+
+def return_not_received(agreement_id: str, context: Any) -> None:
+    """The sensor's on_failure_callback (bound to its agreement with functools.partial): record that
+    waiting ended without a return. Only for a timeout: a connection or host-key failure says itself."""
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    exception = context.get("exception")
+    if not isinstance(exception, AirflowSensorTimeout):
+        return
+    ti = context["ti"]
+    log.error("DEADLINE ALERT: %s: stopped waiting for the return of %s", ti.dag_id, agreement_id)
+    _record(agreement_id, "no_return", ti.run_id, ti.dag_id, ti.task_id)
