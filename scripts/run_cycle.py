@@ -42,6 +42,8 @@ CYCLE: list[Step] = [
     ("await", "identify_families", "evaluate_criteria"),
     *[("await", f"share__{a}", "deliver") for a in SHARES],
     ("await", "demo_partner_simulator", "summarise"),
+    *[("await", f"receive__{a}", "process") for a in SHARES],
+    ("await", "identify_families", "evaluate_criteria"),
 ]
 
 
@@ -97,13 +99,17 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def awaited_run(api: Api, dag_id: str, since: datetime, timeout: float) -> str:
-    """The first run of ``dag_id`` queued after ``since``, once the scheduler has made it."""
+def awaited_run(api: Api, dag_id: str, since: datetime, timeout: float, seen: set[str]) -> str:
+    """The first run of ``dag_id`` queued after ``since`` and not ``seen`` yet, once the scheduler made it."""
     wait_for_dag(api, dag_id)
     deadline = time.monotonic() + timeout
     while True:
         runs = api.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=run_after&limit=100")["dag_runs"]
-        later = [r for r in runs if r.get("queued_at") and _when(r["queued_at"]) >= since]
+        later = [
+            r
+            for r in runs
+            if r.get("queued_at") and _when(r["queued_at"]) >= since and r["dag_run_id"] not in seen
+        ]
         if later:
             return str(later[0]["dag_run_id"])
         if time.monotonic() > deadline:
@@ -124,8 +130,10 @@ def wait_for_run(api: Api, dag_id: str, run_id: str, timeout: float) -> dict[str
 
 def xcom(api: Api, dag_id: str, run_id: str, task_id: str) -> Any:
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+    # A mapped task (one per received file) answers for its first file.
+    mapped = "&map_index=0" if task_id == "process" else ""
     try:
-        return api.get(path + "?deserialize=true").get("value")
+        return api.get(path + "?deserialize=true" + mapped).get("value")
     except urllib.error.HTTPError:
         return None
 
@@ -160,6 +168,8 @@ def main() -> int:
     print(f"Exchange cycle on the synthetic borough ({args.persons:,} persons)")
     since = datetime.now(UTC)
     failed = curated = 0
+    seen: set[str] = set()
+    eligible: list[int] = []
     for how, dag_id, task_id in CYCLE:
         started = time.monotonic()
         if how == "trigger":
@@ -170,7 +180,8 @@ def main() -> int:
             )
             run_id = trigger(api, dag_id, conf)
         else:
-            run_id = awaited_run(api, dag_id, since, args.timeout)
+            run_id = awaited_run(api, dag_id, since, args.timeout, seen)
+        seen.add(run_id)
         run = wait_for_run(api, dag_id, run_id, args.timeout)
         print(f"\n{dag_id}: {run['state']} after {time.monotonic() - started:.0f} s (run {run_id})")
         if run["state"] != "success":
@@ -179,6 +190,10 @@ def main() -> int:
         summary = xcom(api, dag_id, run_id, task_id) or {}
         for key, value in summary.items():
             print(f"  {key}: {show(value)}")
+        if dag_id == "identify_families" and "eligible families" in summary:
+            eligible.append(int(summary["eligible families"]))
+            if len(eligible) == 2:
+                print(f"  families eligible because of the partners' returns: {eligible[1] - eligible[0]:,}")
         if dag_id.startswith("ingest_"):
             curated += int(summary.get("files curated", 0))
             if dag_id == f"ingest_{SOURCES[-1]}" and not curated:

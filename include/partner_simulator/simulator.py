@@ -466,7 +466,7 @@ def simulate(
     for folder in (inbox, outbox):
         if not folder.is_dir():
             raise SimulatorError(f"{agreement.id}: {folder} is not a directory")
-    return_file_name(agreement, "d" + "0" * 16)  # the pattern can name a return, before anything moves
+    return_file_name(agreement, "d" + "a" * 16)  # the pattern can name a return, before anything moves
     collected_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ctx = _Context(
         agreement=agreement,

@@ -468,7 +468,7 @@ def test_a_bad_return_is_quarantined_whole_and_a_corrected_one_is_taken_in(
     elif fault == "tampered":
         kwargs["tamper"] = True
     elif fault == "unknown_delivery":
-        delivery_id = "d" + "0" * 16
+        delivery_id = "d" + "a" * 16
         name = return_file_name(agreement, delivery_id)
     sent = send_return(platform_env, agreement, name, content, tmp_path, **kwargs)
     original_sha = sha256_of(UPath(sent.as_uri()))
@@ -548,7 +548,7 @@ def test_hostile_names_are_refused_set_aside_and_recorded(
     agreement = shared.agreement
     outbox = platform_env.outbox(agreement)
     content = render(columns(agreement), dwp_rows(shared))
-    send_return(platform_env, agreement, "dwp-return-..d0123456789abcdef.csv.gpg", content, tmp_path)
+    send_return(platform_env, agreement, "dwp-return-..dabcdefghijklmnop.csv.gpg", content, tmp_path)
     send_return(platform_env, agreement, "dwp-return-\x1b[31md0.csv.gpg", content, tmp_path)
     (outbox / shared.return_name).symlink_to(outbox.parent / "inbox")  # a link where the return should be
     # A fetch of every return (a manual run) and a fetch of this delivery's return both see them.
@@ -646,7 +646,7 @@ def test_the_deferrable_sensors_trigger_accepts_only_the_pinned_host_key(
     from supporting_families.sftp_server import ensure_ssh_keypair
 
     agreement = platform_env.agreements[DWP]
-    name = return_file_name(agreement, "d" + "7" * 16)
+    name = return_file_name(agreement, "d" + "h" * 16)
     (platform_env.outbox(agreement) / name).write_bytes(b"x")
     host_key = {
         "server": platform_env.server.host_public_key,

@@ -48,7 +48,7 @@ def ref(i: int, version: int = 1) -> str:
     return f"v{version}-{hashlib.sha256(str(i).encode()).hexdigest()[:32]}"
 
 
-def write(tmp_path: Path, text: str | bytes, name: str = "dwp-return-d0123456789abcdef.csv") -> Path:
+def write(tmp_path: Path, text: str | bytes, name: str = "dwp-return-dabcdefghijklmnop.csv") -> Path:
     path = tmp_path / name
     path.write_bytes(text.encode() if isinstance(text, str) else text)
     return path
@@ -96,7 +96,7 @@ def test_a_valid_return_is_typed_by_the_agreement(tmp_path: Path) -> None:
 def test_file_rules_reject_the_whole_file(tmp_path: Path, content: bytes, rule: str) -> None:
     error = rejected(write(tmp_path, content))
     assert error.rule == rule
-    assert str(error).startswith(f"dwp-return-d0123456789abcdef.csv: rejected by rule {rule!r}")
+    assert str(error).startswith(f"dwp-return-dabcdefghijklmnop.csv: rejected by rule {rule!r}")
 
 
 def test_ragged_rows_are_named_by_their_spreadsheet_row(tmp_path: Path) -> None:
@@ -170,14 +170,14 @@ def test_dates_integers_and_hashes_are_checked(tmp_path: Path) -> None:
 
 
 def test_a_return_is_named_after_the_delivery_it_answers() -> None:
-    name = return_file_name(DWP, "d0123456789abcdef")
-    assert name == "dwp-return-d0123456789abcdef.csv.gpg"
-    assert delivery_id_of(DWP, name) == "d0123456789abcdef"
-    assert delivery_id_of(ONS, "ons-receipt-d0123456789abcdef.csv.gpg") == "d0123456789abcdef"
+    name = return_file_name(DWP, "dabcdefghijklmnop")
+    assert name == "dwp-return-dabcdefghijklmnop.csv.gpg"
+    assert delivery_id_of(DWP, name) == "dabcdefghijklmnop"
+    assert delivery_id_of(ONS, "ons-receipt-dabcdefghijklmnop.csv.gpg") == "dabcdefghijklmnop"
     for other in (
         "dwp-return-latest.csv.gpg",
         "dwp-return-d0123.csv.gpg",
-        "ons-receipt-d0123456789abcdef.csv",
+        "ons-receipt-dabcdefghijklmnop.csv",
     ):
         assert delivery_id_of(DWP, other) is None
     with pytest.raises(ValueError):
@@ -362,10 +362,10 @@ def test_dwp_flags_are_the_true_booleans_of_matched_rows_only() -> None:
 def test_merging_is_atomic_and_idempotent_per_file_hash(tmp_path: Path) -> None:
     store = UPath(tmp_path.as_uri())
     accepted = reconcile(dwp_return([(ref(0), "matched", True, False)]), sent(2), DWP).accepted
-    name = "dwp-return-d0123456789abcdef.csv.gpg"
+    name = "dwp-return-dabcdefghijklmnop.csv.gpg"
     first = merge_flags(store, DWP, accepted, return_file=name, file_sha256="a" * 64)
     assert first.status == "merged" and first.flags == 1
-    assert first.path.name == "dwp-benefits-matching__dwp-return-d0123456789abcdef.parquet"
+    assert first.path.name == "dwp-benefits-matching__dwp-return-dabcdefghijklmnop.parquet"
     again = merge_flags(store, DWP, accepted, return_file=name, file_sha256="a" * 64)
     assert again.status == "already_merged" and again.flags == 1
     with pytest.raises(MergeConflict):
