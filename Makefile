@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/env.sh &&
 
-.PHONY: help demo setup install services-start services-stop sftp-start sftp-stop cycle test test-unit check fmt lint types lock import-errors bench stop clean
+.PHONY: runs ledger-verify ledger-show help demo setup install services-start services-stop sftp-start sftp-stop cycle test test-unit check fmt lint types lock import-errors bench stop clean
 
 demo:  ## set up everything and run the exchange cycle (idempotent)
 	bash scripts/setup.sh --run
@@ -16,8 +16,17 @@ setup:  ## set up everything, start the services, run nothing
 install:  ## the virtual environment with the pinned requirements
 	bash scripts/setup.sh --install-only
 
-cycle:  ## run the exchange cycle against the running services
-	$(ENV) $(PY) scripts/run_cycle.py
+cycle:  ## run the exchange cycle against the running services (SEED=n for a new borough)
+	$(ENV) $(PY) scripts/run_cycle.py $(if $(SEED),--seed $(SEED))
+
+runs:  ## the latest runs of every DAG
+	bash scripts/runs.sh
+
+ledger-verify:  ## walk the audit ledger's hash chain (exit 1 on an edited, deleted or reordered entry)
+	$(ENV) $(PY) -m supporting_families.ledger verify
+
+ledger-show:  ## the newest ledger entries as JSON lines (no personal data in them)
+	$(ENV) $(PY) -m supporting_families.ledger show --newest-first --limit 20
 
 services-start:
 	bash scripts/airflow-services.sh start
@@ -54,8 +63,14 @@ import-errors:
 lock:  ## re-pin requirements.txt from requirements.in
 	$(VENV)/bin/uv pip compile -q requirements.in -o requirements.txt -p 3.11
 
-bench:  ## benchmarks print figures; they assert nothing
-	$(PY) benchmarks/bench_synthetic.py --persons 1000000
+bench:  ## benchmarks print figures; they assert nothing (1,000,000 persons; takes several minutes)
+	$(PY) benchmarks/bench_synthetic.py --persons 1000000 --out file:///tmp/sf-bench-synthetic
+	$(PY) benchmarks/bench_identification.py --persons 1000000
+	$(PY) benchmarks/bench_linkage.py --persons 1000000
+	$(PY) benchmarks/bench_share.py --persons 1000000
+	$(PY) benchmarks/bench_reconcile.py
+	$(PY) benchmarks/bench_sftp.py --mib 256
+	$(PY) benchmarks/bench_openpgp.py
 
 clean: stop
 	rm -rf var

@@ -281,11 +281,13 @@ def _expected_delivery(context: dict[str, Any], agreement: Agreement, delivery_i
     """
     import re
 
+    from supporting_families.share import DELIVERY_ID_PATTERN
+
     conf = getattr(context.get("dag_run"), "conf", None) or {}
     given = conf.get("delivery_id")
     if given:
-        if not re.fullmatch(r"d[0-9a-f]{16}", str(given)):
-            raise ValueError("conf delivery_id must be 'd' and 16 lower-case hex digits")
+        if not re.fullmatch(DELIVERY_ID_PATTERN, str(given)):
+            raise ValueError(f"conf delivery_id must match {DELIVERY_ID_PATTERN} (share.delivery_id_for)")
         return str(given)
     events = context.get("triggering_asset_events") or {}
     latest = None

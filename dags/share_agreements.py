@@ -118,7 +118,7 @@ def build_share_dag(agreement: Agreement) -> Any:
             return {**prepared, "ciphertext_sha256": manifest.ciphertext_sha256}
 
         @task(outlets=[delivery_asset(agreement.id)])
-        def deliver(prepared: dict[str, Any], **context: Any) -> dict[str, Any]:
+        def deliver(prepared: dict[str, Any], outlet_events: Any = None, **context: Any) -> dict[str, Any]:
             from datetime import UTC, datetime
 
             from airflow.sdk.exceptions import AirflowFailException
@@ -156,6 +156,9 @@ def build_share_dag(agreement: Agreement) -> Any:
             # A retry after a failed append finds the receipt, sends nothing, and records the entry once.
             with ledger() as book:
                 recorded = book.append(entry(receipt))
+            if outlet_events is not None:
+                # The receive DAG learns which delivery to expect an answer for.
+                outlet_events[delivery_asset(agreement.id)].extra = {"delivery_id": delivery.delivery_id}
             return {
                 "delivery_id": delivery.delivery_id,
                 "rows": prepared["rows"],

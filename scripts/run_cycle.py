@@ -189,7 +189,8 @@ def main() -> int:
             continue
         summary = xcom(api, dag_id, run_id, task_id) or {}
         for key, value in summary.items():
-            print(f"  {key}: {show(value)}")
+            if key != "written":  # store paths, not news
+                print(f"  {key}: {show(value)}")
         if dag_id == "identify_families" and "eligible families" in summary:
             eligible.append(int(summary["eligible families"]))
             if len(eligible) == 2:

@@ -437,7 +437,7 @@ def test_a_delivery_not_encrypted_to_the_partner_is_refused_not_answered(
     police = share(POLICE, register["person_id"].to_pylist()[:50])
     dwp = platform_env.agreements[DWP]
     # The police's file, misdirected to DWP under a DWP delivery name: DWP must not read it.
-    name = f"sf-{DWP}-d{'0' * 15}1.csv.gpg"
+    name = f"sf-{DWP}-d{'a' * 15}b.csv.gpg"
     shutil.copyfile(police.delivery.ciphertext.path, platform_env.inbox(dwp) / name)
     report = partner(DWP)
     assert (report.deliveries_collected, report.deliveries_refused, report.deliveries_answered) == (1, 1, 0)
