@@ -10,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MODE="${1:-}"
-APT_PACKAGES=(openssh-server gnupg curl python3-venv)
+# gcc and python3-dev build the optional compiled HMAC (setup.py); without them pseudonymisation falls back
+# to a slower SQL path.
+APT_PACKAGES=(openssh-server gnupg curl python3-venv gcc python3-dev)
 PG_PACKAGES=(postgresql)
 UV_VERSION=0.13.8
 
@@ -20,7 +22,7 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 # --- system packages --------------------------------------------------------------------------------
 have_system_packages() {
   [ -x /usr/sbin/sshd ] && command -v gpg >/dev/null && command -v curl >/dev/null \
-    && command -v ssh-keygen >/dev/null && python_for_venv >/dev/null
+    && command -v ssh-keygen >/dev/null && command -v gcc >/dev/null && python_for_venv >/dev/null
 }
 python_for_venv() {
   local py
@@ -45,7 +47,7 @@ fi
 
 # --- virtual environment ----------------------------------------------------------------------------
 STAMP=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(sha256sum requirements.txt pyproject.toml setup.py include/supporting_families/_hmac.c | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   PY=$(python_for_venv) || die "need Python >= 3.11 with venv"
   say "creating .venv with $("$PY" --version) and the pinned requirements"

@@ -82,3 +82,19 @@ def test_keys_must_be_256_bit() -> None:
 
 def test_repr_hides_the_secret(key: PseudonymKey) -> None:
     assert key.secret.hex() not in repr(key)
+
+
+def test_compiled_and_sql_paths_agree_with_python_hmac(key: PseudonymKey) -> None:
+    from supporting_families import pseudonymise
+
+    chunked = pa.chunked_array([IDS[:2500], IDS[2500:]])  # slices with offsets, and a null at the end
+    want = [None if i is None else reference(key, i, "family") for i in IDS.to_pylist()]
+    assert pseudonymise._sql_references(chunked, key, "family").to_pylist() == want
+    if pseudonymise._hmac is not None:  # built by setup.py where a C compiler is present
+        compiled = pseudonymise._compiled_references(chunked, key, "family")
+        assert compiled is not None and compiled.to_pylist() == want
+
+
+def test_ids_too_long_for_the_compiled_block_fall_back(key: PseudonymKey) -> None:
+    long_ids = pa.array(["X" * 60, "Y" * 48])
+    assert references(long_ids, key).to_pylist() == [reference(key, i) for i in long_ids.to_pylist()]
