@@ -5,8 +5,8 @@ turns the connection's ``host_key`` extra into the only known-hosts entry it tru
 other key (checked against the real sshd: the pinned key connects; a different key, or no pin and no
 ``known_hosts`` file, fails with ``HostKeyNotVerifiable`` and the trigger reports an error, so the task
 fails visibly). What the stock sensor does *not* do is refuse a connection that switches checking off
-(``no_host_key_check: true`` makes it trust any server, silently). :class:`PinnedSFTPSensor` therefore
-checks the connection with the same rules as every other SFTP step of the platform
+(an extra that turns ``no_host_key_check`` on makes it trust any server, silently). :class:`PinnedSFTPSensor`
+therefore checks the connection with the same rules as every other SFTP step of the platform
 (``sf_airflow.sftp.endpoint_from_fields``: a pinned ``host_key``, checking on, a client key) before it
 defers, and fails at once, without retries, when they do not hold. Nothing else changes, so the trigger
 stays the provider's ``SFTPTrigger``.

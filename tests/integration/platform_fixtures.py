@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from supporting_families.agreements import Agreement, load_agreements
 from supporting_families.demo_secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
 from supporting_families.demo_secrets import SftpEndpoint as ServerEndpoint
 from supporting_families.pseudonymise import PseudonymKey
+from supporting_families.register import REGISTER_SCHEMA
 from supporting_families.sftp_server import LocalSftpServer
 from supporting_families.sftp_transfer import SftpEndpoint
 
@@ -49,6 +52,25 @@ class PlatformEnv:
 
     def outbox(self, agreement: Agreement) -> Path:
         return self.server.root / agreement.sftp.remote_outbox
+
+
+def small_register(n: int, first_birth_year: int = 1980) -> pa.Table:
+    """A register of ``n`` made-up persons, three to a household, for share and receive tests."""
+    rows = {
+        "person_id": [f"P{i:06d}" for i in range(n)],
+        "household_id": [f"H{i // 3:06d}" for i in range(n)],
+        "family_id": [f"H{i // 3:06d}" for i in range(n)],
+        "given_name": [f"Given{i}" for i in range(n)],
+        "family_name": [f"Family{i // 3}" for i in range(n)],
+        "date_of_birth": [date(first_birth_year + i % 10, 1 + i % 12, 1 + i % 28) for i in range(n)],
+        "sex": ["F" if i % 2 else "M" for i in range(n)],
+        "address_line_1": [f"{i // 3} TEST STREET" for i in range(n)],
+        "address_line_2": [None] * n,
+        "town": ["LONDON"] * n,
+        "postcode": ["W10 5AB"] * n,
+        "uprn": [f"{100000000000 + i // 3}" for i in range(n)],
+    }
+    return pa.table(rows, schema=REGISTER_SCHEMA)
 
 
 def _env_file(path: Path) -> dict[str, str]:

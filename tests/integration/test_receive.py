@@ -17,7 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ from supporting_families.receive import (
     return_file_name,
     run_problems,
 )
-from supporting_families.register import REGISTER_SCHEMA
 from supporting_families.share import (
     Delivery,
     deliver_delivery,
@@ -54,7 +53,7 @@ from supporting_families.share import (
 )
 from supporting_families.storage import read_parquet, sha256_of, store_root
 
-from .platform_fixtures import PlatformEnv
+from .platform_fixtures import PlatformEnv, small_register
 
 pytestmark = pytest.mark.integration
 
@@ -63,21 +62,7 @@ TODAY = datetime.now(UTC).date()
 
 
 def _register(n: int) -> pa.Table:
-    rows = {
-        "person_id": [f"P{i:06d}" for i in range(n)],
-        "household_id": [f"H{i // 3:06d}" for i in range(n)],
-        "family_id": [f"H{i // 3:06d}" for i in range(n)],
-        "given_name": [f"Given{i}" for i in range(n)],
-        "family_name": [f"Family{i // 3}" for i in range(n)],
-        "date_of_birth": [date(2005 + i % 10, 1 + i % 12, 1 + i % 28) for i in range(n)],
-        "sex": ["F" if i % 2 else "M" for i in range(n)],
-        "address_line_1": [f"{i // 3} TEST STREET" for i in range(n)],
-        "address_line_2": [None] * n,
-        "town": ["LONDON"] * n,
-        "postcode": ["W10 5AB"] * n,
-        "uprn": [f"{100000000000 + i // 3}" for i in range(n)],
-    }
-    return pa.table(rows, schema=REGISTER_SCHEMA)
+    return small_register(n, first_birth_year=2005)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,7 +11,6 @@ import pytest
 
 from supporting_families.ledger import Ledger
 from supporting_families.openpgp import decrypt_and_verify
-from supporting_families.register import REGISTER_SCHEMA
 from supporting_families.share import (
     Delivery,
     deliver_delivery,
@@ -24,27 +22,13 @@ from supporting_families.share import (
 )
 from supporting_families.storage import store_root
 
-from .platform_fixtures import PlatformEnv
+from .platform_fixtures import PlatformEnv, small_register
 
 pytestmark = pytest.mark.integration
 
 
 def _register(n: int) -> pa.Table:
-    rows = {
-        "person_id": [f"P{i:06d}" for i in range(n)],
-        "household_id": [f"H{i // 3:06d}" for i in range(n)],
-        "family_id": [f"H{i // 3:06d}" for i in range(n)],
-        "given_name": [f"Given{i}" for i in range(n)],
-        "family_name": [f"Family{i // 3}" for i in range(n)],
-        "date_of_birth": [date(1980 + i % 30, 1 + i % 12, 1 + i % 28) for i in range(n)],
-        "sex": ["F" if i % 2 else "M" for i in range(n)],
-        "address_line_1": [f"{i // 3} TEST STREET" for i in range(n)],
-        "address_line_2": [None] * n,
-        "town": ["LONDON"] * n,
-        "postcode": ["W10 5AB"] * n,
-        "uprn": [f"{100000000000 + i // 3}" for i in range(n)],
-    }
-    return pa.table(rows, schema=REGISTER_SCHEMA)
+    return small_register(n, first_birth_year=1980)
 
 
 @pytest.mark.parametrize("agreement_id", ["dwp-benefits-matching", "met-police-wider-help"])
