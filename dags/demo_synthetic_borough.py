@@ -21,6 +21,13 @@ from sf_airflow.common import DEFAULT_ARGS, INTERNAL_EXTRACTS, START_DATE, store
         "persons": Param(10_000, type="integer", minimum=100, maximum=5_000_000, title="Persons"),
         "seed": Param(2026, type="integer", title="Seed", description="same seed, same borough"),
         "as_of": Param("2026-03-31", type="string", format="date", title="Extract date"),
+        "dirt": Param(
+            "clean",
+            enum=["clean", "default"],
+            title="Dirt",
+            description="clean: identification must equal the ground truth exactly; default: name variants, "
+            "typos, missing UPRNs, duplicates and movers at the generator's default rates",
+        ),
     },
     doc_md="""
 ### Synthetic borough (demo)
@@ -37,18 +44,33 @@ it. The data is synthetic but handled as if it were real: only counts reach the 
 )
 def demo_synthetic_borough() -> None:
     @task(outlets=[INTERNAL_EXTRACTS])
-    def generate(params: dict[str, Any] | None = None) -> dict[str, int]:
+    def generate(params: dict[str, Any] | None = None) -> dict[str, Any]:
         from datetime import date
 
-        from supporting_families.synthetic import generate_borough, write_borough
+        import pyarrow.compute as pc
+
+        from supporting_families.synthetic import DirtConfig, generate_borough, write_borough
 
         assert params is not None
         root = store()
+        dirt = DirtConfig.clean() if params.get("dirt", "clean") == "clean" else DirtConfig()
         borough = generate_borough(
-            int(params["persons"]), seed=int(params["seed"]), as_of=date.fromisoformat(params["as_of"])
+            int(params["persons"]),
+            seed=int(params["seed"]),
+            as_of=date.fromisoformat(params["as_of"]),
+            dirt=dirt,
         )
         counts = write_borough(borough, root / "landing", truth_root=root / "demo")
-        summary = {"persons generated": int(params["persons"])}
+        # The ground truth's count, to compare with identification's: households (the register's families)
+        # with at least two headline problems from the internal sources. A count, never a person.
+        internal = borough.person_criteria.filter(pc.equal(borough.person_criteria["origin"], "internal"))
+        per = internal.group_by("household_id").aggregate([("headline_problem", "count_distinct")])
+        eligible = per.filter(pc.greater_equal(per["headline_problem_count_distinct"], 2)).num_rows
+        summary = {
+            "persons generated": int(params["persons"]),
+            "dirt": params.get("dirt", "clean"),
+            "ground truth: eligible families from internal sources": int(eligible),
+        }
         summary.update(
             {
                 k.replace("extracts/", "extract rows: "): v

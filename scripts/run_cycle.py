@@ -157,6 +157,12 @@ def main() -> int:
         default=date.today().isoformat(),
         help="extract date of the departments' files (default: today)",
     )
+    parser.add_argument(
+        "--dirt",
+        choices=["clean", "default"],
+        default="clean",
+        help="clean (identification must equal the ground truth) or the generator's default dirt",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each run")
     args = parser.parse_args()
 
@@ -174,7 +180,7 @@ def main() -> int:
         started = time.monotonic()
         if how == "trigger":
             conf = (
-                {"persons": args.persons, "seed": args.seed, "as_of": args.as_of}
+                {"persons": args.persons, "seed": args.seed, "as_of": args.as_of, "dirt": args.dirt}
                 if dag_id == "demo_synthetic_borough"
                 else {}
             )
