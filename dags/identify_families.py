@@ -121,7 +121,7 @@ def identify_families() -> None:
         a loop. So a run triggered only by returns refreshes the worklist and leaves the shares to their
         schedule; a run after fresh internal extracts (or by hand) lets them go at once.
         """
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         names = {getattr(key, "name", str(key)) for key in (triggering_asset_events or {})}
         return_names = {return_asset(a).name for a in FLAG_RETURNS}
