@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -46,7 +45,6 @@ from supporting_families.storage import read_parquet, sha256_of, write_bytes_ato
 
 log = logging.getLogger(__name__)
 
-_SAFE = re.compile(r"[^A-Za-z0-9]+")
 
 
 class ShareError(RuntimeError):
@@ -350,12 +348,3 @@ def prepare_delivery(
     counts = {"selected": cohort.selected, "excluded_by_restriction": cohort.excluded_by_restriction}
     manifest = package_delivery(delivery, agreement, view, refs, run_id, counts)
     return {"delivery_id": delivery.delivery_id, "rows": manifest.row_count, **counts}
-
-
-def reference_count(delivery: Delivery) -> int:
-    """How many persons a delivery named (for summaries and reconciliation)."""
-    return int(read_parquet(delivery.references_path).num_rows)
-
-
-def distinct(values: pa.Array | pa.ChunkedArray) -> int:
-    return int(pc.count_distinct(values).as_py())
