@@ -46,7 +46,6 @@ from supporting_families.storage import read_parquet, sha256_of, write_bytes_ato
 log = logging.getLogger(__name__)
 
 
-
 class ShareError(RuntimeError):
     """A share step cannot go on; the message names the agreement, delivery and rule, never a value."""
 
