@@ -1,0 +1,68 @@
+"""The auditor's ledger page: behind Airflow's authentication, and it shows the chain's state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.dags
+
+import airflow  # noqa: E402,F401  (importing Airflow puts the plugins folder on sys.path)
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from supporting_families.ledger import Ledger, NewEntry
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    monkeypatch.setenv("SF_LEDGER_URL", url)
+    with Ledger(url) as ledger:
+        ledger.append(
+            NewEntry(
+                kind="collection",
+                occurred_at=datetime(2026, 4, 1, tzinfo=UTC),
+                agreement_id="dwp-benefits-matching",
+                partner="dwp",
+                file_name="sf-dwp-benefits-matching-dabcdefghijklmnop.csv.gpg",
+                dag_id="receive__dwp_benefits_matching",
+                run_id="manual__x",
+            )
+        )
+    import sf_auditor
+
+    return TestClient(sf_auditor.app), sf_auditor
+
+
+def test_the_page_needs_an_airflow_login(client) -> None:  # type: ignore[no-untyped-def]
+    http, _ = client
+    assert http.get("/").status_code == 401
+    assert http.get("/entries.json").status_code == 401
+
+
+def test_the_page_lists_entries_and_the_chain_state(client) -> None:  # type: ignore[no-untyped-def]
+    from airflow.api_fastapi.core_api.security import get_user
+
+    http, module = client
+    # Stand in for a logged-in user only: the authentication itself is Airflow's and tested above.
+    module.app.dependency_overrides[get_user] = lambda: object()
+    try:
+        page = http.get("/")
+        assert page.status_code == 200
+        assert "chain verified: 1 entries" in page.text
+        assert "/dags/receive__dwp_benefits_matching/runs/manual__x" in page.text
+        rows = http.get("/entries.json").json()
+        assert [r["kind"] for r in rows] == ["collection"]
+    finally:
+        module.app.dependency_overrides.clear()
+
+
+def test_the_plugin_registers_the_app_and_a_nav_link() -> None:
+    import sf_auditor
+
+    plugin = sf_auditor.SupportingFamiliesAuditor
+    assert plugin.fastapi_apps[0]["url_prefix"] == "/auditor"
+    assert plugin.external_views[0]["href"] == "/auditor/"
