@@ -17,12 +17,12 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
-import pandera.errors
 import pandera.pandas as pdr
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from supporting_families.ingest_read import RawExtract
+from supporting_families.lazy_validation import blank_rows, lazy_failures
 from supporting_families.sources import ColumnSpec, SourceSpec
 
 #: Row-level rules: each rejects the row, never the file. The keys are what ``report.csv`` names.
@@ -46,9 +46,6 @@ ROW_RULES: Final[dict[str, str]] = {
 #: The rule follows the Royal Mail/ONS postcode format (ONS Postcode Directory user guide).
 POSTCODE_COMPACT: Final = r"[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][ABD-HJLNP-UW-Z]{2}"
 EARLIEST_BIRTH: Final = date(1900, 1, 1)
-
-# pandas' name for "this column is missing a value" in pandera's failure cases.
-_PANDERA_NOT_NULL: Final = "not_nullable"
 
 CheckFn = Callable[["pd.Series[str]"], "pd.Series[bool]"]
 
@@ -262,36 +259,14 @@ def validate_rows(extract: RawExtract, spec: SourceSpec, extract_date: date) -> 
     """Run every row rule over ``extract`` (lazily: all failures) and say which rows are accepted."""
     values = extract.values
     n = values.num_rows
-    blank = np.ones(n, dtype=np.bool_)
-    for i in range(values.num_columns):
-        blank &= np.asarray(pc.is_null(values.column(i)).to_numpy(zero_copy_only=False), dtype=np.bool_)
+    blank = blank_rows(values)
     frame = values.to_pandas()
     if blank.any():
         frame = frame.loc[~blank]
-    rows: list[np.ndarray] = [np.flatnonzero(blank)]
-    columns: list[str] = [""] * int(blank.sum())
-    rules: list[str] = ["blank_row"] * int(blank.sum())
-    try:
-        extract_schema(spec, extract_date).validate(frame, lazy=True)
-    except pandera.errors.SchemaErrors as exc:
-        # failure_case holds the offending value: only column, check and index are read.
-        cases = exc.failure_cases
-        known = cases["index"].notna() & cases["column"].notna()
-        if not bool(known.all()):
-            # A schema-level failure without a row (a column pandera could not check) would make the counts
-            # unprovable; it cannot happen after the header checks, so it is a bug, not a data problem.
-            raise RuntimeError(f"{spec.name}: a pandera failure without a row or column") from None
-        check = cases["check"].astype(str)
-        rule = check.where(check != _PANDERA_NOT_NULL, "required")
-        unknown = sorted(set(rule) - set(ROW_RULES))
-        if unknown:
-            raise RuntimeError(
-                f"{spec.name}: pandera reported checks {unknown} that are not row rules"
-            ) from None
-        rows.append(cases["index"].to_numpy(dtype=np.int64))
-        columns.extend(cases["column"].astype(str).tolist())
-        rules.extend(rule.tolist())
-    row_index = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    found = lazy_failures(
+        extract_schema(spec, extract_date), frame, blank, what=spec.name, known_rules=ROW_RULES
+    )
+    row_index, columns, rules = found.rows, found.columns, found.rules
     accepted = np.ones(n, dtype=np.bool_)
     accepted[row_index] = False
     return RowVerdict(accepted=accepted, failures=_failures_table(row_index, columns, rules))

@@ -30,13 +30,13 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
-import pandera.errors
 import pandera.pandas as pdr
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from supporting_families.agreements import Agreement, Column
+from supporting_families.lazy_validation import blank_rows, lazy_failures
 
 __all__ = [
     "PROBLEMS_SCHEMA",
@@ -94,7 +94,6 @@ _BOOLEANS: Final = ("true", "false")
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 # pandera's name for a null in a non-nullable column.
-_PANDERA_NOT_NULL: Final = "not_nullable"
 #: Row numbers quoted in an exception message; the report has them all.
 _ROWS_IN_MESSAGE: Final = 10
 
@@ -357,36 +356,14 @@ def _blank_to_null(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _row_failures(values: pa.Table, agreement: Agreement) -> pa.Table:
     """Every (row_number, column, rule) that fails, sorted; empty when every row passes."""
-    n = values.num_rows
-    blank = np.ones(n, dtype=np.bool_)
-    for column in values.columns:
-        blank &= np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=np.bool_)
-    rows: list[np.ndarray] = [np.flatnonzero(blank)]
-    columns: list[str] = [""] * int(blank.sum())
-    rules: list[str] = ["blank_row"] * int(blank.sum())
+    blank = blank_rows(values)
     frame = values.to_pandas(types_mapper=pd.ArrowDtype)
     if blank.any():
         frame = frame.loc[~blank]  # a blank row is reported once, not once per empty column
-    try:
-        return_schema(agreement).validate(frame, lazy=True)
-    except pandera.errors.SchemaErrors as exc:
-        # failure_case holds the offending value: only the index, column and check are read.
-        cases = exc.failure_cases
-        located = cases["index"].notna() & cases["column"].notna()
-        if not bool(located.all()):
-            # The header was checked before, so every failure is a cell; anything else is a bug.
-            raise RuntimeError(f"{agreement.id}: a pandera failure without a row or column") from None
-        check = cases["check"].astype(str)
-        rule = check.where(check != _PANDERA_NOT_NULL, "required")
-        unknown = sorted(set(rule) - set(RETURN_ROW_RULES))
-        if unknown:
-            raise RuntimeError(
-                f"{agreement.id}: pandera reported checks {unknown} that are not row rules"
-            ) from None
-        rows.append(cases["index"].to_numpy(dtype=np.int64))
-        columns.extend(cases["column"].astype(str).tolist())
-        rules.extend(rule.tolist())
-    index = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    found = lazy_failures(
+        return_schema(agreement), frame, blank, what=agreement.id, known_rules=RETURN_ROW_RULES
+    )
+    index, columns, rules = found.rows, found.columns, found.rules
     table = pa.table(
         {
             # Row i of the table is spreadsheet row i + 2: the header is row 1 (no row was skipped,
