@@ -32,6 +32,7 @@ from supporting_families.demo_secrets import SftpEndpoint as ServerEndpoint
 from supporting_families.openpgp import encrypt_and_sign
 from supporting_families.package import minimise, write_partner_csv
 from supporting_families.pseudonymise import PseudonymKey, references
+from supporting_families.register import REGISTER_FIELDS
 from supporting_families.rights import RESTRICTIONS_SCHEMA, exclude_restricted
 from supporting_families.sftp_server import LocalSftpServer
 from supporting_families.sftp_transfer import SftpEndpoint, deliver
@@ -74,22 +75,7 @@ def main() -> int:
 
             t = time.perf_counter()
             borough = generate_borough(args.persons, seed=1, as_of=AS_OF)
-            persons = borough.persons.select(
-                [
-                    "person_id",
-                    "household_id",
-                    "family_id",
-                    "given_name",
-                    "family_name",
-                    "date_of_birth",
-                    "sex",
-                    "address_line_1",
-                    "address_line_2",
-                    "town",
-                    "postcode",
-                    "uprn",
-                ]
-            )
+            persons = borough.persons.select(list(REGISTER_FIELDS))
             print(
                 f"generate {args.persons:,} persons (not part of the share): {time.perf_counter() - t:.1f} s"
             )

@@ -519,7 +519,7 @@ def _take_in(
         # The answer for this delivery was taken in already; a second, different answer cannot replace it
         # silently (the register holds the first one's flags), so it is kept aside for a person to decide.
         _record_received(agreement, received, ledger=ledger, run=run)
-        _quarantine_local(
+        _write_quarantine(
             store,
             agreement,
             file.local_path,
@@ -726,19 +726,6 @@ def _write_quarantine(
     quarantined = ReturnQuarantined(exc.file, exc.rule, exc.detail, exc.problems, relative)
     log.error("%s: %s", agreement.id, quarantined)
     return quarantined
-
-
-def _quarantine_local(
-    store: UPath,
-    agreement: Agreement,
-    original: Path,
-    received: Received,
-    exc: ReturnRejected,
-    *,
-    ledger: Ledger,
-    run: RunInfo | None,
-) -> ReturnQuarantined:
-    return _write_quarantine(store, agreement, original, received, exc, ledger=ledger, run=run)
 
 
 def _quarantine_archived(

@@ -54,6 +54,19 @@ class PlatformEnv:
         return self.server.root / agreement.sftp.remote_outbox
 
 
+def set_deployment_env(
+    env: PlatformEnv, monkeypatch: pytest.MonkeyPatch, store_uri: str, ledger_url: str
+) -> None:
+    """What a deployment provides the DAGs: store and ledger URLs, fingerprints, every connection."""
+    monkeypatch.setenv("SF_STORE_URI", store_uri)
+    monkeypatch.delenv("SF_STORE_CONN_ID", raising=False)
+    monkeypatch.setenv("SF_LEDGER_URL", ledger_url)
+    for name, value in _env_file(env.secrets.fingerprints_env).items():
+        monkeypatch.setenv(name, value)
+    for conn_id, fields in env.connections.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+
+
 def small_register(n: int, first_birth_year: int = 1980) -> pa.Table:
     """A register of ``n`` made-up persons, three to a household, for share and receive tests."""
     rows = {

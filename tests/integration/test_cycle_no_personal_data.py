@@ -30,7 +30,7 @@ from supporting_families.sources import load_sources
 from supporting_families.storage import read_parquet
 from supporting_families.synthetic import DirtConfig, generate_borough, write_borough
 
-from .platform_fixtures import PlatformEnv
+from .platform_fixtures import PlatformEnv, set_deployment_env
 
 pytestmark = pytest.mark.integration
 
@@ -42,15 +42,7 @@ AS_OF = date(2026, 3, 31)
 def deployment(platform_env: PlatformEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[UPath]:
     """Store, ledger, fingerprints and every connection, as a deployment provides them (env vars)."""
     root = UPath(tmp_path.joinpath("store").as_uri())
-    monkeypatch.setenv("SF_STORE_URI", str(root))
-    monkeypatch.delenv("SF_STORE_CONN_ID", raising=False)
-    monkeypatch.setenv("SF_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    for line in platform_env.secrets.fingerprints_env.read_text().splitlines():
-        if "=" in line:
-            name, value = line.split("=", 1)
-            monkeypatch.setenv(name.strip(), value.strip())
-    for conn_id, fields in platform_env.connections.items():
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+    set_deployment_env(platform_env, monkeypatch, str(root), f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     before = {a.id: set(platform_env.inbox(a).iterdir()) for a in platform_env.agreements.values()}
     yield root
     # Leave the shared server's inboxes as this test found them.

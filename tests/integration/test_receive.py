@@ -53,7 +53,7 @@ from supporting_families.share import (
 )
 from supporting_families.storage import read_parquet, sha256_of, store_root
 
-from .platform_fixtures import PlatformEnv, small_register
+from .platform_fixtures import PlatformEnv, set_deployment_env, small_register
 
 pytestmark = pytest.mark.integration
 
@@ -660,16 +660,8 @@ def airflow_env(
     platform_env: PlatformEnv, store: UPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
     """What a deployment provides: store and ledger URLs, fingerprints, every connection (as env vars)."""
-    monkeypatch.setenv("SF_STORE_URI", str(store))
-    monkeypatch.delenv("SF_STORE_CONN_ID", raising=False)
     ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    monkeypatch.setenv("SF_LEDGER_URL", ledger_url)
-    for line in platform_env.secrets.fingerprints_env.read_text().splitlines():
-        if "=" in line:
-            name, value = line.split("=", 1)
-            monkeypatch.setenv(name.strip(), value.strip())
-    for conn_id, fields in platform_env.connections.items():
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+    set_deployment_env(platform_env, monkeypatch, str(store), ledger_url)
     return ledger_url
 
 
