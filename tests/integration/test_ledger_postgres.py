@@ -277,9 +277,14 @@ def test_concurrent_threads_on_two_engines_keep_one_chain(pg_url: str, ledger: L
 
 
 def test_concurrent_processes_keep_one_chain(pg_url: str, ledger: Ledger) -> None:
-    start_at = time.time() + 0.5
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        spans = pool.starmap(_append_test_worker, [(pg_url, 60, 1, w, start_at) for w in range(2)])
+    # Forked from a fresh single-threaded server, never from pytest itself: see tests/unit/test_ledger.py.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["supporting_families.ledger"])
+    with context.Pool(2) as pool:
+        start_at = time.time() + 0.5
+        spans = pool.starmap_async(_append_test_worker, [(pg_url, 60, 1, w, start_at) for w in range(2)]).get(
+            timeout=120
+        )
     assert max(s for s, _ in spans) < min(e for _, e in spans)  # they ran at the same time
     _assert_one_chain(ledger, 120)
 

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import multiprocessing.pool
 import shutil
 import sqlite3
 import subprocess
@@ -435,11 +436,24 @@ def test_concurrent_threads_and_ledgers_keep_one_chain(url: str) -> None:
         one.close()
 
 
+def _writer_pool() -> multiprocessing.pool.Pool:
+    """Two writer processes forked from a fresh single-threaded server, never from pytest itself.
+
+    Forking the test process (which has threads: moto, sshd pumps, SQLAlchemy pools) can copy a lock
+    that another thread holds, and the child then waits for ever: that hung a CI run. The server
+    imports the ledger module once, so the children start at once, unlike spawned ones.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["supporting_families.ledger"])
+    return context.Pool(2)
+
+
 def test_concurrent_processes_keep_one_chain(url: str, ledger: Ledger) -> None:
-    # Forked, not spawned: a spawned child spends a second importing SQLAlchemy on these machines.
-    start_at = time.time() + 0.5
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        spans = pool.starmap(_append_test_worker, [(url, 60, 1, w, start_at) for w in range(2)])
+    with _writer_pool() as pool:
+        start_at = time.time() + 0.5
+        spans = pool.starmap_async(_append_test_worker, [(url, 60, 1, w, start_at) for w in range(2)]).get(
+            timeout=120
+        )
     # The writers' time spans overlap: they contended for the lock. (SQLite's busy handler sleeps, so one
     # writer may do most of its appends first; the chain must be whole either way.)
     assert max(s for s, _ in spans) < min(e for _, e in spans)
