@@ -11,6 +11,17 @@ from sf_airflow.common import DEFAULT_ARGS, START_DATE, store
 # Mirrors supporting_families.assessment (kept literal here so parsing imports nothing heavy); the core
 # validates again and is the authority.
 DECISIONS = ["meets_criteria", "does_not_meet", "withdrawn"]
+# Every reason code; the core checks that the code fits the decision (assessment.REASONS).
+REASONS = [
+    "confirmed_with_lead_professional",
+    "confirmed_at_panel",
+    "evidence_not_confirmed",
+    "already_supported_elsewhere",
+    "family_declined_support",
+    "family_moved_away",
+    "recorded_in_error",
+    "family_objected",
+]
 PRACTITIONER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$"
 FAMILY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -55,15 +66,16 @@ FAMILY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
             title="Worklist reviewed",
             description="The identification date of the worklist you reviewed; empty for the current one.",
         ),
-        "note": Param(
-            "",
+        "reason": Param(
             type="string",
-            maxLength=500,
-            title="Rationale",
+            enum=REASONS,
+            title="Reason",
             description=(
-                "Why, in a sentence. No names, dates of birth, addresses or other personal details: the "
-                "form's values are kept in this run's configuration, and notes that look like a postcode, "
-                "a date or a long number are refused."
+                "meets_criteria: confirmed_with_lead_professional or confirmed_at_panel. does_not_meet: "
+                "evidence_not_confirmed, already_supported_elsewhere, family_declined_support or "
+                "family_moved_away. withdrawn: recorded_in_error, family_objected or family_moved_away. "
+                "A code, not free text: this form is kept in Airflow's metadata database, so the case "
+                "narrative stays in the case management system."
             ),
         ),
     },
@@ -78,7 +90,8 @@ reasons (the notice: the practitioner "will be informed that they meet Supportin
 reasons for this").
 
 Trigger with the form: family id (from the worklist), decision, your practitioner id, optionally the
-worklist date you reviewed, and a short rationale.
+worklist date you reviewed, and a reason code. There is no free-text box on purpose: the form's values
+are stored in Airflow's metadata database, where a typed name or date of birth must never end up.
 
 * `meets_criteria` is accepted only for a family on the **current** worklist (evidence that has since been
   replaced cannot be confirmed); the worklist file's SHA-256 is recorded with the decision.
@@ -88,7 +101,7 @@ worklist date you reviewed, and a short rationale.
 
 Every decision is appended to `register/assessments.parquet` (the latest per family counts; the history
 is the audit trail). A retried run records nothing twice (the run id is the request id). The task returns
-the assessment id and the decision, never the family id or the note.
+the assessment id and the decision, never the family id.
 """,
 )
 def confirm_assessment() -> None:
@@ -109,11 +122,11 @@ def confirm_assessment() -> None:
                 str(params["decision"]),
                 str(params["practitioner"]),
                 date.fromisoformat(reviewed) if reviewed else None,
-                str(params.get("note") or ""),
+                reason=str(params["reason"]),
                 request_id=run_id,
             )
         except AssessmentError as exc:
-            # A refused request (not on the worklist, a note with personal details...) fails at once:
+            # A refused request (not on the worklist, a reason that does not fit...) fails at once:
             # retrying cannot change the answer. The message names the field and rule, never a value.
             raise AirflowFailException(str(exc)) from None
         return recorded.as_dict()

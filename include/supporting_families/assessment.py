@@ -18,6 +18,11 @@ Decisions (the latest per family wins):
 * ``withdrawn``: an earlier decision is withdrawn (recorded in error, or the family objected: the notice's
   "right to object and restrict further processing"); the family then has no programme state.
 
+Each decision carries a reason from a fixed list (:data:`REASONS`), never free text. The form's values are
+kept in the run's configuration in Airflow's metadata database, and a free-text rationale is where a name or
+a child's date of birth would end up; the case narrative belongs in the council's case management system,
+which this platform does not replace (UK GDPR Article 5(1)(c), data minimisation).
+
 Everything is appended to ``register/assessments.parquet`` (personal data by id, kept with the register).
 The file is replaced whole on each append, so readers see the old or the new file, never a part; the
 ``confirm_assessment`` DAG runs one at a time, so appends never race.
@@ -52,6 +57,19 @@ PROGRAMME_STATUS: Final[dict[str, str | None]] = {
     "withdrawn": None,
 }
 
+#: Why a practitioner made a decision: the reasons each decision accepts. Codes, not prose (see above).
+REASONS: Final[dict[str, tuple[str, ...]]] = {
+    "meets_criteria": ("confirmed_with_lead_professional", "confirmed_at_panel"),
+    "does_not_meet": (
+        "evidence_not_confirmed",
+        "already_supported_elsewhere",
+        "family_declined_support",
+        "family_moved_away",
+    ),
+    "withdrawn": ("recorded_in_error", "family_objected", "family_moved_away"),
+}
+ALL_REASONS: Final = tuple(dict.fromkeys(r for rs in REASONS.values() for r in rs))
+
 ASSESSMENTS_FILE = "register/assessments.parquet"
 
 ASSESSMENT_SCHEMA: Final = pa.schema(
@@ -67,7 +85,8 @@ ASSESSMENT_SCHEMA: Final = pa.schema(
         #: SHA-256 of that worklist file: which evidence the decision was made on
         pa.field("worklist_sha256", pa.string()),
         pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("note", pa.string()),
+        #: one of REASONS[decision]
+        pa.field("reason", pa.string(), nullable=False),
         #: the caller's idempotency key (the DAG run id): a retried request is recorded once
         pa.field("request_id", pa.string()),
     ]
@@ -75,16 +94,6 @@ ASSESSMENT_SCHEMA: Final = pa.schema(
 
 #: Practitioner ids as the council's directory issues them: letters, digits and . _ - @, no spaces.
 _PRACTITIONER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
-NOTE_MAX = 500
-# The note is kept with the register and, through the form, in the run's configuration in Airflow's
-# metadata database. It is for the decision's rationale; these patterns refuse the personal values that
-# are easy to recognise (postcodes, dates, long numbers such as UPRNs or phone numbers).
-_NOTE_REFUSED = (
-    ("a postcode", re.compile(r"\b[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}\b", re.IGNORECASE)),
-    ("a date", re.compile(r"\b\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b")),
-    ("a long number", re.compile(r"\d{6,}")),
-    ("an email address", re.compile(r"\S+@\S+\.\S+")),
-)
 
 
 class AssessmentError(ValueError):
@@ -93,7 +102,7 @@ class AssessmentError(ValueError):
 
 @dataclass(frozen=True)
 class Recorded:
-    """What was recorded, without the note: safe to return through XCom and to log."""
+    """What was recorded, without the family: safe to return through XCom and to log."""
 
     assessment_id: str
     decision: str
@@ -129,15 +138,12 @@ def _family_ids(path: UPath) -> pa.Array:
     return column.combine_chunks()
 
 
-def _check_note(note: str) -> None:
-    if len(note) > NOTE_MAX:
-        raise AssessmentError(f"note: at most {NOTE_MAX} characters (rule: note length)")
-    for what, pattern in _NOTE_REFUSED:
-        if pattern.search(note):
-            raise AssessmentError(
-                f"note: looks like it holds {what}; write the rationale without personal details "
-                "(rule: no personal values in notes)"
-            )
+def _check_reason(decision: str, reason: str) -> None:
+    if reason not in REASONS[decision]:
+        # The message lists the codes only: a value that is not a code might be someone's details.
+        raise AssessmentError(
+            f"reason: for {decision}, one of {', '.join(REASONS[decision])} (rule: known reason)"
+        )
 
 
 def _contains(ids: pa.Array, family_id: str) -> bool:
@@ -150,8 +156,8 @@ def record_assessment(
     decision: str,
     practitioner: str,
     as_of: date | None = None,
-    note: str = "",
     *,
+    reason: str,
     request_id: str | None = None,
     now: datetime | None = None,
 ) -> Recorded:
@@ -161,7 +167,7 @@ def record_assessment(
     ``meets_criteria`` needs the family on that worklist, and that worklist must be the current one: a
     family that has dropped off a newer identification cannot be confirmed on older evidence. Every decision
     needs the family in the register. With ``request_id`` (the DAG run id) a retried call records nothing
-    new and returns the earlier record.
+    new and returns the earlier record. ``reason`` is one of ``REASONS[decision]``.
     """
     if decision not in DECISIONS:
         raise AssessmentError(f"decision: must be one of {', '.join(DECISIONS)} (rule: known decision)")
@@ -173,8 +179,7 @@ def record_assessment(
     family_id = family_id.strip()
     if not family_id:
         raise AssessmentError("family_id: required (rule: family id)")
-    note = note.strip()
-    _check_note(note)
+    _check_reason(decision, reason)
 
     existing = _read_assessments(store)
     if request_id is not None:
@@ -239,7 +244,7 @@ def record_assessment(
             "identification_as_of": pa.array([reviewed], pa.date32()),
             "worklist_sha256": [worklist_sha],
             "recorded_at": pa.array([recorded_at], pa.timestamp("us", tz="UTC")),
-            "note": [note or None],
+            "reason": [reason],
             "request_id": [request_id],
         },
         schema=ASSESSMENT_SCHEMA,
@@ -250,15 +255,16 @@ def record_assessment(
 
 
 def assessment_status(store: UPath) -> pa.Table:
-    """The latest decision per family (by time recorded, then order of recording), without notes.
+    """The latest decision per family (by time recorded, then order of recording).
 
-    Columns: family_id, decision, programme_status (null after ``withdrawn``), practitioner,
+    Columns: family_id, decision, reason, programme_status (null after ``withdrawn``), practitioner,
     identification_as_of, recorded_at, assessment_id. The share DAGs read ``programme_status`` from here.
     """
     table = _read_assessments(store)
     columns = [
         "family_id",
         "decision",
+        "reason",
         "programme_status",
         "practitioner",
         "identification_as_of",

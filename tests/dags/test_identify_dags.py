@@ -51,6 +51,18 @@ def test_identify_families_runs_on_all_curated_sources_or_any_flag_return(dagbag
     assert dag.max_active_runs == 1
 
 
+def test_the_assessment_form_offers_reason_codes_and_no_free_text(dagbag: Any) -> None:
+    """Form values are stored in the metadata database: only ids and codes, nothing typed freely."""
+    from supporting_families.assessment import ALL_REASONS, DECISIONS
+
+    params = dagbag.dags["confirm_assessment"].params
+    assert params.get_param("reason").schema["enum"] == list(ALL_REASONS)
+    assert params.get_param("decision").schema["enum"] == list(DECISIONS)
+    for name in params:
+        schema = params.get_param(name).schema
+        assert "enum" in schema or "pattern" in schema or schema.get("format") == "date", name
+
+
 def _states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
@@ -83,12 +95,11 @@ def test_a_run_identifies_the_truths_eligible_households_and_a_practitioner_conf
 
     family = worklist.column("family_id")[0].as_py()
     confirm = dagbag.dags["confirm_assessment"]
-    ok = confirm.test(run_conf={"family_id": family, "decision": "meets_criteria", "practitioner": "pr.test"})
+    conf = {"decision": "meets_criteria", "practitioner": "pr.test", "reason": "confirmed_at_panel"}
+    ok = confirm.test(run_conf={"family_id": family, **conf})
     assert _states(ok) == {"record": "success"}
     status = read_parquet(root / "register" / "assessments.parquet").column("programme_status").to_pylist()
     assert status == ["assessed_as_meeting_criteria"]
-    refused = confirm.test(
-        run_conf={"family_id": "HNOSUCHFAMILY000", "decision": "meets_criteria", "practitioner": "pr.test"}
-    )
+    refused = confirm.test(run_conf={"family_id": "HNOSUCHFAMILY000", **conf})
     assert _states(refused) == {"record": "failed"}
     assert [ti.try_number for ti in refused.get_task_instances()] == [1], "a refused request is not retried"

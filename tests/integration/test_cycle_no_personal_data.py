@@ -124,7 +124,14 @@ def test_shares_leave_no_personal_data_in_logs_xcom_or_metadata(
     # A practitioner confirms one family from the worklist, so the ONS cohort has an assessed family.
     worklist = read_parquet(root / "identification" / AS_OF.isoformat() / "worklist.parquet")
     assert worklist.num_rows > 0
-    record_assessment(root, worklist["family_id"][0].as_py(), "meets_criteria", "PRAC001", AS_OF)
+    record_assessment(
+        root,
+        worklist["family_id"][0].as_py(),
+        "meets_criteria",
+        "PRAC001",
+        AS_OF,
+        reason="confirmed_at_panel",
+    )
 
     delivered: dict[str, int] = {}
     for agreement in platform_env.agreements.values():
