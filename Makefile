@@ -22,7 +22,7 @@ cycle:  ## run the exchange cycle against the running services (SEED=n for a new
 runs:  ## the latest runs of every DAG
 	bash scripts/runs.sh
 
-ledger-verify:  ## walk the audit ledger's hash chain (exit 1 on an edited, deleted or reordered entry)
+ledger-verify:  ## walk the audit ledger's hash chain against its anchors (exit 1 on an edited, deleted, reordered or dropped entry)
 	$(ENV) $(PY) -m supporting_families.ledger verify
 
 ledger-show:  ## the newest ledger entries as JSON lines (no personal data in them)

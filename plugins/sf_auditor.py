@@ -32,6 +32,16 @@ def _ledger() -> Any:
     return Ledger(url, create=False)
 
 
+def _verify(ledger: Any) -> Any:
+    """The chain, walked against the anchors the ledger_anchor DAG keeps, where they are configured."""
+    if not os.environ.get("SF_LEDGER_ANCHORS_URI"):
+        return ledger.verify()
+    from sf_airflow.credentials import ledger_anchors
+    from supporting_families.ledger_anchors import verify_with_anchors
+
+    return verify_with_anchors(ledger, ledger_anchors())
+
+
 def _run_link(dag_id: str | None, run_id: str | None) -> str:
     if not dag_id or not run_id:
         return ""
@@ -63,11 +73,16 @@ def page(
     limit: int = Query(200, ge=1, le=PAGE_LIMIT),
 ) -> HTMLResponse:
     with _ledger() as ledger:
-        report = ledger.verify()
+        report = _verify(ledger)
         rows = ledger.entries(kind=kind, agreement_id=agreement, limit=limit, newest_first=True)
     head = html.escape(str(report.head_hash or "")[:16])
+    anchors = (
+        f", against {report.anchors_checked} anchors kept outside the database"
+        if os.environ.get("SF_LEDGER_ANCHORS_URI")
+        else " (no anchors configured: a dropped tail would not show)"
+    )
     state = (
-        f"chain verified: {report.entries} entries, head {head}…"
+        f"chain verified: {report.entries} entries, head {head}…{anchors}"
         if report.ok
         else f"CHAIN BROKEN at entry {report.first_bad_seq}: {html.escape(str(report.reason))}"
     )

@@ -13,6 +13,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# A shell that sourced scripts/env.sh carries the demo's store, ledger and anchors: tests set their own.
+for _name in ("SF_STORE_URI", "SF_STORE_CONN_ID", "SF_LEDGER_URL", "SF_LEDGER_ANCHORS_URI"):
+    os.environ.pop(_name, None)
 TEST_AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
 
 pytest_plugins = ["tests.s3_fixtures", "tests.integration.platform_fixtures"]

@@ -62,8 +62,10 @@ build it per logical run with :func:`idempotency_key`, never per try.
 CLI (prints JSON; the URL from ``--url`` or ``$SF_LEDGER_URL``, which keeps a password out of ``ps``)::
 
     python -m supporting_families.ledger init    [--repair-guards]
-    python -m supporting_families.ledger verify  [--anchor SEQ:HASH ...]   # exit 1 if anything is wrong
+    python -m supporting_families.ledger verify  [--anchor SEQ:HASH ...] [--anchors-from URI]
+                                                                           # exit 1 if anything is wrong
     python -m supporting_families.ledger head                              # an anchor to keep elsewhere
+    python -m supporting_families.ledger anchor --to URI                   # verify, then keep the head
     python -m supporting_families.ledger show    [--kind K] [--agreement ID] [--since ISO] [--limit N]
     python -m supporting_families.ledger append-test [--count N] [--batch B] [--workers W]
 
@@ -152,6 +154,8 @@ log = logging.getLogger(__name__)
 
 #: The ledger URL when the CLI gets no ``--url`` (keeps a password out of the process list).
 LEDGER_URL_ENV: Final = "SF_LEDGER_URL"
+#: Where the ledger's anchors are kept (see supporting_families.ledger_anchors).
+ANCHORS_URI_ENV: Final = "SF_LEDGER_ANCHORS_URI"
 TABLE_NAME: Final = "audit_ledger"
 #: ``prev_hash`` of the first entry.
 GENESIS_HASH: Final = "0" * 64
@@ -1473,7 +1477,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     verify.add_argument(
         "--anchor", action="append", type=Anchor.parse, default=[], help="SEQ:HASH kept elsewhere"
     )
+    verify.add_argument(
+        "--anchors-from",
+        default=os.environ.get(ANCHORS_URI_ENV),
+        help=f"a folder of anchor files, e.g. s3://bucket/ledger-anchors/ (default: ${ANCHORS_URI_ENV})",
+    )
     command("head", "print the last seq and hash, to keep as an anchor")
+    keep = command("anchor", "verify against the kept anchors, then keep the head as a new one")
+    keep.add_argument(
+        "--to",
+        default=os.environ.get(ANCHORS_URI_ENV),
+        help=f"the anchors' folder (default: ${ANCHORS_URI_ENV})",
+    )
     show = command("show", "print entries as JSON lines")
     show.add_argument("--kind", choices=ENTRY_KINDS)
     show.add_argument("--agreement")
@@ -1517,9 +1532,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         with Ledger(url, create=False) as ledger:
             if args.command == "verify":
-                report = ledger.verify(args.anchor)
+                anchors = list(args.anchor)
+                if args.anchors_from:
+                    from upath import UPath
+
+                    from supporting_families.ledger_anchors import read_anchors
+
+                    anchors += read_anchors(UPath(args.anchors_from))
+                report = ledger.verify(anchors)
                 _emit(report.to_dict())
                 return 0 if report.ok else 1
+            if args.command == "anchor":
+                if not args.to:
+                    sys.stderr.write(f"error: give --to or set {ANCHORS_URI_ENV}\n")
+                    return 2
+                from upath import UPath
+
+                from supporting_families.ledger_anchors import AnchorError, anchor
+
+                try:
+                    _emit(anchor(ledger, UPath(args.to)).to_dict())
+                except AnchorError as exc:
+                    sys.stderr.write(f"error: {exc}\n")
+                    return 1
+                return 0
             if args.command == "head":
                 head = ledger.head()
                 _emit({"seq": head.seq, "entry_hash": head.entry_hash, "anchor": str(head)} if head else None)

@@ -9,10 +9,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, ObjectStoragePath
 
 from supporting_families.agreements import Agreement, load_agreement
-from supporting_families.ledger import Ledger
+from supporting_families.ledger import ANCHORS_URI_ENV, Ledger
 from supporting_families.pseudonymise import PseudonymKey
 
 COUNCIL_OPENPGP_CONN_ID = "sf_openpgp_council"
@@ -66,3 +66,13 @@ def ledger() -> Ledger:
     if not url:
         raise RuntimeError(f"{LEDGER_URL_ENV} is not set: source scripts/env.sh or set it in the deployment")
     return Ledger(url)
+
+
+def ledger_anchors() -> ObjectStoragePath:
+    """Where the ledger's anchors are kept: ``$SF_LEDGER_ANCHORS_URI``, with ``$SF_LEDGER_ANCHORS_CONN_ID``
+    for an S3 bucket of its own (kept apart from the store: see supporting_families.ledger_anchors)."""
+    uri = os.environ.get(ANCHORS_URI_ENV)
+    if not uri:
+        raise RuntimeError(f"{ANCHORS_URI_ENV} is not set: source scripts/env.sh or set it in the deployment")
+    conn_id = os.environ.get("SF_LEDGER_ANCHORS_CONN_ID")
+    return ObjectStoragePath(uri, conn_id=conn_id) if conn_id else ObjectStoragePath(uri)

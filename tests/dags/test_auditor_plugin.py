@@ -53,6 +53,7 @@ def test_the_page_lists_entries_and_the_chain_state(client) -> None:  # type: ig
         page = http.get("/")
         assert page.status_code == 200
         assert "chain verified: 1 entries" in page.text
+        assert "no anchors configured" in page.text
         assert "/dags/receive__dwp_benefits_matching/runs/manual__x" in page.text
         rows = http.get("/entries.json").json()
         assert [r["kind"] for r in rows] == ["collection"]
@@ -66,3 +67,24 @@ def test_the_plugin_registers_the_app_and_a_nav_link() -> None:
     plugin = sf_auditor.SupportingFamiliesAuditor
     assert plugin.fastapi_apps[0]["url_prefix"] == "/auditor"
     assert plugin.external_views[0]["href"] == "/auditor/"
+
+
+def test_the_page_verifies_against_the_kept_anchors(
+    client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from airflow.api_fastapi.core_api.security import get_user
+    from upath import UPath
+
+    from supporting_families.ledger import Ledger
+    from supporting_families.ledger_anchors import anchor
+
+    http, module = client
+    folder = UPath((tmp_path / "anchors").as_uri())
+    monkeypatch.setenv("SF_LEDGER_ANCHORS_URI", str(folder))
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
+        anchor(ledger, folder)
+    module.app.dependency_overrides[get_user] = lambda: object()
+    try:
+        assert "against 1 anchors kept outside the database" in http.get("/").text
+    finally:
+        module.app.dependency_overrides.clear()
