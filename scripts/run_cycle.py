@@ -44,6 +44,9 @@ CYCLE: list[Step] = [
     ("await", "demo_partner_simulator", "summarise"),
     *[("await", f"receive__{a}", "process") for a in SHARES],
     ("await", "identify_families", "evaluate_criteria"),
+    # The deliveries and returns queued anchoring runs already; one more, started once everything above
+    # has finished, anchors the cycle's last ledger entry and reports the chain's state.
+    ("trigger", "ledger_anchor", "anchor"),
 ]
 
 

@@ -22,8 +22,6 @@ decimal, an empty cell for "no value".
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -33,8 +31,8 @@ import pandas as pd
 import pandera.pandas as pdr
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
+from supporting_families import csv_checks
 from supporting_families.agreements import Agreement, Column
 from supporting_families.lazy_validation import blank_rows, lazy_failures
 
@@ -91,9 +89,6 @@ _SHA256_PATTERN: Final = r"^[0-9a-fA-F]{64}$"
 _INTEGER_PATTERN: Final = r"^-?[0-9]{1,18}$"
 _DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _BOOLEANS: Final = ("true", "false")
-_UTF8_BOM: Final = b"\xef\xbb\xbf"
-_UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
-# pandera's name for a null in a non-nullable column.
 #: Row numbers quoted in an exception message; the report has them all.
 _ROWS_IN_MESSAGE: Final = 10
 
@@ -109,7 +104,7 @@ def _empty_problems() -> pa.Table:
     return PROBLEMS_SCHEMA.empty_table()
 
 
-class ReturnRejected(Exception):
+class ReturnRejected(csv_checks.FileRejected):
     """A return file was rejected: ``str()`` names the file, the rule and the row numbers, never a value.
 
     ``problems`` holds one row per (row_number, column, rule) for row-level failures (empty for a file rule
@@ -117,14 +112,12 @@ class ReturnRejected(Exception):
     """
 
     def __init__(self, file: str, rule: str, detail: str, problems: pa.Table | None = None) -> None:
-        self.file = file
-        self.rule = rule
-        self.detail = detail
+        # Before the base builds the message, which lists the problem rows.
         self.problems = problems if problems is not None else _empty_problems()
-        super().__init__(self._message())
+        super().__init__(file, rule, detail)
 
     def _message(self) -> str:
-        message = f"{self.file}: rejected by rule {self.rule!r}: {self.detail}"
+        message = super()._message()
         rows = self.row_numbers
         if rows:
             shown = ", ".join(str(r) for r in rows[:_ROWS_IN_MESSAGE])
@@ -161,43 +154,21 @@ class ValidatedReturn:
 # -- file rules ----------------------------------------------------------------------------------------
 
 
-def _line_of(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
-
-
 def _decode(data: bytes, file: str) -> str:
-    if not data.strip():
-        raise ReturnRejected(file, "empty_file", "the file is empty")
-    if data.startswith(_UTF8_BOM) or data.startswith(_UTF16_BOMS):
-        raise ReturnRejected(file, "unexpected_bom", "the file starts with a byte-order mark")
-    if b"\x00" in data:
-        line = _line_of(data, data.index(b"\x00"))
-        raise ReturnRejected(file, "encoding", f"a NUL byte on line {line}: not a UTF-8 text file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # The exception names the offending bytes: only the line number leaves this function.
-        raise ReturnRejected(
-            file, "encoding", f"bytes on line {_line_of(data, exc.start)} are not valid UTF-8"
-        ) from None
+    # Always UTF-8 without a byte-order mark: the partners' format is fixed, where each extract source
+    # declares its own encoding.
+    return csv_checks.decode(
+        data, file, ReturnRejected, encoding="utf-8", declared="returns are UTF-8 without one"
+    )
 
 
 def _check_header(text: str, expected: list[str], file: str) -> None:
-    end = text.find("\n")
-    line = (text if end < 0 else text[:end]).rstrip("\r")
-    header = next(csv.reader([line]), [])
-    known = set(expected)
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        # Only names the agreement declares are ever quoted: anything else could be a value.
-        named = [h for h in dupes if h in known]
-        others = len(dupes) - len(named)
-        raise ReturnRejected(
-            file,
-            "duplicate_headers",
-            f"repeated headers {named}" + (f" and {others} other repeated header(s)" if others else ""),
-        )
+    header = csv_checks.split_header(csv_checks.split_first_line(text)[0])
+    csv_checks.check_duplicate_headers(header, set(expected), file, ReturnRejected)
+    # The rows are read by position under the agreement's names, so, unlike an extract's, the header must
+    # match in order too, and every mismatch (a wrong delimiter included) is the one rule "header".
     if header != expected:
+        known = set(expected)
         missing = [name for name in expected if name not in header]
         unknown = sum(1 for h in header if h not in known)
         if not missing and not unknown:
@@ -209,67 +180,20 @@ def _check_header(text: str, expected: list[str], file: str) -> None:
         raise ReturnRejected(file, "header", detail)
 
 
-def _read_csv(data: bytes, expected: list[str], *, threads: bool, ragged: list[int | None]) -> pa.Table:
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        # row.text holds the values: only the number is kept. It counts records from the header (1), so
-        # it is the row number a spreadsheet shows, even with quoted line breaks (unknown when threaded).
-        ragged.append(row.number)
-        return "skip"
-
-    return pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(
-            column_names=expected, skip_rows=1, use_threads=threads, block_size=16 << 20
-        ),
-        parse_options=pacsv.ParseOptions(
-            delimiter=",",
-            quote_char='"',
-            double_quote=True,
-            newlines_in_values=True,
-            ignore_empty_lines=False,
-            invalid_row_handler=on_invalid,
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(expected, pa.string()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-
-
 def _parse(data: bytes, expected: list[str], file: str) -> pa.Table:
-    if data.count(b'"') % 2:
-        # Quotes come in pairs (an embedded quote is doubled); an odd count is usually a truncated file,
-        # whose last value the parser would otherwise take, cut short, as a short row.
-        raise ReturnRejected(file, "unparseable", "an unbalanced double quote: is the file truncated?")
-    ragged: list[int | None] = []
-    try:
-        table = _read_csv(data, expected, threads=True, ragged=ragged)
-        if ragged and None in ragged:
-            # The threaded reader does not know row numbers; read again, in one thread, to name them.
-            ragged.clear()
-            _read_csv(data, expected, threads=False, ragged=ragged)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        # pyarrow's message quotes the row it choked on: keep none of it.
-        raise ReturnRejected(
-            file, "unparseable", "the CSV parser could not read the file (an unbalanced quote?)"
-        ) from None
+    # The whole file, unlike an extract's trimmed body: partners write one line end per row, so a blank
+    # line, even the last, is a row that breaks "blank_row"; and no rows at all is a valid answer.
+    table, ragged = csv_checks.read_rows(data, expected, file, ReturnRejected, header_in_data=True)
     if ragged:
-        numbers = sorted(n for n in ragged if n is not None)
         problems = pa.table(
             {
-                "row_number": pa.array(numbers, pa.int64()),
-                "column": pa.array([""] * len(numbers), pa.string()),
-                "rule": pa.array(["ragged_row"] * len(numbers), pa.string()),
+                "row_number": pa.array(ragged, pa.int64()),
+                "column": pa.array([""] * len(ragged), pa.string()),
+                "rule": pa.array(["ragged_row"] * len(ragged), pa.string()),
             },
             schema=PROBLEMS_SCHEMA,
         )
-        raise ReturnRejected(
-            file,
-            "ragged_rows",
-            f"{len(ragged)} row(s) with a field count other than the header's {len(expected)}",
-            problems,
-        )
+        raise ReturnRejected(file, "ragged_rows", csv_checks.ragged_detail(ragged, len(expected)), problems)
     return table
 
 
@@ -347,13 +271,6 @@ def return_schema(agreement: Agreement) -> pdr.DataFrameSchema:
     )
 
 
-def _blank_to_null(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    out: pa.ChunkedArray = pc.if_else(
-        pc.equal(pc.utf8_length(values), 0), pa.scalar(None, pa.string()), values
-    )
-    return out
-
-
 def _row_failures(values: pa.Table, agreement: Agreement) -> pa.Table:
     """Every (row_number, column, rule) that fails, sorted; empty when every row passes."""
     blank = blank_rows(values)
@@ -415,7 +332,9 @@ def validate_return(plaintext: Path, agreement: Agreement, *, name: str | None =
     raw = _parse(data, expected, file)
     if spec.receipt is not None and raw.num_rows != 1:
         raise ReturnRejected(file, "receipt_rows", f"{raw.num_rows} data rows; a receipt has exactly one")
-    values = pa.table([_blank_to_null(c) for c in raw.columns], names=raw.column_names)
+    # Not trimmed, unlike an extract: the partners' format is exact, so a padded reference or flag breaks a
+    # row rule rather than being quietly mended.
+    values = pa.table([csv_checks.blank_to_null(c) for c in raw.columns], names=raw.column_names)
     failures = _row_failures(values, agreement)
     if failures.num_rows:
         rows = len(pc.unique(failures.column("row_number")))
