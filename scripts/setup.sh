@@ -101,6 +101,9 @@ SELECT 'CREATE DATABASE sf_airflow OWNER sf_airflow' WHERE NOT EXISTS (SELECT FR
 SQL
   (umask 077; printf %s "postgresql+psycopg2://sf_airflow:$pw@127.0.0.1:5432/sf_airflow" >"$DB_URL_FILE")
 fi
+# env.sh points Airflow at the URL file only if it existed when sourced: on a fresh machine it did not.
+source scripts/env.sh
+[ -n "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD:-}" ] || die "the Airflow database URL is not configured"
 
 # --- Airflow ----------------------------------------------------------------------------------------
 say "migrating the Airflow metadata database (PostgreSQL sf_airflow)"
