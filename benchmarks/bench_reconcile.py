@@ -13,8 +13,8 @@ Timed, per repeat (wall seconds, as one receive task runs them):
 * ``read refs``: reading the delivery's ``references.parquet`` from the store;
 * ``reconcile``: classifying every reference (``receive_reconcile.reconcile``);
 * ``classified``: writing ``classified.parquet`` (one row per sent reference and per extra row);
-* ``merge``: mapping the matched rows' flags to persons and writing ``register/partner_flags/`` atomically
-  (``receive.merge_flags``).
+* ``merge``: mapping the matched rows' flags to persons, with one answer marker per matched person, and
+  writing ``register/partner_flags/`` atomically (``receive.merge_flags``).
 
 ``total`` is their sum: the figure the issue bounds. With ``--validate`` the strict CSV reading and pandera
 validation of the same return is timed as well (not part of the bound). Only sizes and times are printed.
@@ -26,6 +26,7 @@ import argparse
 import secrets
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,14 @@ def main() -> None:
             write_parquet(result.classified, folder / "classified.parquet")
             times["classified"] = time.perf_counter() - t
             t = time.perf_counter()
-            merged = merge_flags(store, agreement, result.accepted, return_file=name, file_sha256="0" * 64)
+            merged = merge_flags(
+                store,
+                agreement,
+                result.accepted,
+                return_file=name,
+                file_sha256="0" * 64,
+                answered_at=datetime.now(UTC),
+            )
             times["merge"] = time.perf_counter() - t
             total = sum(times.values())
             totals.append(total)

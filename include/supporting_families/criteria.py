@@ -39,7 +39,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -402,8 +402,20 @@ WORKLIST_SCHEMA = pa.schema(
     ]
 )
 
-#: What the partner_flags files hold (issue 5 writes them under ``register/partner_flags/``).
-PARTNER_FLAGS_COLUMNS = ("person_id", "sub_criterion", "evidence_date", "partner", "agreement_id")
+#: What the partner_flags files hold (issue 5 writes them under ``register/partner_flags/``; the schema is
+#: receive_reconcile.PARTNER_FLAGS_SCHEMA). A row with a null ``sub_criterion`` is an answer marker: the
+#: partner matched the person, and it never counts as a flag. ``answered_at`` dates the answer.
+PARTNER_FLAGS_COLUMNS = (
+    "person_id",
+    "sub_criterion",
+    "evidence_date",
+    "partner",
+    "agreement_id",
+    "answered_at",
+)
+#: Columns a partner_flags table may lack: files merged before answers were recorded have no answered_at.
+_OPTIONAL_PARTNER_FLAGS_COLUMNS = frozenset({"answered_at"})
+_ANSWERED_AT_TYPE = pa.timestamp("us", tz="UTC")
 
 _HITS_SCHEMA = pa.schema(
     [
@@ -630,16 +642,43 @@ def _partner_rules(config: CriteriaConfig, as_of: date) -> pa.Table:
     )
 
 
+def _partner_flags_table(flags: pa.Table) -> pa.Table:
+    """``flags`` with exactly PARTNER_FLAGS_COLUMNS, typed; a missing ``answered_at`` is all null."""
+    required = [c for c in PARTNER_FLAGS_COLUMNS if c not in _OPTIONAL_PARTNER_FLAGS_COLUMNS]
+    missing = [c for c in required if c not in flags.column_names]
+    if missing:
+        raise ValueError(f"partner flags: columns {missing} are missing (rule: partner_flags schema)")
+    if "answered_at" not in flags.column_names:
+        flags = flags.append_column("answered_at", pa.nulls(flags.num_rows, _ANSWERED_AT_TYPE))
+    flags = flags.select(list(PARTNER_FLAGS_COLUMNS))
+    flags = flags.set_column(2, "evidence_date", _as_date32(flags.column("evidence_date")))
+    return flags.set_column(5, "answered_at", pc.cast(flags.column("answered_at"), _ANSWERED_AT_TYPE))
+
+
+def _latest_answers(flags: pa.Table, partners: pa.Array) -> pa.Table:
+    """(partner, person_id, _latest_answer): each partner's latest ``answered_at`` about each person, over
+    all its rows (flags and markers), for ``partners`` only (the others have no status to supersede).
+
+    Null ``answered_at`` (files merged before answers were recorded) is skipped by ``max``: such a row
+    supersedes nothing, and a person with only such rows has a null latest answer.
+    """
+    mine = flags.filter(pc.is_in(flags.column("partner"), value_set=partners))
+    latest = mine.group_by(["partner", "person_id"]).aggregate([("answered_at", "max")])
+    return latest.rename_columns(["partner", "person_id", "_latest_answer"])
+
+
 def _partner_hits(
     flags: pa.Table, persons: pa.Table, as_of: date, config: CriteriaConfig, counts: dict[str, Any]
 ) -> pa.Table:
-    """Returned flags that count under the configuration, with its window and age limits applied again."""
-    missing = [c for c in PARTNER_FLAGS_COLUMNS if c not in flags.column_names]
-    if missing:
-        raise ValueError(f"partner flags: columns {missing} are missing (rule: partner_flags schema)")
-    flags = flags.select(list(PARTNER_FLAGS_COLUMNS)).set_column(
-        2, "evidence_date", _as_date32(flags.column("evidence_date"))
-    )
+    """Returned flags that count under the configuration, with its window and age limits applied again,
+    and a status without a window counted only from the partner's latest answer about the person."""
+    answers = _partner_flags_table(flags)
+    # An identification as of a past date uses the answers the council had then: an answer to a question
+    # asked after as_of (UTC days) neither counts nor supersedes, so re-running a past day gives its result.
+    asked_by = pa.scalar(datetime.combine(as_of + timedelta(days=1), time(), UTC), _ANSWERED_AT_TYPE)
+    answers = answers.filter(pc.fill_null(pc.less(answers.column("answered_at"), asked_by), True))
+    # Marker rows (null sub-criterion) are answers, not flags: they never count and are never "ignored".
+    flags = answers.filter(pc.is_valid(answers.column("sub_criterion")))
     rules = _partner_rules(config, as_of)
     joined = flags.join(rules, keys=["sub_criterion", "partner"], join_type="inner")
     ignored = flags.num_rows - joined.num_rows
@@ -650,6 +689,12 @@ def _partner_hits(
     if joined.column("max_age").null_count < joined.num_rows:
         dob = persons.select(["person_id", "date_of_birth"]).rename_columns(["person_id", "_dob"])
         joined = joined.join(dob, keys="person_id", join_type="left outer")
+    unwindowed = pc.is_null(joined.column("window_start"))
+    if pc.any(unwindowed).as_py():
+        status_partners = pc.unique(joined.filter(unwindowed).column("partner"))
+        joined = joined.join(
+            _latest_answers(answers, status_partners), keys=["partner", "person_id"], join_type="left outer"
+        )
     evidence, ws, max_age = (joined.column(c) for c in ("evidence_date", "window_start", "max_age"))
     # The window is applied again on every run, so a returned event ages out after 12 months. A flag
     # without a date cannot be shown to be within the window, so where a window applies it does not count.
@@ -657,6 +702,15 @@ def _partner_hits(
         pc.and_(pc.greater_equal(evidence, ws), pc.less_equal(evidence, pa.scalar(as_of, pa.date32()))), False
     )
     mask = pc.or_(pc.is_null(ws), in_window)
+    if "_latest_answer" in joined.column_names:
+        # Without a window the flag is a status as at the return (DWP's benefits), not an event: it counts
+        # only from the partner's latest answer about the person, so a later return that matched the person
+        # without the flag supersedes it. A person the later return did not match was not answered about,
+        # so an earlier flag stands. Null answered_at (files merged before answers were recorded) neither
+        # supersedes nor is superseded: those flags count as they always did.
+        answered_at, latest = joined.column("answered_at"), joined.column("_latest_answer")
+        current = pc.fill_null(pc.or_kleene(pc.is_null(answered_at), pc.equal(answered_at, latest)), False)
+        mask = pc.if_else(pc.is_null(ws), current, in_window)
     if "_dob" in joined.column_names:
         # "child/young person": aged at most max_age on the event's date (no date or no DOB: not shown).
         young = pc.fill_null(pc.less_equal(completed_years(joined.column("_dob"), evidence), max_age), False)
@@ -842,7 +896,8 @@ def evaluate(
     ``record_id`` and the standard measure columns); only each source's latest extract on or before as_of
     is used, because every extract is a full snapshot of its system. ``links``: (source, record_id,
     person_id). ``persons``: the register (person_id, family_id, date_of_birth). ``partner_flags``: merged
-    returns (person_id, sub_criterion, evidence_date, partner, agreement_id), or None before any return.
+    returns (person_id, sub_criterion, evidence_date, partner, agreement_id and, from files merged since
+    answers were recorded, answered_at; a null sub_criterion marks an answer), or None before any return.
     """
     counts: dict[str, Any] = {"as_of": as_of.isoformat(), "persons": persons.num_rows}
     parts = _internal_hits(curated, links, persons, as_of, config, counts)
@@ -949,7 +1004,14 @@ def read_partner_flags(store: UPath) -> pa.Table | None:
     paths = sorted(folder.glob("*.parquet"), key=lambda p: p.name)
     if not paths:
         return None
-    tables = [_read(p, list(PARTNER_FLAGS_COLUMNS)) for p in paths]
+    tables = []
+    for path in paths:
+        with path.open("rb") as fh:
+            parquet = pq.ParquetFile(fh)
+            # Files merged before answers were recorded lack answered_at: read what they have, and the
+            # permissive concatenation (or _partner_hits) fills it with nulls, which supersede nothing.
+            have = set(parquet.schema_arrow.names)
+            tables.append(parquet.read(columns=[c for c in PARTNER_FLAGS_COLUMNS if c in have]))
     return pa.concat_tables(tables, promote_options="permissive")
 
 

@@ -755,6 +755,7 @@ def _quarantine_archived(
 @dataclass(frozen=True)
 class MergeResult:
     path: UPath
+    #: Real flags only (rows with a sub-criterion), never the answer markers beside them.
     flags: int
     status: Literal["merged", "already_merged"]
 
@@ -764,28 +765,56 @@ class MergeConflict(RuntimeError):
 
 
 def merge_flags(
-    store: UPath, agreement: Agreement, accepted: pa.Table, *, return_file: str, file_sha256: str
+    store: UPath,
+    agreement: Agreement,
+    accepted: pa.Table,
+    *,
+    return_file: str,
+    file_sha256: str,
+    answered_at: datetime | None,
 ) -> MergeResult:
-    """Write the accepted rows' flags to ``register/partner_flags/<agreement>__<return stem>.parquet``.
+    """Write the accepted rows' flags, and an answer marker per matched person, to
+    ``register/partner_flags/<agreement>__<return stem>.parquet`` (receive_reconcile.partner_flags).
 
-    Atomic (the whole file appears at once) and idempotent per file hash: the same return merged again
-    changes nothing; a different one under the same name is a :class:`MergeConflict`.
+    ``answered_at`` is when the delivery this return answers was delivered (None: unknown, the answers
+    then supersede nothing). Atomic (the whole file appears at once) and idempotent per file hash: the same
+    return merged again changes nothing; a different one under the same name is a :class:`MergeConflict`.
     """
     path = ReturnPaths(store, agreement.id, return_file).flags_path
     if path.exists():
         with path.open("rb") as fh:
             metadata = pq.read_metadata(fh)
-        merged_sha = (metadata.schema.to_arrow_schema().metadata or {}).get(b"file_sha256", b"").decode()
-        if merged_sha == file_sha256:
-            return MergeResult(path, int(metadata.num_rows), "already_merged")
+        written = metadata.schema.to_arrow_schema().metadata or {}
+        if written.get(b"file_sha256", b"").decode() == file_sha256:
+            # The flag count is kept in the metadata because the file also holds markers; a file merged
+            # before markers existed has none, so its row count is its flag count.
+            return MergeResult(path, int(written.get(b"flags", metadata.num_rows)), "already_merged")
         raise MergeConflict(f"{agreement.id}: {path.name} was merged from a different file")
-    flags = partner_flags(accepted, agreement, file_sha256)
-    flags = flags.replace_schema_metadata(
-        {"file_sha256": file_sha256, "return_file": return_file, "agreement_id": agreement.id}
+    rows = partner_flags(accepted, agreement, file_sha256, answered_at=answered_at)
+    flags = rows.num_rows - rows.column("sub_criterion").null_count
+    rows = rows.replace_schema_metadata(
+        {
+            "file_sha256": file_sha256,
+            "return_file": return_file,
+            "agreement_id": agreement.id,
+            "flags": str(flags),
+        }
     )
-    write_parquet(flags, path)
-    log.info("%s: merged %d partner flags from %s", agreement.id, flags.num_rows, return_file)
-    return MergeResult(path, int(flags.num_rows), "merged")
+    write_parquet(rows, path)
+    log.info(
+        "%s: merged %d partner flags and %d answers from %s",
+        agreement.id,
+        flags,
+        rows.num_rows - flags,
+        return_file,
+    )
+    return MergeResult(path, flags, "merged")
+
+
+def _delivered_at(receipt: Mapping[str, Any] | None) -> datetime | None:
+    """When a delivery was delivered, by its receipt.json (None if the receipt does not say)."""
+    value = (receipt or {}).get("delivered_at")
+    return datetime.fromisoformat(str(value)) if value else None
 
 
 def check_receipt(validated: ValidatedReturn, manifest: Manifest, agreement: Agreement) -> dict[str, Any]:
@@ -920,7 +949,8 @@ def _take(
     if delivery_id is None:
         raise ReturnRejected(name, "file_name", f"the name does not fit {agreement.returns.file_pattern}")
     delivery = Delivery(store, agreement.id, delivery_id)
-    if not delivery.manifest_path.exists() or delivery.receipt() is None:
+    receipt = delivery.receipt()
+    if not delivery.manifest_path.exists() or receipt is None:
         raise ReturnRejected(name, "unknown_delivery", f"no delivery {delivery.name} was made")
     with local_file(paths.original) as cipher, tempfile.TemporaryDirectory(prefix="sf-return-") as tmp:
         plain = Path(tmp) / _stem(name)
@@ -938,12 +968,15 @@ def _take(
         sent = read_references(delivery.references_path, agreement)
         reconciliation = reconcile(validated.table, sent, agreement)
         write_parquet(reconciliation.classified, paths.classified_path)
+        # The answer is dated by the question (the delivery), not by when the file came back, so answers
+        # to two deliveries are ordered as the questions were even if the returns arrive out of order.
         merged = merge_flags(
             store,
             agreement,
             reconciliation.accepted,
             return_file=name,
             file_sha256=received.ciphertext_sha256,
+            answered_at=_delivered_at(receipt),
         )
         counts, flags = reconciliation.report(), merged.flags
     outcome = ReturnOutcome(

@@ -38,6 +38,7 @@ from __future__ import annotations
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 import numpy as np
@@ -82,14 +83,25 @@ CLASSIFIED_SCHEMA: Final = pa.schema(
 
 #: ``register/partner_flags/*.parquet``, read by the criteria engine (criteria.PARTNER_FLAGS_COLUMNS) with
 #: the source of every flag: the partner, the agreement and the SHA-256 of the return file as received.
+#:
+#: Besides its flags, a file records the return's *answers*: one row with a null ``sub_criterion`` (a
+#: marker) for every matched person, flagged or not, because "matched, nothing to flag" is also an answer.
+#: ``answered_at`` is when the delivery the return answers was delivered (its receipt's ``delivered_at``),
+#: so a later question gets a later answer whatever order the returns arrive in. The criteria engine lets a
+#: status without a window (DWP's benefits) count only from the partner's latest answer about the person,
+#: so a later "not on benefits" supersedes an earlier flag. Files merged before this have no
+#: ``answered_at`` and no markers; the engine reads their flags as before (never superseded).
 PARTNER_FLAGS_SCHEMA: Final = pa.schema(
     [
         pa.field("person_id", pa.string(), nullable=False),
-        pa.field("sub_criterion", pa.string(), nullable=False),
+        #: null on a marker row: the person was answered about (matched), with or without flags
+        pa.field("sub_criterion", pa.string()),
         pa.field("evidence_date", pa.date32()),
         pa.field("partner", pa.string(), nullable=False),
         pa.field("agreement_id", pa.string(), nullable=False),
         pa.field("file_sha256", pa.string(), nullable=False),
+        #: null only when the delivery's receipt has no delivered_at (such answers supersede nothing)
+        pa.field("answered_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 
@@ -333,14 +345,41 @@ def _check_invariant(counts: Mapping[str, int], *, sent: int, rows: int, classif
         )
 
 
-def partner_flags(accepted: pa.Table, agreement: Agreement, file_sha256: str) -> pa.Table:
-    """The partner flags in ``accepted`` (matched rows with ``person_id``), by ``agreement.returns.flags``.
+def partner_flags(
+    accepted: pa.Table, agreement: Agreement, file_sha256: str, *, answered_at: datetime | None
+) -> pa.Table:
+    """The partner flags in ``accepted`` (matched rows with ``person_id``), by ``agreement.returns.flags``,
+    and one marker row (null ``sub_criterion``) per matched person: the return's answers.
 
     A boolean column flags the row when true (no evidence date); a date column when it holds a date, which
-    is the evidence date (agreements.ReturnFlag).
+    is the evidence date (agreements.ReturnFlag). Every row carries ``answered_at`` (see
+    PARTNER_FLAGS_SCHEMA). An agreement without flags gives an empty table: its answers could supersede
+    nothing, and flags need a return keyed on person_ref, so only then is every person_id known.
     """
-    parts: list[pa.Table] = []
+    if not agreement.returns.flags:
+        return PARTNER_FLAGS_SCHEMA.empty_table()
+    if answered_at is not None:
+        # Parquet keeps the instant; a naive time from an old receipt is read as UTC, as share.py writes it.
+        answered_at = answered_at.astimezone(UTC) if answered_at.tzinfo else answered_at.replace(tzinfo=UTC)
+    answered = pa.scalar(answered_at, PARTNER_FLAGS_SCHEMA.field("answered_at").type)
+
+    def rows(person: pa.Array | pa.ChunkedArray, sub_criterion: str | None, evidence: pa.Array) -> pa.Table:
+        n = len(person)
+        return pa.table(
+            {
+                "person_id": person,
+                "sub_criterion": pa.repeat(pa.scalar(sub_criterion, pa.string()), n),
+                "evidence_date": evidence,
+                "partner": pa.repeat(pa.scalar(agreement.partner.code, pa.string()), n),
+                "agreement_id": pa.repeat(pa.scalar(agreement.id, pa.string()), n),
+                "file_sha256": pa.repeat(pa.scalar(file_sha256, pa.string()), n),
+                "answered_at": pa.repeat(answered, n),
+            },
+            schema=PARTNER_FLAGS_SCHEMA,
+        )
+
     person = accepted.column("person_id")
+    parts: list[pa.Table] = []
     for flag in agreement.returns.flags:
         values = accepted.column(flag.column)
         if pa.types.is_boolean(values.type):
@@ -349,20 +388,8 @@ def partner_flags(accepted: pa.Table, agreement: Agreement, file_sha256: str) ->
         else:
             mask = pc.is_valid(values)
             evidence = values.cast(pa.date32())
-        n = int(pc.sum(mask).as_py() or 0)
-        parts.append(
-            pa.table(
-                {
-                    "person_id": person.filter(mask),
-                    "sub_criterion": pa.repeat(pa.scalar(flag.sub_criterion, pa.string()), n),
-                    "evidence_date": pc.filter(evidence, mask),
-                    "partner": pa.repeat(pa.scalar(agreement.partner.code, pa.string()), n),
-                    "agreement_id": pa.repeat(pa.scalar(agreement.id, pa.string()), n),
-                    "file_sha256": pa.repeat(pa.scalar(file_sha256, pa.string()), n),
-                },
-                schema=PARTNER_FLAGS_SCHEMA,
-            )
-        )
-    if not parts:
-        return PARTNER_FLAGS_SCHEMA.empty_table()
+        parts.append(rows(person.filter(mask), flag.sub_criterion, pc.filter(evidence, mask)))
+    # Markers for every matched person, not only the unflagged: simpler, and the engine takes a person's
+    # latest answer from all of the partner's rows, so a marker beside flags changes nothing.
+    parts.append(rows(person, None, pa.nulls(len(person), pa.date32())))
     return pa.concat_tables(parts)

@@ -302,9 +302,18 @@ def test_a_partner_answer_is_taken_in_reconciled_and_merged(
     refs = list(shared.refs)
     classified = read_parquet(paths.classified_path)
     assert classified.num_rows == shared.rows
-    flags = read_parquet(paths.flags_path)
-    assert set(pc.unique(flags["file_sha256"]).to_pylist()) == {original_sha}
-    assert set(pc.unique(flags["agreement_id"]).to_pylist()) == {agreement.id}
+    written = read_parquet(paths.flags_path)
+    assert set(pc.unique(written["file_sha256"]).to_pylist()) == {original_sha}
+    assert set(pc.unique(written["agreement_id"]).to_pylist()) == {agreement.id}
+    # Every row is dated by the delivery the return answers, and every matched person has one answer
+    # marker (null sub-criterion) beside any flags; the outcome counts the flags only.
+    delivered_at = datetime.fromisoformat(str((shared.delivery.receipt() or {})["delivered_at"]))
+    assert set(written["answered_at"].to_pylist()) == {delivered_at}
+    markers = written.filter(pc.is_null(written["sub_criterion"]))
+    matched = classified.filter(pc.equal(classified["class"].cast(pa.string()), "matched"))
+    assert sorted(markers["person_id"].to_pylist()) == sorted(matched["person_id"].to_pylist())
+    flags = written.filter(pc.is_valid(written["sub_criterion"]))
+    assert outcome.flags_merged == flags.num_rows
     got = sorted(zip(flags["person_id"].to_pylist(), flags["sub_criterion"].to_pylist(), strict=True))
     if agreement_id == DWP:
         assert outcome.counts["matched"] + outcome.counts["rejected_by_partner"] == shared.rows
@@ -387,7 +396,11 @@ def test_every_reference_lands_in_exactly_one_class(
     assert by_class["no_trace"] == set(refs[7:]) and by_class["unexpected"] == set(never_sent)
     # Only the first row of each matched reference is merged; unexpected references never are.
     flags = read_parquet(ReturnPaths(store, DWP, shared.return_name).flags_path)
-    assert sorted(flags["person_id"].to_pylist()) == sorted(shared.person(r) for r in refs[:5])
+    answered = flags.filter(pc.is_null(flags["sub_criterion"]))  # one answer marker per matched person
+    assert sorted(answered["person_id"].to_pylist()) == sorted(shared.person(r) for r in refs[:5])
+    flagged = flags.filter(pc.is_valid(flags["sub_criterion"]))
+    assert sorted(flagged["person_id"].to_pylist()) == sorted(shared.person(r) for r in refs[:5])
+    assert outcome.flags_merged == 5
     assert counts["match_rate_ppm"] == 5 * 1_000_000 // 12
 
     # A second, different answer under the same name cannot replace the one taken in: it is quarantined as

@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import yaml
 from upath import UPath
 
 from supporting_families.criteria import (
+    PARTNER_FLAGS_COLUMNS,
     CriteriaConfig,
     CriteriaConfigError,
     Identification,
@@ -34,7 +35,9 @@ from supporting_families.criteria import (
     load_criteria,
     months_before,
     read_latest_curated,
+    read_partner_flags,
 )
+from supporting_families.receive_reconcile import PARTNER_FLAGS_SCHEMA
 from supporting_families.sources import SourceSpec, load_sources
 from supporting_families.storage import write_parquet
 from supporting_families.synthetic import MIN_PROBLEMS, SUB_CRITERIA, Borough, DirtConfig, generate_borough
@@ -145,19 +148,30 @@ def flagged(ident: Identification, sub: str) -> set[str]:
     return set(f.filter(pc.equal(f.column("sub_criterion"), sub)).column("person_id").to_pylist())
 
 
-def partner_flags(rows: list[tuple[str, str, date | None, str]]) -> pa.Table:
-    """(person_id, sub_criterion, evidence_date, partner) rows in the partner_flags contract."""
+def partner_flags(
+    rows: list[tuple[str, str | None, date | None, str]], answered_at: datetime | None = None
+) -> pa.Table:
+    """(person_id, sub_criterion, evidence_date, partner) rows in the partner_flags contract.
+
+    A None sub_criterion is an answer marker (the partner matched the person). With ``answered_at`` the
+    table is in PARTNER_FLAGS_SCHEMA, as the receive side writes it; without, it has no answered_at, as
+    files merged before answers were recorded.
+    """
     agreement = {"dwp": "dwp-benefits-matching", "met-police": "met-police-wider-help"}
-    return pa.table(
+    table = pa.table(
         {
             "person_id": [r[0] for r in rows],
-            "sub_criterion": [r[1] for r in rows],
+            "sub_criterion": pa.array([r[1] for r in rows], pa.string()),
             "evidence_date": pa.array([r[2] for r in rows], pa.date32()),
             "partner": [r[3] for r in rows],
             "agreement_id": [agreement.get(r[3], r[3]) for r in rows],
             "file_sha256": ["f" * 64] * len(rows),
         }
     )
+    if answered_at is None:
+        return table
+    answered = pa.repeat(pa.scalar(answered_at, PARTNER_FLAGS_SCHEMA.field("answered_at").type), len(rows))
+    return table.append_column("answered_at", answered).cast(PARTNER_FLAGS_SCHEMA)
 
 
 # --- each sub-criterion at its boundary ------------------------------------------------------------------
@@ -541,6 +555,138 @@ def test_flags_for_unlinked_rows_or_unknown_persons_are_counted_not_kept() -> No
     assert ident.counts["unlinked_rows"]["early_help"] == 1
     assert ident.counts["flags_without_register_person"] == 1
     assert _worklist(ident) == {}
+
+
+# --- a partner's later answer ---------------------------------------------------------------------------
+
+#: When the deliveries that two returns answer were delivered: the March question is the later one.
+JANUARY = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+MARCH = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+
+
+def _answers(*tables: pa.Table) -> pa.Table:
+    """Several merged returns read together, as read_partner_flags concatenates the files."""
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _benefits_world() -> World:
+    w = World()
+    _family(w, "fam", "attendance")
+    w.person("parent", "fam", date(1985, 1, 1))
+    _family(w, "other", "attendance")
+    w.person("other_parent", "other", date(1985, 1, 1))
+    return w
+
+
+def test_a_status_is_superseded_by_the_partners_later_answer_without_it() -> None:
+    w = _benefits_world()
+    january = partner_flags(
+        [("parent", "out_of_work_benefits", None, "dwp"), ("parent", None, None, "dwp")], JANUARY
+    )
+    assert _worklist(w.evaluate(partner_flags=january)) == {"fam": 2}
+    # March: DWP matched the parent and says nothing about benefits. The later answer is listed first, as
+    # file order (a name) says nothing about which question came first.
+    march = partner_flags([("parent", None, None, "dwp")], MARCH)
+    ident = w.evaluate(partner_flags=_answers(march, january))
+    assert flagged(ident, "out_of_work_benefits") == set()
+    assert _worklist(ident) == {}
+    assert ident.counts["partner_flags_ignored"] == 0
+    # A later answer with another status replaces the earlier status by its own.
+    march = partner_flags(
+        [("parent", "disability_benefits", None, "dwp"), ("parent", None, None, "dwp")], MARCH
+    )
+    ident = w.evaluate(partner_flags=_answers(january, march))
+    assert flagged(ident, "out_of_work_benefits") == set()
+    assert flagged(ident, "disability_benefits") == {"parent"}
+    assert _worklist(ident) == {"fam": 2}
+
+
+def test_an_identification_of_an_earlier_day_uses_only_the_answers_given_by_then() -> None:
+    w = _benefits_world()
+    january = partner_flags(
+        [("parent", "out_of_work_benefits", None, "dwp"), ("parent", None, None, "dwp")], JANUARY
+    )
+    march = partner_flags([("parent", None, None, "dwp")], MARCH)
+    end_of_january = w.evaluate(as_of=date(2025, 1, 31), partner_flags=_answers(january, march))
+    assert flagged(end_of_january, "out_of_work_benefits") == {"parent"}, "March's answer was not given yet"
+    before_any = w.evaluate(as_of=date(2025, 1, 5), partner_flags=_answers(january, march))
+    assert flagged(before_any, "out_of_work_benefits") == set()
+    on_the_day = w.evaluate(as_of=JANUARY.date(), partner_flags=_answers(january, march))
+    assert flagged(on_the_day, "out_of_work_benefits") == {"parent"}
+
+
+def test_a_status_stands_when_repeated_or_when_the_later_answer_is_not_about_the_person() -> None:
+    w = _benefits_world()
+    january = partner_flags(
+        [("parent", "out_of_work_benefits", None, "dwp"), ("parent", None, None, "dwp")], JANUARY
+    )
+    repeated = partner_flags(
+        [("parent", "out_of_work_benefits", None, "dwp"), ("parent", None, None, "dwp")], MARCH
+    )
+    ident = w.evaluate(partner_flags=_answers(january, repeated))
+    assert flagged(ident, "out_of_work_benefits") == {"parent"}
+    assert ident.person_flags.filter(pc.is_valid(ident.person_flags.column("partner"))).num_rows == 1
+    assert _worklist(ident) == {"fam": 2}
+    # The March return matched someone else only (the parent was no trace or rejected there): no answer
+    # about the parent, so January's stands. Another partner's later answer supersedes nothing either.
+    others = partner_flags([("other_parent", None, None, "dwp"), ("parent", None, None, "met-police")], MARCH)
+    ident = w.evaluate(partner_flags=_answers(january, others))
+    assert flagged(ident, "out_of_work_benefits") == {"parent"}
+    assert _worklist(ident) == {"fam": 2}
+
+
+def test_a_windowed_event_is_not_superseded_by_a_later_answer_without_it() -> None:
+    w = _benefits_world()
+    january = partner_flags(
+        [
+            ("parent", "asb_intervention", date(2024, 12, 1), "met-police"),
+            ("parent", None, None, "met-police"),
+        ],
+        JANUARY,
+    )
+    march = partner_flags([("parent", None, None, "met-police")], MARCH)
+    ident = w.evaluate(partner_flags=_answers(march, january))
+    # An intervention stays true after it happened: it counts until its 12-month window passes.
+    assert flagged(ident, "asb_intervention") == {"parent"}
+    assert _worklist(ident) == {"fam": 2}
+    assert _worklist(w.evaluate(as_of=date(2025, 12, 2), partner_flags=_answers(march, january))) == {}
+
+
+def test_answer_markers_never_count_and_flags_without_answered_at_stand(tmp_path: Path) -> None:
+    w = _benefits_world()
+    markers = partner_flags(
+        [("parent", None, None, "dwp"), ("other_parent", None, None, "met-police"), ("x", None, None, "ons")],
+        MARCH,
+    )
+    ident = w.evaluate(partner_flags=markers)
+    assert ident.person_flags.filter(pc.is_valid(ident.person_flags.column("partner"))).num_rows == 0
+    assert ident.counts["partner_flags_ignored"] == 0, "a marker is not a flag, so it is never ignored"
+    # A file merged before answers were recorded (no answered_at) beside a newer one: its flag is not
+    # superseded by the newer answer, and supersedes nothing itself.
+    store = UPath(tmp_path.as_uri())
+    folder = store / "register" / "partner_flags"
+    legacy = partner_flags([("parent", "out_of_work_benefits", None, "dwp")])
+    write_parquet(legacy, folder / "dwp-benefits-matching__dwp-return-dold.parquet")
+    newer = partner_flags(
+        [
+            ("parent", None, None, "dwp"),
+            ("other_parent", "out_of_work_benefits", None, "dwp"),
+            ("other_parent", None, None, "dwp"),
+        ],
+        MARCH,
+    )
+    write_parquet(newer, folder / "dwp-benefits-matching__dwp-return-dnew.parquet")
+    read = read_partner_flags(store)
+    assert read is not None and set(read.column_names) == set(PARTNER_FLAGS_COLUMNS)
+    assert read.num_rows == 4 and read.column("answered_at").null_count == 1
+    ident = w.evaluate(partner_flags=read)
+    assert flagged(ident, "out_of_work_benefits") == {"parent", "other_parent"}
+    assert _worklist(ident) == {"fam": 2, "other": 2}
+    # Only legacy files: no answered_at column at all.
+    write_parquet(legacy, folder / "dwp-benefits-matching__dwp-return-dnew.parquet")
+    only_legacy = read_partner_flags(store)
+    assert only_legacy is not None and "answered_at" not in only_legacy.column_names
+    assert flagged(w.evaluate(partner_flags=only_legacy), "out_of_work_benefits") == {"parent"}
 
 
 # --- the ground truth ------------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,6 +44,8 @@ DWP = AGREEMENTS["dwp-benefits-matching"]
 POLICE = AGREEMENTS["met-police-wider-help"]
 ONS = AGREEMENTS["ons-evaluation"]
 DWP_HEADER = "person_ref,match_status,out_of_work_benefit,disability_benefit"
+#: When the delivery a return answers was delivered (its receipt's delivered_at).
+ANSWERED = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
 
 
 def ref(i: int, version: int = 1) -> str:
@@ -327,7 +331,8 @@ def test_the_police_return_has_no_status_so_every_sent_reference_returned_is_mat
     )
     result = reconcile(returned, sent(4), POLICE)
     assert result.counts["matched"] == 2 and result.counts["no_trace"] == 2
-    flags = partner_flags(result.accepted, POLICE, "f" * 64)
+    rows = partner_flags(result.accepted, POLICE, "f" * 64, answered_at=ANSWERED)
+    flags = rows.filter(pc.is_valid(rows.column("sub_criterion")))
     assert sorted(
         zip(
             flags["person_id"].to_pylist(),
@@ -340,8 +345,9 @@ def test_the_police_return_has_no_status_so_every_sent_reference_returned_is_mat
         ("P000000", "proven_offence_or_caution", date(2025, 1, 3)),
         ("P000002", "proven_offence_or_caution", date(2025, 2, 1)),
     ]
-    assert set(flags["partner"].to_pylist()) == {"met-police"}
-    assert set(flags["file_sha256"].to_pylist()) == {"f" * 64}
+    assert set(rows["partner"].to_pylist()) == {"met-police"}
+    assert set(rows["file_sha256"].to_pylist()) == {"f" * 64}
+    assert set(rows["answered_at"].to_pylist()) == {ANSWERED}
 
 
 def test_dwp_flags_are_the_true_booleans_of_matched_rows_only() -> None:
@@ -351,7 +357,8 @@ def test_dwp_flags_are_the_true_booleans_of_matched_rows_only() -> None:
         (ref(2), "address_not_confirmed", True, True),  # flags on a rejected row are never taken in
     ]
     result = reconcile(dwp_return(rows), sent(3), DWP)
-    flags = partner_flags(result.accepted, DWP, "0" * 64)
+    written = partner_flags(result.accepted, DWP, "0" * 64, answered_at=ANSWERED)
+    flags = written.filter(pc.is_valid(written.column("sub_criterion")))
     assert sorted(zip(flags["person_id"].to_pylist(), flags["sub_criterion"].to_pylist(), strict=True)) == [
         ("P000000", "disability_benefits"),
         ("P000000", "out_of_work_benefits"),
@@ -359,18 +366,70 @@ def test_dwp_flags_are_the_true_booleans_of_matched_rows_only() -> None:
     assert flags["evidence_date"].null_count == 2
 
 
+def test_every_matched_person_is_recorded_as_an_answer_flagged_or_not() -> None:
+    rows = [
+        (ref(0), "matched", True, False),
+        (ref(1), "matched", False, None),  # matched, nothing to flag: still an answer
+        (ref(2), "address_not_confirmed", True, True),  # not matched: no answer about the person
+    ]
+    result = reconcile(dwp_return(rows), sent(4), DWP)  # P000003 was sent and is no trace: no answer
+    written = partner_flags(result.accepted, DWP, "0" * 64, answered_at=ANSWERED)
+    assert written.schema == receive_reconcile.PARTNER_FLAGS_SCHEMA
+    markers = written.filter(pc.is_null(written.column("sub_criterion")))
+    assert sorted(markers["person_id"].to_pylist()) == ["P000000", "P000001"]
+    assert markers["evidence_date"].null_count == 2
+    assert set(markers["agreement_id"].to_pylist()) == {DWP.id}
+    assert set(written["answered_at"].to_pylist()) == {ANSWERED}
+    # A naive time (an old receipt) is read as UTC; no time at all leaves answered_at null.
+    naive = partner_flags(result.accepted, DWP, "0" * 64, answered_at=ANSWERED.replace(tzinfo=None))
+    assert set(naive["answered_at"].to_pylist()) == {ANSWERED}
+    unknown = partner_flags(result.accepted, DWP, "0" * 64, answered_at=None)
+    assert unknown["answered_at"].null_count == unknown.num_rows == written.num_rows
+
+
 def test_merging_is_atomic_and_idempotent_per_file_hash(tmp_path: Path) -> None:
     store = UPath(tmp_path.as_uri())
-    accepted = reconcile(dwp_return([(ref(0), "matched", True, False)]), sent(2), DWP).accepted
+    accepted = reconcile(
+        dwp_return([(ref(0), "matched", True, False), (ref(1), "matched", False, False)]), sent(2), DWP
+    ).accepted
     name = "dwp-return-dabcdefghijklmnop.csv.gpg"
-    first = merge_flags(store, DWP, accepted, return_file=name, file_sha256="a" * 64)
+    first = merge_flags(store, DWP, accepted, return_file=name, file_sha256="a" * 64, answered_at=ANSWERED)
+    # Two answer markers and one flag are written, but only the flag is counted.
     assert first.status == "merged" and first.flags == 1
     assert first.path.name == "dwp-benefits-matching__dwp-return-dabcdefghijklmnop.parquet"
-    again = merge_flags(store, DWP, accepted, return_file=name, file_sha256="a" * 64)
-    assert again.status == "already_merged" and again.flags == 1
+    written = pq.read_table(first.path.path)
+    assert written.num_rows == 3 and written.column("sub_criterion").null_count == 2
+    again = merge_flags(store, DWP, accepted, return_file=name, file_sha256="a" * 64, answered_at=ANSWERED)
+    assert again.status == "already_merged" and again.flags == 1, "flags only, not the markers"
     with pytest.raises(MergeConflict):
-        merge_flags(store, DWP, accepted, return_file=name, file_sha256="b" * 64)
+        merge_flags(store, DWP, accepted, return_file=name, file_sha256="b" * 64, answered_at=ANSWERED)
     assert [p.name for p in (tmp_path / "register" / "partner_flags").iterdir()] == [first.path.name]
+
+
+def test_a_flags_file_merged_before_markers_counts_its_rows_as_flags(tmp_path: Path) -> None:
+    store = UPath(tmp_path.as_uri())
+    name = "dwp-return-dabcdefghijklmnop.csv.gpg"
+    legacy = pa.table(
+        {
+            "person_id": ["P000000", "P000001"],
+            "sub_criterion": ["out_of_work_benefits", "disability_benefits"],
+            "evidence_date": pa.array([None, None], pa.date32()),
+            "partner": ["dwp", "dwp"],
+            "agreement_id": [DWP.id, DWP.id],
+            "file_sha256": ["a" * 64] * 2,
+        }
+    ).replace_schema_metadata({"file_sha256": "a" * 64, "return_file": name, "agreement_id": DWP.id})
+    path = (
+        tmp_path
+        / "register"
+        / "partner_flags"
+        / "dwp-benefits-matching__dwp-return-dabcdefghijklmnop.parquet"
+    )
+    path.parent.mkdir(parents=True)
+    pq.write_table(legacy, path)
+    accepted = reconcile(dwp_return([(ref(0), "matched", True, False)]), sent(2), DWP).accepted
+    again = merge_flags(store, DWP, accepted, return_file=name, file_sha256="a" * 64, answered_at=ANSWERED)
+    assert again.status == "already_merged" and again.flags == 2
 
 
 # --- receipts ------------------------------------------------------------------------------------------
