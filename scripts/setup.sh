@@ -87,11 +87,16 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL did not start on 127.0.0.1:5432"
 fi
 DB_URL_FILE="$SF_SECRETS_DIR/airflow-db-url"
-if [ ! -s "$DB_URL_FILE" ]; then
+# Made idempotently on every run, with the password on file if there is one: a URL file does not mean the
+# role and database still exist (or that the role has that password).
+if [ -s "$DB_URL_FILE" ]; then
+  pw=$(sed -E 's|^[^:]+://[^:]+:([^@]+)@.*$|\1|' "$DB_URL_FILE")
+else
   say "creating the Airflow metadata database sf_airflow (role sf_airflow, generated password)"
   pw=$(python -c 'import secrets; print(secrets.token_hex(24))')
-  # The postgres OS account administers the cluster over the local socket (peer authentication).
-  runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAt -v pw="$pw" >/dev/null <<'SQL'
+fi
+# The postgres OS account administers the cluster over the local socket (peer authentication).
+runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAt -v pw="$pw" >/dev/null <<'SQL'
 SELECT format('CREATE ROLE sf_airflow LOGIN PASSWORD %L', :'pw') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sf_airflow')
 \gexec
 SELECT format('ALTER ROLE sf_airflow PASSWORD %L', :'pw')
@@ -99,8 +104,7 @@ SELECT format('ALTER ROLE sf_airflow PASSWORD %L', :'pw')
 SELECT 'CREATE DATABASE sf_airflow OWNER sf_airflow' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'sf_airflow')
 \gexec
 SQL
-  (umask 077; printf %s "postgresql+psycopg2://sf_airflow:$pw@127.0.0.1:5432/sf_airflow" >"$DB_URL_FILE")
-fi
+(umask 077; printf %s "postgresql+psycopg2://sf_airflow:$pw@127.0.0.1:5432/sf_airflow" >"$DB_URL_FILE")
 # env.sh points Airflow at the URL file only if it existed when sourced: on a fresh machine it did not.
 source scripts/env.sh
 [ -n "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD:-}" ] || die "the Airflow database URL is not configured"
