@@ -20,9 +20,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-#: (how, DAG id, summary task). "trigger" starts a run; "await" waits for the run that asset scheduling
-#: started for that DAG after the cycle began.
-Step = tuple[str, str, str]
+#: (stage, how, DAG id, summary task). "trigger" starts a run; "await" waits for the run that asset
+#: scheduling started for that DAG, the first one queued after the earliest run of the stage before: what a
+#: stage starts is queued after that stage began, so an older run (a scheduled one, or one an earlier cycle
+#: left queued) is never taken for this cycle's.
+Step = tuple[int, str, str, str]
 SOURCES = [
     "education_attendance",
     "childrens_social_care",
@@ -36,17 +38,18 @@ SOURCES = [
 ]
 SHARES = ["dwp_benefits_matching", "met_police_wider_help", "ons_evaluation"]
 CYCLE: list[Step] = [
-    ("trigger", "partner_connectivity", "summarise"),
-    ("trigger", "demo_synthetic_borough", "generate"),
-    *[("await", f"ingest_{s}", "announce") for s in SOURCES],
-    ("await", "identify_families", "evaluate_criteria"),
-    *[("await", f"share__{a}", "deliver") for a in SHARES],
-    ("await", "demo_partner_simulator", "summarise"),
-    *[("await", f"receive__{a}", "process") for a in SHARES],
-    ("await", "identify_families", "evaluate_criteria"),
+    (0, "trigger", "partner_connectivity", "summarise"),
+    (0, "trigger", "demo_synthetic_borough", "generate"),
+    *[(1, "await", f"ingest_{s}", "announce") for s in SOURCES],
+    (2, "await", "identify_families", "evaluate_criteria"),
+    *[(3, "await", f"share__{a}", "deliver") for a in SHARES],
+    # Each receive run starts when its delivery is made and then waits for the partner's answer.
+    (4, "await", "demo_partner_simulator", "summarise"),
+    *[(4, "await", f"receive__{a}", "process") for a in SHARES],
+    (5, "await", "identify_families", "evaluate_criteria"),
     # The deliveries and returns queued anchoring runs already; one more, started once everything above
     # has finished, anchors the cycle's last ledger entry and reports the chain's state.
-    ("trigger", "ledger_anchor", "anchor"),
+    (6, "trigger", "ledger_anchor", "anchor"),
 ]
 
 
@@ -175,12 +178,14 @@ def main() -> int:
     api = Api(f"http://127.0.0.1:{port}", "admin", passwords["admin"])
 
     print(f"Exchange cycle on the synthetic borough ({args.persons:,} persons)")
-    since = datetime.now(UTC)
+    # When each stage's earliest run was queued; stage -1 is the cycle's start.
+    stage_began: dict[int, datetime] = {-1: datetime.now(UTC)}
     failed = curated = 0
     seen: set[str] = set()
     eligible: list[int] = []
-    for how, dag_id, task_id in CYCLE:
+    for stage, how, dag_id, task_id in CYCLE:
         started = time.monotonic()
+        since = stage_began[max(s for s in stage_began if s < stage)]
         if how == "trigger":
             conf = (
                 {"persons": args.persons, "seed": args.seed, "as_of": args.as_of, "dirt": args.dirt}
@@ -192,6 +197,8 @@ def main() -> int:
             run_id = awaited_run(api, dag_id, since, args.timeout, seen)
         seen.add(run_id)
         run = wait_for_run(api, dag_id, run_id, args.timeout)
+        queued = _when(run["queued_at"]) if run.get("queued_at") else datetime.now(UTC)
+        stage_began[stage] = min(queued, stage_began.get(stage, queued))
         print(f"\n{dag_id}: {run['state']} after {time.monotonic() - started:.0f} s (run {run_id})")
         if run["state"] != "success":
             failed += 1

@@ -150,6 +150,7 @@ class Sent:
 
 
 Share = Callable[..., Sent]
+Partner = Callable[..., SimulationReport]
 
 
 @pytest.fixture
@@ -193,9 +194,7 @@ def share(platform_env: PlatformEnv, register: pa.Table, tmp_path: Path) -> Shar
 
 
 @pytest.fixture
-def partner(
-    platform_env: PlatformEnv, partner_truth: UPath, tmp_path: Path
-) -> Callable[..., SimulationReport]:
+def partner(platform_env: PlatformEnv, partner_truth: UPath, tmp_path: Path) -> Partner:
     """``partner(agreement_id, faults=..., seed=...)``: one simulator run with the generated partner keys."""
 
     def run(agreement_id: str, faults: frozenset[Fault] = frozenset(), seed: int = SEED) -> SimulationReport:
@@ -217,18 +216,23 @@ def partner(
     return run
 
 
-def open_return(platform_env: PlatformEnv, sent: Sent, tmp_path: Path) -> tuple[tuple[str, ...], Rows]:
-    """The council's view: decrypt with the COUNCIL key, verify the partner's pinned fingerprint."""
-    path = platform_env.outbox(sent.agreement) / sent.return_name
-    assert path.is_file() and not path.is_symlink(), "the return is not a regular file under its name"
-    plain = tmp_path / f"{sent.return_name}.csv"
+def council_decrypts(platform_env: PlatformEnv, agreement: Agreement, ciphertext: Path, plain: Path) -> None:
+    """The council's view: decrypt with the COUNCIL key, verify the agreement's pinned partner fingerprint."""
     decrypt_and_verify(
-        path,
+        ciphertext,
         plain,
-        expected_signer_fingerprint=sent.agreement.openpgp.partner_fingerprint,
+        expected_signer_fingerprint=agreement.openpgp.partner_fingerprint,
         passphrase=platform_env.council_passphrase,
         gnupg_home=platform_env.secrets.gnupg_council,
     )
+
+
+def open_return(platform_env: PlatformEnv, sent: Sent, tmp_path: Path) -> tuple[tuple[str, ...], Rows]:
+    """The return to ``sent`` as the council reads it (``council_decrypts``): its header and its rows."""
+    path = platform_env.outbox(sent.agreement) / sent.return_name
+    assert path.is_file() and not path.is_symlink(), "the return is not a regular file under its name"
+    plain = tmp_path / f"{sent.return_name}.csv"
+    council_decrypts(platform_env, sent.agreement, path, plain)
     rows = list(csv.reader(io.StringIO(plain.read_text(encoding="utf-8")), strict=True))
     return tuple(rows[0]), [tuple(r) for r in rows[1:]]
 
@@ -278,7 +282,7 @@ def test_dwp_answers_households_from_the_truth_and_collects_once(
     borough: Borough,
     register: pa.Table,
     share: Share,
-    partner: Callable[..., SimulationReport],
+    partner: Partner,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -371,7 +375,7 @@ def test_police_answers_offences_cautions_and_asb_in_the_window_from_the_truth(
     borough: Borough,
     register: pa.Table,
     share: Share,
-    partner: Callable[..., SimulationReport],
+    partner: Partner,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -412,7 +416,7 @@ def test_ons_receipt_names_the_file_its_rows_and_the_plaintext_hash(
     platform_env: PlatformEnv,
     register: pa.Table,
     share: Share,
-    partner: Callable[..., SimulationReport],
+    partner: Partner,
     tmp_path: Path,
 ) -> None:
     sent = share(ONS, register["person_id"].to_pylist()[:300])
@@ -431,7 +435,7 @@ def test_a_delivery_not_encrypted_to_the_partner_is_refused_not_answered(
     platform_env: PlatformEnv,
     register: pa.Table,
     share: Share,
-    partner: Callable[..., SimulationReport],
+    partner: Partner,
     tmp_path: Path,
 ) -> None:
     police = share(POLICE, register["person_id"].to_pylist()[:50])
@@ -452,6 +456,7 @@ def test_a_delivery_not_encrypted_to_the_partner_is_refused_not_answered(
 
 
 FAULT_COHORT = 600
+Faulted = Callable[[Fault], tuple[Sent, SimulationReport, Rows]]
 
 
 def _rows(text: str) -> Rows:
@@ -485,10 +490,10 @@ def faulted(
     platform_env: PlatformEnv,
     register: pa.Table,
     share: Share,
-    partner: Callable[..., SimulationReport],
+    partner: Partner,
     partner_truth: UPath,
     tmp_path: Path,
-) -> Callable[[Fault], tuple[Sent, SimulationReport, Rows]]:
+) -> Faulted:
     """``faulted(fault)``: a DWP delivery answered with ``fault``: the delivery, report, fault-free rows."""
 
     def run(fault: Fault) -> tuple[Sent, SimulationReport, Rows]:
@@ -502,7 +507,7 @@ def faulted(
 
 
 def test_fault_missing_rows_drops_references_that_should_be_there(
-    platform_env: PlatformEnv, faulted: Callable[..., tuple[Sent, SimulationReport, Rows]], tmp_path: Path
+    platform_env: PlatformEnv, faulted: Faulted, tmp_path: Path
 ) -> None:
     sent, report, baseline = faulted(Fault.MISSING_ROWS)
     _, rows = open_return(platform_env, sent, tmp_path)
@@ -511,9 +516,7 @@ def test_fault_missing_rows_drops_references_that_should_be_there(
     assert len(baseline) - len(rows) == report.rows_dropped >= 1
 
 
-def test_fault_duplicates_repeats_rows(
-    platform_env: PlatformEnv, faulted: Callable[..., tuple[Sent, SimulationReport, Rows]], tmp_path: Path
-) -> None:
+def test_fault_duplicates_repeats_rows(platform_env: PlatformEnv, faulted: Faulted, tmp_path: Path) -> None:
     sent, report, baseline = faulted(Fault.DUPLICATES)
     _, rows = open_return(platform_env, sent, tmp_path)
     extra = Counter(rows) - Counter(baseline)
@@ -524,7 +527,7 @@ def test_fault_duplicates_repeats_rows(
 
 
 def test_fault_unexpected_references_were_never_sent(
-    platform_env: PlatformEnv, faulted: Callable[..., tuple[Sent, SimulationReport, Rows]], tmp_path: Path
+    platform_env: PlatformEnv, faulted: Faulted, tmp_path: Path
 ) -> None:
     sent, report, baseline = faulted(Fault.UNEXPECTED_REFERENCES)
     _, rows = open_return(platform_env, sent, tmp_path)
@@ -537,7 +540,7 @@ def test_fault_unexpected_references_were_never_sent(
 
 
 def test_fault_malformed_csv_has_a_ragged_row_and_broken_quoting(
-    platform_env: PlatformEnv, faulted: Callable[..., tuple[Sent, SimulationReport, Rows]], tmp_path: Path
+    platform_env: PlatformEnv, faulted: Faulted, tmp_path: Path
 ) -> None:
     sent, _, _ = faulted(Fault.MALFORMED_CSV)
     with pytest.raises(csv.Error):  # broken quoting: the quoted field never closes
@@ -548,26 +551,26 @@ def test_fault_malformed_csv_has_a_ragged_row_and_broken_quoting(
     assert any(len(line) == width + 1 for line in lines[1:]), "no ragged row"
 
 
-def test_fault_wrong_signer_signs_with_another_partners_key(
-    platform_env: PlatformEnv, faulted: Callable[..., tuple[Sent, SimulationReport, Rows]], tmp_path: Path
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        # The return is signed with another partner's key: a valid signature, but not the pinned signer's.
+        pytest.param(Fault.WRONG_SIGNER, WrongSigner, id="wrong-signer"),
+        # One byte of the return's encrypted MDC is flipped after encryption: the integrity check fails.
+        pytest.param(Fault.TAMPERED_CIPHERTEXT, IntegrityCheckFailed, id="tampered-ciphertext"),
+    ],
+)
+def test_fault_return_is_refused_by_the_council_and_no_plaintext_is_kept(
+    platform_env: PlatformEnv, faulted: Faulted, tmp_path: Path, fault: Fault, error: type[Exception]
 ) -> None:
-    sent, _, _ = faulted(Fault.WRONG_SIGNER)
-    with pytest.raises(WrongSigner):
+    sent, _, _ = faulted(fault)
+    with pytest.raises(error):
         open_return(platform_env, sent, tmp_path)
-    assert not (tmp_path / f"{sent.return_name}.csv").exists(), "plaintext kept from a wrongly signed file"
-
-
-def test_fault_tampered_ciphertext_fails_integrity(
-    platform_env: PlatformEnv, faulted: Callable[..., tuple[Sent, SimulationReport, Rows]], tmp_path: Path
-) -> None:
-    sent, _, _ = faulted(Fault.TAMPERED_CIPHERTEXT)
-    with pytest.raises(IntegrityCheckFailed):
-        open_return(platform_env, sent, tmp_path)
-    assert not (tmp_path / f"{sent.return_name}.csv").exists(), "plaintext kept from a tampered file"
+    assert not (tmp_path / f"{sent.return_name}.csv").exists(), f"plaintext kept from a {fault.value} return"
 
 
 def test_fault_late_file_is_dated_after_the_deadline(
-    platform_env: PlatformEnv, faulted: Callable[..., tuple[Sent, SimulationReport, Rows]], tmp_path: Path
+    platform_env: PlatformEnv, faulted: Faulted, tmp_path: Path
 ) -> None:
     sent, _, baseline = faulted(Fault.LATE_FILE)
     delivered = (collected_dir(tmp_path, sent) / sent.ciphertext_name).stat().st_mtime
@@ -580,7 +583,7 @@ def test_fault_late_file_is_dated_after_the_deadline(
 
 
 def test_fault_hostile_file_name_leaves_nothing_a_safe_fetch_takes(
-    platform_env: PlatformEnv, faulted: Callable[..., tuple[Sent, SimulationReport, Rows]], tmp_path: Path
+    platform_env: PlatformEnv, faulted: Faulted, tmp_path: Path
 ) -> None:
     sent, report, _ = faulted(Fault.HOSTILE_FILE_NAME)
     outbox = platform_env.outbox(sent.agreement)
@@ -608,7 +611,7 @@ def test_faults_on_the_ons_receipt(
     platform_env: PlatformEnv,
     register: pa.Table,
     share: Share,
-    partner: Callable[..., SimulationReport],
+    partner: Partner,
     tmp_path: Path,
 ) -> None:
     sent = share(ONS, register["person_id"].to_pylist()[:200])
@@ -624,7 +627,7 @@ def test_faults_are_deterministic_from_the_seed_and_the_delivery(
     platform_env: PlatformEnv,
     register: pa.Table,
     share: Share,
-    partner: Callable[..., SimulationReport],
+    partner: Partner,
     tmp_path: Path,
 ) -> None:
     faults = frozenset({Fault.MISSING_ROWS, Fault.DUPLICATES, Fault.UNEXPECTED_REFERENCES})
@@ -689,13 +692,7 @@ def test_wrong_signer_without_another_partner_uses_a_fresh_outsider_key(
         )
     assert not signer.gnupg_home.exists(), "the outsider keyring outlived its use"
     with pytest.raises(UnknownSigner):
-        decrypt_and_verify(
-            ciphertext,
-            tmp_path / "out.csv",
-            expected_signer_fingerprint=platform_env.agreements[ONS].openpgp.partner_fingerprint,
-            passphrase=platform_env.council_passphrase,
-            gnupg_home=platform_env.secrets.gnupg_council,
-        )
+        council_decrypts(platform_env, platform_env.agreements[ONS], ciphertext, tmp_path / "out.csv")
 
 
 def test_the_platform_never_imports_the_simulator() -> None:

@@ -8,6 +8,7 @@ refuse; and what a hostile partner folder must not be able to do to the council'
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -118,6 +119,13 @@ def _write(path: Path, size: int, seed: bytes = b"") -> str:
     return digest.hexdigest()
 
 
+def _share_file(tmp_path: Path, size: int) -> tuple[Path, str]:
+    """The local file a test delivers: ``share.csv.gpg`` in ``tmp_path``, ``size`` pseudo-random bytes; and
+    its SHA-256, which the share's manifest would record."""
+    source = tmp_path / "share.csv.gpg"
+    return source, _write(source, size)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -177,14 +185,32 @@ def _cut_connections(server: LocalSftpServer) -> int:
     return len(victims)
 
 
-def _deliver_in_thread(pool: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> Future[DeliveryOutcome]:
-    return pool.submit(deliver, *args, **kwargs)
+CutMidUpload = Callable[..., Future[DeliveryOutcome]]
 
 
 @pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        yield executor
+def cut_mid_upload(
+    endpoint: SftpEndpoint,
+    sftp_server: LocalSftpServer,
+    inbox: tuple[str, Path],
+    big_payload: tuple[Path, str],
+) -> Iterator[CutMidUpload]:
+    """``cut_mid_upload(**options)``: deliver ``big_payload`` into ``inbox`` as ``share.csv.gpg`` in a
+    thread (``options`` go to ``deliver``) and cut the connection once 4 MiB are in the temporary file.
+
+    Returns the delivery's future, so the test sees how the delivery ends after the cut.
+    """
+    remote, folder = inbox
+    source, sha256 = big_payload
+    with ThreadPoolExecutor(max_workers=1) as pool:
+
+        def cut(**options: Any) -> Future[DeliveryOutcome]:
+            future = pool.submit(deliver, endpoint, source, remote, "share.csv.gpg", sha256=sha256, **options)
+            _wait_for_partial_upload(folder, "share.csv.gpg", at_least=4 * MIB)
+            assert _cut_connections(sftp_server) > 0
+            return future
+
+        yield cut
 
 
 # -- delivery ----------------------------------------------------------------------------------------
@@ -194,8 +220,7 @@ def test_round_trip_deliver_then_fetch_gives_equal_hashes(
     endpoint: SftpEndpoint, inbox: tuple[str, Path], tmp_path: Path
 ) -> None:
     remote, folder = inbox
-    source = tmp_path / "share.csv.gpg"
-    sha256 = _write(source, 3 * MIB + 17)
+    source, sha256 = _share_file(tmp_path, 3 * MIB + 17)
 
     outcome = deliver(endpoint, source, remote, "dwp-share-2026-01.csv.gpg", sha256=sha256)
 
@@ -222,8 +247,7 @@ def test_rerun_finds_the_delivery_and_sends_nothing(
     endpoint: SftpEndpoint, inbox: tuple[str, Path], tmp_path: Path
 ) -> None:
     remote, folder = inbox
-    source = tmp_path / "share.csv.gpg"
-    sha256 = _write(source, 2 * MIB)
+    source, sha256 = _share_file(tmp_path, 2 * MIB)
     first = deliver(endpoint, source, remote, "share.csv.gpg", sha256=sha256)
     before = (folder / "share.csv.gpg").stat()
 
@@ -262,8 +286,7 @@ def test_a_local_file_that_does_not_match_the_manifest_is_not_delivered(
     endpoint: SftpEndpoint, inbox: tuple[str, Path], tmp_path: Path
 ) -> None:
     remote, folder = inbox
-    source = tmp_path / "share.csv.gpg"
-    _write(source, MIB)
+    source, _ = _share_file(tmp_path, MIB)  # delivered below against another hash than its own
 
     with pytest.raises(LocalFileMismatch):
         deliver(endpoint, source, remote, "share.csv.gpg", sha256="0" * 64, attempts=3, backoff=30)
@@ -319,17 +342,11 @@ def test_sigkill_mid_upload_leaves_nothing_under_the_final_name_and_the_rerun_de
 
 
 def test_a_cut_connection_mid_upload_is_transient(
-    endpoint: SftpEndpoint,
-    sftp_server: LocalSftpServer,
-    inbox: tuple[str, Path],
-    big_payload: tuple[Path, str],
-    pool: ThreadPoolExecutor,
+    inbox: tuple[str, Path], cut_mid_upload: CutMidUpload
 ) -> None:
-    remote, folder = inbox
-    source, sha256 = big_payload
-    future = _deliver_in_thread(pool, endpoint, source, remote, "share.csv.gpg", sha256=sha256, attempts=1)
-    _wait_for_partial_upload(folder, "share.csv.gpg", at_least=4 * MIB)
-    assert _cut_connections(sftp_server) > 0
+    _, folder = inbox
+    # A single attempt: the cut is reported as transient (worth retrying later), not as a refusal.
+    future = cut_mid_upload(attempts=1)
 
     with pytest.raises(TransientTransferError, match="gave up after 1 attempt"):
         future.result(timeout=60)
@@ -337,17 +354,12 @@ def test_a_cut_connection_mid_upload_is_transient(
 
 
 def test_a_cut_connection_mid_upload_is_retried_and_delivered_once(
-    endpoint: SftpEndpoint,
-    sftp_server: LocalSftpServer,
-    inbox: tuple[str, Path],
-    big_payload: tuple[Path, str],
-    pool: ThreadPoolExecutor,
+    inbox: tuple[str, Path], big_payload: tuple[Path, str], cut_mid_upload: CutMidUpload
 ) -> None:
-    remote, folder = inbox
-    source, sha256 = big_payload
-    future = _deliver_in_thread(pool, endpoint, source, remote, "share.csv.gpg", sha256=sha256, backoff=0.1)
-    _wait_for_partial_upload(folder, "share.csv.gpg", at_least=4 * MIB)
-    assert _cut_connections(sftp_server) > 0
+    _, folder = inbox
+    _, sha256 = big_payload
+    # The default attempts, with a short backoff: the second attempt starts afresh and delivers.
+    future = cut_mid_upload(backoff=0.1)
 
     outcome = future.result(timeout=120)
 
@@ -380,15 +392,8 @@ def test_a_host_key_other_than_the_pinned_one_is_refused_with_nothing_written(
     key_type: str,
 ) -> None:
     remote, _ = inbox
-    source = tmp_path / "share.csv.gpg"
-    sha256 = _write(source, MIB)
-    impostor = SftpEndpoint(
-        endpoint.host,
-        endpoint.port,
-        endpoint.username,
-        host_key=_other_key(tmp_path, key_type),
-        private_key_path=endpoint.private_key_path,
-    )
+    source, sha256 = _share_file(tmp_path, MIB)
+    impostor = dataclasses.replace(endpoint, host_key=_other_key(tmp_path, key_type))
     before = tree_snapshot(sftp_server.root)
 
     started = time.monotonic()
@@ -425,11 +430,8 @@ def test_an_unauthorised_client_key_fails_at_once_without_retrying(
     remote, folder = inbox
     stranger = tmp_path / "stranger"
     ensure_ssh_keypair(stranger, "not-authorised")
-    source = tmp_path / "share.csv.gpg"
-    sha256 = _write(source, MIB)
-    refused = SftpEndpoint(
-        endpoint.host, endpoint.port, endpoint.username, host_key=endpoint.host_key, private_key_path=stranger
-    )
+    source, sha256 = _share_file(tmp_path, MIB)
+    refused = dataclasses.replace(endpoint, private_key_path=stranger)
 
     started = time.monotonic()
     with pytest.raises(AuthenticationFailed) as caught:
@@ -442,8 +444,7 @@ def test_an_unauthorised_client_key_fails_at_once_without_retrying(
 
 
 def test_a_missing_remote_folder_is_permanent(endpoint: SftpEndpoint, tmp_path: Path) -> None:
-    source = tmp_path / "share.csv.gpg"
-    sha256 = _write(source, 1000)
+    source, sha256 = _share_file(tmp_path, 1000)
     started = time.monotonic()
     with pytest.raises(RemoteFolderMissing):
         deliver(endpoint, source, f"{TEST_ROOT}/no-such-folder", "share.csv.gpg", sha256=sha256, backoff=30)
@@ -456,8 +457,7 @@ def test_a_missing_remote_folder_is_permanent(endpoint: SftpEndpoint, tmp_path: 
 def test_unsafe_delivery_names_are_refused_before_connecting(
     endpoint: SftpEndpoint, tmp_path: Path, name: str
 ) -> None:
-    source = tmp_path / "share.csv.gpg"
-    sha256 = _write(source, 10)
+    source, sha256 = _share_file(tmp_path, 10)
     with pytest.raises(UnsafeName):
         deliver(endpoint, source, f"{TEST_ROOT}/any", name, sha256=sha256)
 
@@ -552,15 +552,11 @@ def test_list_names_shows_whether_the_partner_has_collected(
     endpoint: SftpEndpoint, sftp_client_key: Path, inbox: tuple[str, Path], tmp_path: Path
 ) -> None:
     remote, folder = inbox
-    source = tmp_path / "share.csv.gpg"
-    deliver(endpoint, source, remote, "share.csv.gpg", sha256=_write(source, 1000))
+    source, sha256 = _share_file(tmp_path, 1000)
+    deliver(endpoint, source, remote, "share.csv.gpg", sha256=sha256)
     # The key given as text, as a connection's private_key extra carries it.
-    by_text = SftpEndpoint(
-        endpoint.host,
-        endpoint.port,
-        endpoint.username,
-        host_key=endpoint.host_key,
-        private_key_text=sftp_client_key.read_text(),
+    by_text = dataclasses.replace(
+        endpoint, private_key_path=None, private_key_text=sftp_client_key.read_text()
     )
     assert list_names(by_text, remote) == ["share.csv.gpg"]
     (folder / "share.csv.gpg").unlink()  # the partner collected it
@@ -576,11 +572,9 @@ def test_open_session_refuses_compression_and_prefers_aes_gcm(endpoint: SftpEndp
 
 
 def test_endpoint_repr_shows_no_secrets(endpoint: SftpEndpoint, sftp_client_key: Path) -> None:
-    with_text = SftpEndpoint(
-        endpoint.host,
-        endpoint.port,
-        endpoint.username,
-        host_key=endpoint.host_key,
+    with_text = dataclasses.replace(
+        endpoint,
+        private_key_path=None,
         private_key_text=sftp_client_key.read_text(),
         private_key_passphrase="hunter2",
     )
@@ -604,8 +598,7 @@ def test_endpoint_from_an_airflow_connection_delivers(
 ) -> None:
     sftp_endpoint = _airflow_sftp().sftp_endpoint
     remote, folder = inbox
-    source = tmp_path / "share.csv.gpg"
-    sha256 = _write(source, 1000)
+    source, sha256 = _share_file(tmp_path, 1000)
     outcome = deliver(sftp_endpoint(pinned_sftp_conn), source, remote, "share.csv.gpg", sha256=sha256)
     assert outcome.status == "delivered"
     assert _sha256(folder / "share.csv.gpg") == sha256
@@ -645,9 +638,9 @@ def test_a_remote_path_that_is_not_a_folder_is_refused(
 ) -> None:
     remote, folder = inbox
     (folder / "plain").write_bytes(b"")
-    source = tmp_path / "share.csv.gpg"
+    source, sha256 = _share_file(tmp_path, 10)
     with pytest.raises(RemoteFolderMissing, match="is not a folder"):
-        deliver(endpoint, source, f"{remote}/plain", "x.gpg", sha256=_write(source, 10))
+        deliver(endpoint, source, f"{remote}/plain", "x.gpg", sha256=sha256)
     assert stat.S_ISREG((folder / "plain").stat().st_mode)
 
 
@@ -670,8 +663,7 @@ def test_a_full_partner_disk_fails_the_write_and_publishes_nothing(
     endpoint: SftpEndpoint, full_inbox: tuple[str, Path], tmp_path: Path
 ) -> None:
     remote, folder = full_inbox
-    source = tmp_path / "share.csv.gpg"
-    sha256 = _write(source, 3 * MIB)
+    source, sha256 = _share_file(tmp_path, 3 * MIB)
 
     with pytest.raises(TransientTransferError, match="gave up after 2 attempt") as caught:
         deliver(endpoint, source, remote, "share.csv.gpg", sha256=sha256, attempts=2, backoff=0.1)

@@ -199,62 +199,38 @@ def test_attendance_below_90_is_strictly_below_and_each_term_counts_once() -> No
     assert evidence == {AS_OF}, "attendance evidence is the return's extract date"
 
 
+def _episode(w: World, pid: str, kind: str, start: date, end: date | None) -> None:
+    """A children's social care episode of ``kind`` from ``start`` to ``end`` (None: still open)."""
+    w.row("childrens_social_care", pid, episode_type=kind, start_date=start, end_date=end)
+
+
 def test_episodes_are_active_on_as_of_including_one_ending_that_day() -> None:
     w = World()
-    csc = "childrens_social_care"
-    w.row(csc, "ends_on_as_of", episode_type="child_in_need", start_date=date(2024, 1, 1), end_date=AS_OF)
-    w.row(
-        csc,
-        "ended_day_before",
-        episode_type="child_in_need",
-        start_date=date(2024, 1, 1),
-        end_date=AS_OF - DAY,
-    )
-    w.row(csc, "open", episode_type="child_in_need", start_date=date(2023, 5, 1), end_date=None)
-    w.row(csc, "starts_on_as_of", episode_type="child_in_need", start_date=AS_OF, end_date=None)
-    w.row(csc, "starts_tomorrow", episode_type="child_in_need", start_date=AS_OF + DAY, end_date=None)
-    w.row(csc, "open_assessment", episode_type="assessment", start_date=date(2025, 3, 1), end_date=None)
-    w.row(
-        csc,
-        "plan_ends_on_as_of",
-        episode_type="child_protection_plan",
-        start_date=date(2024, 9, 1),
-        end_date=AS_OF,
-    )
-    w.row(
-        csc,
-        "plan_ended_day_before",
-        episode_type="child_protection_plan",
-        start_date=date(2024, 9, 1),
-        end_date=AS_OF - DAY,
-    )
+    _episode(w, "ends_on_as_of", "child_in_need", date(2024, 1, 1), AS_OF)
+    _episode(w, "ended_day_before", "child_in_need", date(2024, 1, 1), AS_OF - DAY)
+    _episode(w, "open", "child_in_need", date(2023, 5, 1), None)
+    _episode(w, "starts_on_as_of", "child_in_need", AS_OF, None)
+    _episode(w, "starts_tomorrow", "child_in_need", AS_OF + DAY, None)
+    _episode(w, "open_assessment", "assessment", date(2025, 3, 1), None)  # an assessment is not a rule
+    _episode(w, "plan_ends_on_as_of", "child_protection_plan", date(2024, 9, 1), AS_OF)
+    _episode(w, "plan_ended_day_before", "child_protection_plan", date(2024, 9, 1), AS_OF - DAY)
     ident = w.evaluate()
     assert flagged(ident, "child_in_need") == {"ends_on_as_of", "open", "starts_on_as_of"}
     assert flagged(ident, "child_protection_plan") == {"plan_ends_on_as_of"}
 
 
+def _need(w: World, pid: str, code: str, identified: date, closed: date | None) -> None:
+    """An early help need ``code`` identified on ``identified``, closed on ``closed`` (None: still open)."""
+    w.row("early_help", pid, need_code=code, identified_date=identified, closed_date=closed)
+
+
 def test_mental_health_need_is_active_on_as_of_and_other_needs_do_not_count() -> None:
     w = World()
-    eh = "early_help"
-    w.row(
-        eh, "closes_on_as_of", need_code="mental_health", identified_date=date(2024, 2, 1), closed_date=AS_OF
-    )
-    w.row(
-        eh,
-        "closed_day_before",
-        need_code="mental_health",
-        identified_date=date(2024, 2, 1),
-        closed_date=AS_OF - DAY,
-    )
-    w.row(eh, "open", need_code="mental_health", identified_date=date(2022, 2, 1), closed_date=None)
-    w.row(eh, "identified_on_as_of", need_code="mental_health", identified_date=AS_OF, closed_date=None)
-    w.row(
-        eh,
-        "substance_misuse",
-        need_code="substance_misuse",
-        identified_date=date(2024, 2, 1),
-        closed_date=None,
-    )
+    _need(w, "closes_on_as_of", "mental_health", date(2024, 2, 1), AS_OF)
+    _need(w, "closed_day_before", "mental_health", date(2024, 2, 1), AS_OF - DAY)
+    _need(w, "open", "mental_health", date(2022, 2, 1), None)
+    _need(w, "identified_on_as_of", "mental_health", AS_OF, None)
+    _need(w, "substance_misuse", "substance_misuse", date(2024, 2, 1), None)
     ident = w.evaluate()
     assert flagged(ident, "mental_health") == {"closes_on_as_of", "open", "identified_on_as_of"}
 
@@ -318,10 +294,15 @@ def test_a_29_february_birthday_counts_from_1_march_in_a_common_year(as_of: date
     assert (flagged(w.evaluate(as_of), "neet") == {"born_29_feb"}) is is_neet
 
 
+def _incident(w: World, pid: str, at: datetime, role: str, ref: str) -> None:
+    """A domestic abuse incident ``ref`` at ``at``, in which ``pid`` had ``role``."""
+    w.row("domestic_abuse", pid, incident_ref=ref, role=role, incident_datetime=at)
+
+
 def _dated_events(w: World, day: date, pid: str) -> None:
     w.person(pid, dob=date(2008, 1, 1))
     at = datetime(day.year, day.month, day.day, 0, 5) if day != AS_OF else datetime(day.year, 3, 31, 23, 55)
-    w.row("domestic_abuse", pid, incident_ref="INC1000001", role="child_present", incident_datetime=at)
+    _incident(w, pid, at, role="child_present", ref="INC1000001")
     w.row("youth_offending", pid, outcome_date=day, outcome_type="conviction", offence_category="theft")
     w.row("asb", pid, intervention_type="community_protection_warning", intervention_date=day)
 
@@ -342,22 +323,11 @@ def test_12_months_counts_the_window_first_day_and_not_the_day_before() -> None:
 
 def test_a_datetime_counts_by_its_date() -> None:
     w = World()
+    # The window's first day is 31 March 2024: five minutes either side of its first midnight.
     w.person("late_evening_day_before", dob=date(1990, 1, 1))
-    w.row(
-        "domestic_abuse",
-        "late_evening_day_before",
-        incident_ref="INC1000002",
-        role="victim",
-        incident_datetime=datetime(2024, 3, 30, 23, 55),
-    )
+    _incident(w, "late_evening_day_before", datetime(2024, 3, 30, 23, 55), role="victim", ref="INC1000002")
     w.person("just_after_midnight", dob=date(1990, 1, 1))
-    w.row(
-        "domestic_abuse",
-        "just_after_midnight",
-        incident_ref="INC1000003",
-        role="perpetrator",
-        incident_datetime=datetime(2024, 3, 31, 0, 5),
-    )
+    _incident(w, "just_after_midnight", datetime(2024, 3, 31, 0, 5), role="perpetrator", ref="INC1000003")
     assert flagged(w.evaluate(), "domestic_abuse_incident") == {"just_after_midnight"}
 
 
@@ -425,13 +395,7 @@ def _family(w: World, family: str, *problems: str) -> None:
             _terms(w, pid, [70.0, 75.0, 80.0])
         elif problem == "domestic_abuse":
             w.person(pid, family, date(1985, 1, 1))
-            w.row(
-                "domestic_abuse",
-                pid,
-                incident_ref="INC1000009",
-                role="victim",
-                incident_datetime=datetime(2024, 12, 1, 10, 0),
-            )
+            _incident(w, pid, datetime(2024, 12, 1, 10, 0), role="victim", ref="INC1000009")
         elif problem == "arrears":
             w.person(pid, family, date(1985, 1, 1))
             _tenancy(w, pid, weeks=10)
@@ -440,13 +404,7 @@ def _family(w: World, family: str, *problems: str) -> None:
             w.row("neet", pid, activity_code="neet_seeking", activity_start_date=date(2024, 9, 1))
         elif problem == "mental_health":
             w.person(pid, family, date(1985, 1, 1))
-            w.row(
-                "early_help",
-                pid,
-                need_code="mental_health",
-                identified_date=date(2024, 1, 1),
-                closed_date=None,
-            )
+            _need(w, pid, "mental_health", date(2024, 1, 1), None)
 
 
 def _worklist(ident: Identification) -> dict[str, int]:
@@ -485,13 +443,7 @@ def test_two_sub_criteria_of_one_headline_problem_count_once() -> None:
 def test_outputs_carry_reasons_and_one_flag_per_person_sub_criterion_and_source() -> None:
     w = World()
     _family(w, "fam", "attendance", "mental_health")
-    w.row(
-        "early_help",
-        "fam_mental_health",
-        need_code="mental_health",
-        identified_date=date(2024, 6, 1),
-        closed_date=None,
-    )
+    _need(w, "fam_mental_health", "mental_health", date(2024, 6, 1), None)  # a second open need, later
     ident = w.evaluate()
     flags = ident.person_flags
     mh = flags.filter(pc.equal(flags.column("sub_criterion"), "mental_health")).to_pylist()
