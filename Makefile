@@ -69,6 +69,7 @@ bench:  ## benchmarks print figures; they assert nothing (1,000,000 persons; tak
 	$(PY) benchmarks/bench_linkage.py --persons 1000000
 	$(PY) benchmarks/bench_share.py --persons 1000000
 	$(PY) benchmarks/bench_reconcile.py
+	$(PY) benchmarks/bench_find_work.py --days 3
 	$(PY) benchmarks/bench_sftp.py --mib 256
 	$(PY) benchmarks/bench_openpgp.py
 

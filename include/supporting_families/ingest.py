@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import posixpath
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -146,6 +147,8 @@ class IngestReport:
     curated: str | None = None
     quarantine: str | None = None
     report_version: int = REPORT_VERSION
+    #: size and modification time of the landed file, taken before it was read (see landed_stamp)
+    landed_stamp: str | None = None
     #: not stored: True when this call found the file already dealt with and did nothing
     skipped: bool = False
 
@@ -198,6 +201,24 @@ def _file_sha256(path: UPath) -> str:
     return digest.hexdigest()
 
 
+def landed_stamp(path: UPath) -> str | None:
+    """A cheap fingerprint of a landed file from its metadata, or None where there is none to trust.
+
+    The quick check (as rsync's): an unchanged stamp means unchanged content, so the daily run does not
+    re-read every extract ever landed to find the new ones. On S3 it is the object's ETag (derived from
+    the content); on a local file system the size and the modification time (sub-microsecond). S3's
+    LastModified is not used: it has one-second resolution, and a same-size replacement within that second
+    would go unseen. Elsewhere there is no stamp and the content is hashed every time.
+    """
+    info = path.fs.info(path.path)
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"{info['size']}:etag:{str(etag).strip(chr(34))}"
+    if path.protocol in ("", "file", "local"):
+        return f"{info['size']}:mtime:{os.stat(path.path).st_mtime_ns}"
+    return None
+
+
 def landed_extracts(root: UPath, spec: SourceSpec) -> list[UPath]:
     """Every file in the source's landing folder whose name matches ``file_glob``, by name."""
     folder = landing_dir(root, spec)
@@ -212,13 +233,27 @@ def landed_extracts(root: UPath, spec: SourceSpec) -> list[UPath]:
 
 
 def pending_extracts(root: UPath, spec: SourceSpec) -> list[str]:
-    """Names of landed files not yet dealt with: no ingest report, or one for different content."""
+    """Names of landed files not yet dealt with: no ingest report, or one for different content.
+
+    A file whose stamp (size and modification time) is the one its report recorded is not read again;
+    any other is hashed, so a file re-sent with the same content is still recognised as done.
+    """
     landed = landed_extracts(root, spec)
     pending = []
     for path in landed:
         report = read_report(root, spec, path.name)
-        if report is None or report.file_sha256 != _file_sha256(path):
+        if report is None:
             pending.append(path.name)
+            continue
+        stamp = landed_stamp(path)
+        if stamp is not None and stamp == report.landed_stamp:
+            continue
+        if report.file_sha256 != _file_sha256(path):
+            pending.append(path.name)
+        elif stamp is not None:
+            # The same content landed again (re-sent, copied): remember the new stamp so the next run
+            # does not read it again either.
+            _write_report(root, spec, replace(report, landed_stamp=stamp))
     log.info("%s: %d landed extract(s), %d pending", spec.name, len(landed), len(pending))
     return pending
 
@@ -303,6 +338,7 @@ def _reject_whole(
     error: ExtractRejected,
     extract_date: date | None,
     row_failures: RowVerdict | None = None,
+    stamp: str | None = None,
 ) -> ExtractRejected:
     _clear_quarantine(root, spec, file_name)
     folder = _quarantine_whole(root, spec, file_name, data, error, sha)
@@ -316,6 +352,7 @@ def _reject_whole(
         rule=error.rule,
         detail=error.detail,
         quarantine=folder,
+        landed_stamp=stamp,
     )
     if row_failures is not None:
         # Every row failed: keep the row report too, it usually shows the one column that changed format.
@@ -348,6 +385,8 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
     extract date; their ``file_sha256`` column says which version they came from).
     """
     path = landing_dir(root, spec) / file_name
+    # Taken before reading: a file replaced while it is read gets a newer stamp and is looked at again.
+    stamp = landed_stamp(path)
     data = path.read_bytes()
     sha = _sha256(data)
     earlier = read_report(root, spec, file_name)
@@ -364,7 +403,7 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
         extract_date = extract_date_of(spec, file_name)
         extract = read_extract_file(data, spec, file_name)
     except ExtractRejected as error:
-        raise _reject_whole(root, spec, file_name, data, sha, error, extract_date) from None
+        raise _reject_whole(root, spec, file_name, data, sha, error, extract_date, stamp=stamp) from None
     verdict = validate_rows(extract, spec, extract_date)
     received = extract.received
     accepted, rejected = verdict.n_accepted, verdict.n_rejected
@@ -374,7 +413,9 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
         )
     if accepted == 0:
         all_failed = ExtractRejected(file_name, "no_valid_rows", f"all {received} rows broke a row rule")
-        raise _reject_whole(root, spec, file_name, data, sha, all_failed, extract_date, verdict) from None
+        raise _reject_whole(
+            root, spec, file_name, data, sha, all_failed, extract_date, verdict, stamp=stamp
+        ) from None
 
     keep = pa.array(verdict.accepted)
     curated = standardise(
@@ -411,6 +452,7 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
         columns_broken=columns,
         curated=_curated_rel(spec, extract_date),
         quarantine=quarantine,
+        landed_stamp=stamp,
     )
     _write_report(root, spec, report)  # last: the marker that the file is done
     log.info(

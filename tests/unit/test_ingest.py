@@ -610,6 +610,55 @@ def test_reingesting_the_same_file_does_nothing(borough: Borough, tmp_path: Path
     ) == stamp
 
 
+def test_finding_work_reads_no_file_whose_stamp_is_unchanged(
+    borough: Borough, any_store: UPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daily run stats every landed extract but reads only new or changed ones (file:// and S3)."""
+    import supporting_families.ingest as ingest
+
+    root = any_store
+    write_borough(borough, root / "landing", truth_root=root / "demo")
+    spec = SOURCES.sources["asb"]
+    name = _file(spec)
+    landed = root / "landing" / spec.path_for(AS_OF)
+    report = ingest_extract(root, spec, name)
+    assert report.landed_stamp is not None and report.landed_stamp.startswith(f"{report.size_bytes}:")
+
+    hashed: list[str] = []
+    real_hash = ingest._file_sha256
+    monkeypatch.setattr(ingest, "_file_sha256", lambda path: hashed.append(path.name) or real_hash(path))
+    assert pending_extracts(root, spec) == [] and hashed == [], "an unchanged stamp is not read again"
+
+    # The same content landed again. On S3 the ETag is the same, so it is not read; on a file system it
+    # has a new modification time: hashed once, found done, and the stamp refreshed.
+    data = landed.read_bytes()
+    landed.unlink()
+    landed.write_bytes(data)
+    read_once = [] if ":etag:" in report.landed_stamp else [name]
+    assert pending_extracts(root, spec) == [] and hashed == read_once
+    assert pending_extracts(root, spec) == [] and hashed == read_once, "the new stamp is trusted next time"
+    refreshed = read_report(root, spec, name)
+    assert refreshed is not None and refreshed.landed_stamp == ingest.landed_stamp(landed)
+
+    # Other content of the very same size still shows: the stamp changed, so the content is hashed.
+    landed.write_bytes(data.replace(b"\n", b"\r", 1) if b"\r" not in data else data[::-1])
+    assert len(landed.read_bytes()) == len(data)
+    assert pending_extracts(root, spec) == [name]
+
+
+def test_a_report_without_a_stamp_is_checked_by_content(borough: Borough, tmp_path: Path) -> None:
+    root = _store(tmp_path, borough)
+    spec = SOURCES.sources["neet"]
+    name = _file(spec)
+    ingest_extract(root, spec, name)
+    path = report_path(root, spec, name)
+    doc = json.loads(path.read_bytes())
+    del doc["landed_stamp"]  # a report written before stamps were recorded
+    path.write_bytes(json.dumps(doc).encode())
+    assert pending_extracts(root, spec) == []
+    assert read_report(root, spec, name).landed_stamp is not None  # type: ignore[union-attr]
+
+
 def test_a_resent_file_with_other_content_is_ingested_again(borough: Borough, tmp_path: Path) -> None:
     root = _store(tmp_path, borough)
     spec = SOURCES.sources["early_help"]
