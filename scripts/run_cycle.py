@@ -20,23 +20,18 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from supporting_families.agreements import load_agreements
+from supporting_families.sources import load_sources
+
 #: (stage, how, DAG id, summary task). "trigger" starts a run; "await" waits for the run that asset
 #: scheduling started for that DAG, the first one queued after the earliest run of the stage before: what a
 #: stage starts is queued after that stage began, so an older run (a scheduled one, or one an earlier cycle
 #: left queued) is never taken for this cycle's.
 Step = tuple[int, str, str, str]
-SOURCES = [
-    "education_attendance",
-    "childrens_social_care",
-    "housing",
-    "neet",
-    "early_help",
-    "domestic_abuse",
-    "youth_offending",
-    "asb",
-    "childrens_centres",
-]
-SHARES = ["dwp_benefits_matching", "met_police_wider_help", "ons_evaluation"]
+# From the same files the DAG factories read, so a new source or agreement is a new YAML file here too.
+SOURCES = list(load_sources().sources)
+# Every agreement has a share DAG and a receive DAG (a return, or at least a receipt, is required).
+SHARES = [a.dag_id_suffix for a in load_agreements(resolve=False)]
 CYCLE: list[Step] = [
     (0, "trigger", "partner_connectivity", "summarise"),
     (0, "trigger", "demo_synthetic_borough", "generate"),
