@@ -27,16 +27,21 @@ START_DATE = pendulum.datetime(2026, 1, 1, tz="Europe/London")
 INTERNAL_EXTRACTS = Asset("sf_internal_extracts")
 
 
-def store() -> ObjectStoragePath:
-    """The store's root: ``$SF_STORE_URI`` (file:// by default), with ``$SF_STORE_CONN_ID`` for S3.
+def storage_path(uri_env: str, conn_id_env: str) -> ObjectStoragePath:
+    """The location named by ``$<uri_env>``, reached through the connection ``$<conn_id_env>`` if set (S3).
 
-    Called inside tasks only: the URI and connection are deployment settings, not parse-time facts.
+    Called inside tasks only: URIs and connections are deployment settings, not parse-time facts.
     """
-    uri = os.environ.get("SF_STORE_URI")
+    uri = os.environ.get(uri_env)
     if not uri:
-        raise RuntimeError("SF_STORE_URI is not set: source scripts/env.sh or set it in the deployment")
-    conn_id = os.environ.get("SF_STORE_CONN_ID")
+        raise RuntimeError(f"{uri_env} is not set: source scripts/env.sh or set it in the deployment")
+    conn_id = os.environ.get(conn_id_env)
     return ObjectStoragePath(uri, conn_id=conn_id) if conn_id else ObjectStoragePath(uri)
+
+
+def store() -> ObjectStoragePath:
+    """The store's root: ``$SF_STORE_URI`` (file:// by default), with ``$SF_STORE_CONN_ID`` for S3."""
+    return storage_path("SF_STORE_URI", "SF_STORE_CONN_ID")
 
 
 def curated_asset(source: str) -> Asset:

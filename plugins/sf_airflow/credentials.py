@@ -11,6 +11,7 @@ from pathlib import Path
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
+from sf_airflow.common import storage_path
 from supporting_families.agreements import Agreement, load_agreement
 from supporting_families.ledger import ANCHORS_URI_ENV, Ledger
 from supporting_families.pseudonymise import PseudonymKey
@@ -71,8 +72,4 @@ def ledger() -> Ledger:
 def ledger_anchors() -> ObjectStoragePath:
     """Where the ledger's anchors are kept: ``$SF_LEDGER_ANCHORS_URI``, with ``$SF_LEDGER_ANCHORS_CONN_ID``
     for an S3 bucket of its own (kept apart from the store: see supporting_families.ledger_anchors)."""
-    uri = os.environ.get(ANCHORS_URI_ENV)
-    if not uri:
-        raise RuntimeError(f"{ANCHORS_URI_ENV} is not set: source scripts/env.sh or set it in the deployment")
-    conn_id = os.environ.get("SF_LEDGER_ANCHORS_CONN_ID")
-    return ObjectStoragePath(uri, conn_id=conn_id) if conn_id else ObjectStoragePath(uri)
+    return storage_path(ANCHORS_URI_ENV, "SF_LEDGER_ANCHORS_CONN_ID")

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import multiprocessing
 import os
 import secrets
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,10 +29,10 @@ from supporting_families.ledger import (
     LedgerSchemaError,
     NewEntry,
     PersonalDataError,
-    _append_test_worker,
     idempotency_key,
     main,
 )
+from tests.ledger_concurrency import assert_one_chain, run_together, writer_process_spans
 
 pytestmark = pytest.mark.integration
 
@@ -245,67 +242,39 @@ def test_disabled_triggers_fail_closed_until_repaired(filled: Ledger, pg_url: st
     assert filled.verify().ok
 
 
-def _assert_one_chain(ledger: Ledger, expected: int) -> None:
-    report = ledger.verify()
-    assert report.ok, report.to_dict()
-    assert report.entries == expected and report.last_seq == expected
-
-
 def test_concurrent_threads_on_two_engines_keep_one_chain(pg_url: str, ledger: Ledger) -> None:
     ledgers = [ledger, Ledger(pg_url)]
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
 
     def worker(n: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(25):
-                ledgers[n % 2].append(event(details={"worker": n, "i": i}))
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(25):
+            ledgers[n % 2].append(event(details={"worker": n, "i": i}))
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ledgers[1].close()
-    assert errors == []
-    _assert_one_chain(ledger, 100)
+    try:
+        run_together(4, worker)
+    finally:
+        ledgers[1].close()
+    assert_one_chain(ledger, 100)
     workers = [e.details["worker"] for e in ledger.entries(limit=100)]
     assert sum(a != b for a, b in itertools.pairwise(workers)) > 3  # they really interleaved
 
 
 def test_concurrent_processes_keep_one_chain(pg_url: str, ledger: Ledger) -> None:
-    # Forked from a fresh single-threaded server, never from pytest itself: see tests/unit/test_ledger.py.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["supporting_families.ledger"])
-    with context.Pool(2) as pool:
-        start_at = time.time() + 0.5
-        spans = pool.starmap_async(_append_test_worker, [(pg_url, 60, 1, w, start_at) for w in range(2)]).get(
-            timeout=120
-        )
+    spans = writer_process_spans(pg_url, 60)
     assert max(s for s, _ in spans) < min(e for _, e in spans)  # they ran at the same time
-    _assert_one_chain(ledger, 120)
+    assert_one_chain(ledger, 120)
 
 
 def test_concurrent_retries_record_a_disclosure_once(pg_url: str, ledger: Ledger) -> None:
     key = idempotency_key("disclosure", "met-police-wider-help", "share__met_police_wider_help", RUN_ID)
     ledgers = [ledger, *(Ledger(pg_url) for _ in range(3))]
-    barrier = threading.Barrier(4)
     seqs: list[int] = []
-
-    def worker(n: int) -> None:
-        barrier.wait()
-        seqs.append(ledgers[n].append(disclosure(idempotency_key=key, try_number=n + 1)).seq)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for other in ledgers[1:]:
-        other.close()
+    try:
+        run_together(
+            4, lambda n: seqs.append(ledgers[n].append(disclosure(idempotency_key=key, try_number=n + 1)).seq)
+        )
+    finally:
+        for other in ledgers[1:]:
+            other.close()
     assert seqs == [1, 1, 1, 1] and ledger.count() == 1 and ledger.find(key) is not None
 
 

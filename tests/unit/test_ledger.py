@@ -10,14 +10,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import multiprocessing
-import multiprocessing.pool
 import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -38,11 +34,11 @@ from supporting_families.ledger import (
     LedgerSchemaError,
     NewEntry,
     PersonalDataError,
-    _append_test_worker,
     check_details,
     idempotency_key,
     main,
 )
+from tests.ledger_concurrency import assert_one_chain, run_together, writer_process_spans
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 4, 2, 6, 0, tzinfo=UTC)
@@ -406,58 +402,25 @@ def test_an_unreadable_entry_is_reported_not_raised(filled: Ledger, raw: Callabl
 # -- concurrency ------------------------------------------------------------------------------------------
 
 
-def _assert_one_chain(ledger: Ledger, expected: int) -> None:
-    report = ledger.verify()
-    assert report.ok, report.to_dict()
-    assert report.entries == expected and report.last_seq == expected
-
-
 def test_concurrent_threads_and_ledgers_keep_one_chain(url: str) -> None:
     ledgers = [Ledger(url), Ledger(url)]  # two engines: two independent writers on one file
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
 
     def worker(n: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(25):
-                ledgers[n % 2].append(simple(details={"worker": n, "i": i}))
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+        for i in range(25):
+            ledgers[n % 2].append(simple(details={"worker": n, "i": i}))
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    _assert_one_chain(ledgers[0], 100)
+    run_together(4, worker)
+    assert_one_chain(ledgers[0], 100)
     for one in ledgers:
         one.close()
 
 
-def _writer_pool() -> multiprocessing.pool.Pool:
-    """Two writer processes forked from a fresh single-threaded server, never from pytest itself.
-
-    Forking the test process (which has threads: moto, sshd pumps, SQLAlchemy pools) can copy a lock
-    that another thread holds, and the child then waits for ever: that hung a CI run. The server
-    imports the ledger module once, so the children start at once, unlike spawned ones.
-    """
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["supporting_families.ledger"])
-    return context.Pool(2)
-
-
 def test_concurrent_processes_keep_one_chain(url: str, ledger: Ledger) -> None:
-    with _writer_pool() as pool:
-        start_at = time.time() + 0.5
-        spans = pool.starmap_async(_append_test_worker, [(url, 60, 1, w, start_at) for w in range(2)]).get(
-            timeout=120
-        )
+    spans = writer_process_spans(url, 60)
     # The writers' time spans overlap: they contended for the lock. (SQLite's busy handler sleeps, so one
     # writer may do most of its appends first; the chain must be whole either way.)
     assert max(s for s, _ in spans) < min(e for _, e in spans)
-    _assert_one_chain(ledger, 120)
+    assert_one_chain(ledger, 120)
     assert sorted(e.details["worker"] for e in ledger.entries(limit=200)) == [0] * 60 + [1] * 60
 
 
@@ -487,18 +450,8 @@ def test_idempotency_within_one_batch(ledger: Ledger) -> None:
 
 def test_concurrent_retries_with_one_key_record_once(url: str) -> None:
     ledgers = [Ledger(url) for _ in range(4)]
-    barrier = threading.Barrier(4)
     results: list[int] = []
-
-    def worker(n: int) -> None:
-        barrier.wait()
-        results.append(ledgers[n].append(disclosure(idempotency_key="same-run")).seq)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(4, lambda n: results.append(ledgers[n].append(disclosure(idempotency_key="same-run")).seq))
     assert results == [1, 1, 1, 1] and ledgers[0].count() == 1
     for one in ledgers:
         one.close()
