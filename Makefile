@@ -23,19 +23,19 @@ runs:  ## the latest runs of every DAG
 	bash scripts/runs.sh
 
 ledger-verify:  ## walk the audit ledger's hash chain against its anchors (exit 1 on an edited, deleted, reordered or dropped entry)
-	$(ENV) $(PY) -m supporting_families.ledger verify
+	$(ENV) $(PY) -m supporting_families.audit.ledger verify
 
 ledger-show:  ## the newest ledger entries as JSON lines (no personal data in them)
-	$(ENV) $(PY) -m supporting_families.ledger show --newest-first --limit 20
+	$(ENV) $(PY) -m supporting_families.audit.ledger show --newest-first --limit 20
 
 services-start:
 	bash scripts/airflow-services.sh start
 services-stop:
 	bash scripts/airflow-services.sh stop
 sftp-start:
-	$(ENV) $(PY) -m supporting_families.sftp_server start --state-dir $$SF_VAR/sftp --root $$SF_VAR/sftp/root
+	$(ENV) $(PY) -m sf_demo.sftp_server start --state-dir $$SF_VAR/sftp --root $$SF_VAR/sftp/root
 sftp-stop:
-	$(ENV) $(PY) -m supporting_families.sftp_server stop --state-dir $$SF_VAR/sftp --root $$SF_VAR/sftp/root
+	$(ENV) $(PY) -m sf_demo.sftp_server stop --state-dir $$SF_VAR/sftp --root $$SF_VAR/sftp/root
 
 stop: services-stop sftp-stop  ## stop Airflow and the local SFTP server
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from upath import UPath
 
-import supporting_families.ingest as ingest
-from supporting_families.sources import load_sources
-from supporting_families.synthetic import DirtConfig, generate_borough, write_borough
+import supporting_families.ingest.pipeline as ingest
+from supporting_families.config.sources import load_sources
+from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 
 For each dirt setting (the generator's default dirt, then ``DirtConfig.clean()``), it generates a borough
 (not timed as linkage, but printed), reads every extract back through ``include/sources.yaml`` into the
-curated contract's identity columns (``supporting_families.linkage_eval``), runs ``build_register`` and
+curated contract's identity columns (``sf_demo.linkage_eval``), runs ``build_register`` and
 scores pairwise precision and recall against the truth's links: a pair of records is predicted when both
 link to one register person, and true when both belong to one true person.
 
@@ -24,9 +24,9 @@ import sys
 import time
 from datetime import date
 
-from supporting_families.linkage import build_register
-from supporting_families.linkage_eval import identities_from_borough, pairwise_quality, same_group_agreement
-from supporting_families.synthetic import DirtConfig, generate_borough
+from supporting_families.identify.linkage import build_register
+from sf_demo.linkage_eval import identities_from_borough, pairwise_quality, same_group_agreement
+from sf_demo.synthetic import DirtConfig, generate_borough
 
 TARGETS = {"default": (0.99, 0.97), "clean": (1.0, 1.0)}
 LINKAGE_SECONDS_TARGET = 80.0

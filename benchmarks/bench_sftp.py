@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sftp.py [--mib 256] [--rounds 2]
 
-Starts a private OpenSSH ``sshd`` on 127.0.0.1 (supporting_families.sftp_server.LocalSftpServer) in a
+Starts a private OpenSSH ``sshd`` on 127.0.0.1 (sf_demo.sftp_server.LocalSftpServer) in a
 temporary directory, writes a random file of ``--mib`` MiB, then per round (ours and OpenSSH's
 alternating, so a burst of load from elsewhere on a shared machine tends to hit both):
 
@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from supporting_families.sftp_server import LocalSftpServer, authorize_key, ensure_ssh_keypair, local_user
-from supporting_families.sftp_transfer import SftpEndpoint, deliver, fetch, open_session
+from sf_demo.sftp_server import LocalSftpServer, authorize_key, ensure_ssh_keypair, local_user
+from supporting_families.transport.sftp import SftpEndpoint, deliver, fetch, open_session
 
 FOLDER = "bench/inbox"
 GCM = "aes256-gcm@openssh.com"

@@ -14,8 +14,8 @@ import sys
 import time
 from datetime import date
 
-from supporting_families.storage import store_root
-from supporting_families.synthetic import DirtConfig, generate_borough, write_borough
+from supporting_families.store.io import store_root
+from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,9 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from partner_simulator.faults import Fault
+from sf_demo.partner_simulator.faults import Fault
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, store
-from supporting_families.agreements import load_agreements
+from supporting_families.config.agreements import load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
 FAULTS = [f.value for f in Fault]
@@ -94,8 +94,8 @@ def demo_partner_simulator() -> None:
     def answer(agreement_id: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         from datetime import date
 
-        from partner_simulator import parse_faults
-        from partner_simulator.environment import DemoEnvironment
+        from sf_demo.partner_simulator import parse_faults
+        from sf_demo.partner_simulator.environment import DemoEnvironment
 
         assert params is not None
         env = DemoEnvironment.from_environ(store=store())

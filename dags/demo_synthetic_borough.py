@@ -49,7 +49,7 @@ def demo_synthetic_borough() -> None:
 
         import pyarrow.compute as pc
 
-        from supporting_families.synthetic import DirtConfig, generate_borough, write_borough
+        from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
 
         assert params is not None
         root = store()

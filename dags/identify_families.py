@@ -14,8 +14,8 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, curated_asset, return_asset, store
-from supporting_families.agreements import load_agreements
-from supporting_families.sources import load_sources
+from supporting_families.config.agreements import load_agreements
+from supporting_families.config.sources import load_sources
 
 #: Every internal source in include/sources.yaml, in file order.
 SOURCES = list(load_sources().sources)
@@ -37,7 +37,7 @@ The notice: "To be eligible for the programme a family must be experiencing at l
 following", six headline problems with their sub-criteria. This DAG finds those families and says why.
 
 1. **build_register**: links every internal source's latest curated extract to stable persons
-   (`supporting_families.linkage`: exact rules, then a probabilistic linker) and groups persons into
+   (`supporting_families.identify.linkage`: exact rules, then a probabilistic linker) and groups persons into
    households by property (same UPRN, else same address line 1 and postcode). The sources record no
    relationships, so the register's family is the household (`family_id = household_id`). Writes
    `register/` (persons, links, id map).
@@ -80,8 +80,8 @@ by source. Never a name, date of birth, address or id.
 def identify_families() -> None:
     @task
     def build_register() -> dict[str, int]:
-        from supporting_families.criteria import read_latest_curated
-        from supporting_families.linkage import (
+        from supporting_families.identify.criteria import read_latest_curated
+        from supporting_families.identify.linkage import (
             build_register,
             identities_from_curated,
             load_register_state,
@@ -98,7 +98,7 @@ def identify_families() -> None:
 
     @task
     def evaluate_criteria() -> dict[str, Any]:
-        from supporting_families.criteria import identify
+        from supporting_families.identify.criteria import identify
 
         counts = identify(store(), SOURCES)
         return {

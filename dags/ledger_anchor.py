@@ -9,7 +9,7 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, return_asset
-from supporting_families.agreements import load_agreements
+from supporting_families.config.agreements import load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
 # Every delivery and every return appends to the ledger; the daily run also covers entries that come
@@ -49,9 +49,9 @@ def ledger_anchor() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from sf_airflow.credentials import ledger, ledger_anchors
-        from supporting_families.ledger import LedgerSchemaError
-        from supporting_families.ledger_anchors import AnchorError
-        from supporting_families.ledger_anchors import anchor as keep_head
+        from supporting_families.audit.ledger import LedgerSchemaError
+        from supporting_families.audit.anchors import AnchorError
+        from supporting_families.audit.anchors import anchor as keep_head
 
         try:
             with ledger() as book:

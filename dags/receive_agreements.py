@@ -1,7 +1,7 @@
 """One receive DAG per data agreement from ``include/agreements/*.yaml`` (``receive__<agreement>``).
 
 Adding a partner is a new agreement file: this factory builds its receive DAG with no Python change. Each
-task reads its context and calls one function of ``supporting_families.receive``; XCom carries counts and
+task reads its context and calls one function of ``supporting_families.receive.pipeline``; XCom carries counts and
 the names of the agreement's own return files (to map one processing task per file), never a row.
 """
 
@@ -17,7 +17,7 @@ from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, return_asset, store
 from sf_airflow.receive_sensor import PinnedSFTPSensor, return_deadline_missed, return_not_received
-from supporting_families.agreements import Agreement, load_agreements
+from supporting_families.config.agreements import Agreement, load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
 
@@ -77,7 +77,7 @@ the run fails. Other agreements' receive DAGs are separate and carry on.
 
 
 def _run_info(context: dict[str, Any]) -> Any:
-    from supporting_families.receive import RunInfo
+    from supporting_families.receive.pipeline import RunInfo
 
     ti, dag_run = context["ti"], context["dag_run"]
     trigger = getattr(dag_run, "triggered_by", None) or getattr(dag_run, "run_type", None)
@@ -116,8 +116,8 @@ def build_receive_dag(agreement: Agreement) -> Any:
     def receive() -> None:
         @task
         def expect_return(**context: Any) -> dict[str, Any]:
-            from supporting_families.receive import return_file_name
-            from supporting_families.share import delivery_id_for
+            from supporting_families.receive.pipeline import return_file_name
+            from supporting_families.share.delivery import delivery_id_for
 
             delivery_id = _expected_delivery(context, agreement, delivery_id_for)
             if not delivery_id:
@@ -149,7 +149,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
         def record_collection(**context: Any) -> dict[str, int]:
             from sf_airflow.credentials import ledger
             from sf_airflow.sftp import sftp_endpoint
-            from supporting_families.receive import record_collections
+            from supporting_families.receive.pipeline import record_collections
 
             with ledger() as book:
                 return record_collections(
@@ -166,8 +166,8 @@ def build_receive_dag(agreement: Agreement) -> Any:
 
             from sf_airflow.credentials import ledger
             from sf_airflow.sftp import sftp_endpoint
-            from supporting_families.receive import fetch_returns
-            from supporting_families.sftp_transfer import PermanentTransferError
+            from supporting_families.receive.pipeline import fetch_returns
+            from supporting_families.transport.sftp import PermanentTransferError
 
             try:
                 with ledger() as book:
@@ -195,8 +195,8 @@ def build_receive_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import council_openpgp, ledger, resolved_agreement
-            from supporting_families.openpgp import KeyProblem
-            from supporting_families.receive import ReturnQuarantined, process_return
+            from supporting_families.transport.openpgp import KeyProblem
+            from supporting_families.receive.pipeline import ReturnQuarantined, process_return
 
             key = council_openpgp()
             try:
@@ -224,7 +224,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowSkipException
 
             from sf_airflow.sftp import sftp_endpoint
-            from supporting_families.receive import clear_outbox, handled_state
+            from supporting_families.receive.pipeline import clear_outbox, handled_state
 
             names = _fetched_names(context)
             if not names:
@@ -241,7 +241,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
         def verdict(expected: dict[str, Any], **context: Any) -> dict[str, int]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from supporting_families.receive import run_problems
+            from supporting_families.receive.pipeline import run_problems
 
             ti = context["ti"]
             counts = ti.xcom_pull(task_ids="fetch", key="counts")
@@ -281,7 +281,7 @@ def _expected_delivery(context: dict[str, Any], agreement: Agreement, delivery_i
     """
     import re
 
-    from supporting_families.share import DELIVERY_ID_PATTERN
+    from supporting_families.share.delivery import DELIVERY_ID_PATTERN
 
     conf = getattr(context.get("dag_run"), "conf", None) or {}
     given = conf.get("delivery_id")

@@ -1,7 +1,7 @@
 """One share DAG per data agreement, generated from ``include/agreements/*.yaml`` (``share__<agreement>``).
 
 Adding a partner is a new agreement file: this factory builds its DAG with no Python change. Each task
-reads its context, calls one function of ``supporting_families.share`` and passes counts through XCom.
+reads its context, calls one function of ``supporting_families.share.delivery`` and passes counts through XCom.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, delivery_asset, store
-from supporting_families.agreements import Agreement, load_agreements
+from supporting_families.config.agreements import Agreement, load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
 
@@ -31,7 +31,7 @@ def _doc(a: Agreement) -> str:
 
 **Fields that leave, in order:** {fields}. Nothing else: minimisation fails closed.
 
-1. **prepare**: takes the newest identification, selects the cohort (`supporting_families.cohort`),
+1. **prepare**: takes the newest identification, selects the cohort (`supporting_families.share.cohort`),
    leaves out anyone with an active restriction or objection (counted, never named), replaces internal
    ids with this agreement's keyed references (HMAC-SHA256, key `{a.pseudonymisation.key_conn_id}`
    v{a.pseudonymisation.key_version}), keeps exactly the agreed fields, and writes the partner's CSV to
@@ -79,9 +79,9 @@ def build_share_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             from sf_airflow.credentials import pseudonym_key
-            from supporting_families.criteria import latest_identification
-            from supporting_families.package import MinimisationError
-            from supporting_families.share import Delivery, delivery_id_for, prepare_delivery
+            from supporting_families.identify.criteria import latest_identification
+            from supporting_families.share.package import MinimisationError
+            from supporting_families.share.delivery import Delivery, delivery_id_for, prepare_delivery
 
             assert run_id is not None
             root = store()
@@ -99,8 +99,8 @@ def build_share_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import council_openpgp, resolved_agreement
-            from supporting_families.openpgp import KeyProblem
-            from supporting_families.share import Delivery, encrypt_delivery
+            from supporting_families.transport.openpgp import KeyProblem
+            from supporting_families.share.delivery import Delivery, encrypt_delivery
 
             key = council_openpgp()
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
@@ -125,8 +125,8 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from sf_airflow.credentials import ledger
             from sf_airflow.sftp import sftp_endpoint
-            from supporting_families.sftp_transfer import PermanentTransferError
-            from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
+            from supporting_families.transport.sftp import PermanentTransferError
+            from supporting_families.share.delivery import Delivery, deliver_delivery, disclosure_entry
 
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
             ti, dag_run = context["ti"], context["dag_run"]

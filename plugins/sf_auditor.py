@@ -24,7 +24,7 @@ app = FastAPI(title="Supporting Families audit ledger", docs_url=None, redoc_url
 
 
 def _ledger() -> Any:
-    from supporting_families.ledger import Ledger
+    from supporting_families.audit.ledger import Ledger
 
     url = os.environ.get("SF_LEDGER_URL")
     if not url:
@@ -37,7 +37,7 @@ def _verify(ledger: Any) -> Any:
     if not os.environ.get("SF_LEDGER_ANCHORS_URI"):
         return ledger.verify()
     from sf_airflow.credentials import ledger_anchors
-    from supporting_families.ledger_anchors import verify_with_anchors
+    from supporting_families.audit.anchors import verify_with_anchors
 
     return verify_with_anchors(ledger, ledger_anchors())
 

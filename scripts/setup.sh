@@ -47,7 +47,7 @@ fi
 
 # --- virtual environment ----------------------------------------------------------------------------
 STAMP=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt pyproject.toml setup.py include/supporting_families/_hmac.c | sha256sum | cut -d' ' -f1)
+want=$(sha256sum requirements.txt pyproject.toml setup.py include/supporting_families/share/_hmac.c | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   PY=$(python_for_venv) || die "need Python >= 3.11 with venv"
   say "creating .venv with $("$PY" --version) and the pinned requirements"
@@ -65,10 +65,10 @@ mkdir -p "$SF_VAR"
 
 # --- local partner SFTP server and demo secrets -----------------------------------------------------
 say "starting the local partner SFTP server (OpenSSH sshd on 127.0.0.1)"
-python -m supporting_families.sftp_server start --state-dir "$SF_VAR/sftp" --root "$SF_VAR/sftp/root" \
+python -m sf_demo.sftp_server start --state-dir "$SF_VAR/sftp" --root "$SF_VAR/sftp/root" \
   >"$SF_VAR/sftp-server.json" 2>"$SF_VAR/sftp-server.log" || { cat "$SF_VAR/sftp-server.log" >&2; die "the SFTP server did not start"; }
 say "generating demo secrets (kept in $SF_SECRETS_DIR, never committed)"
-python -m supporting_families.demo_secrets --state-dir "$SF_SECRETS_DIR" --sftp-state-dir "$SF_VAR/sftp" \
+python -m sf_demo.secrets --state-dir "$SF_SECRETS_DIR" --sftp-state-dir "$SF_VAR/sftp" \
   >"$SF_VAR/demo-secrets.json" 2>"$SF_VAR/demo-secrets.log" || { cat "$SF_VAR/demo-secrets.log" >&2; die "generating the demo secrets failed"; }
 source scripts/env.sh  # picks up the partner fingerprints just written
 

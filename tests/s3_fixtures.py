@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from upath import UPath
 
-from supporting_families.storage import store_root
+from supporting_families.store.io import store_root
 
 MOTO = Path(sys.executable).with_name("moto_server")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from airflow.sdk import BaseHook, ObjectStoragePath
 
 from sf_airflow.common import storage_path
-from supporting_families.agreements import Agreement, load_agreement
-from supporting_families.ledger import ANCHORS_URI_ENV, Ledger
-from supporting_families.pseudonymise import PseudonymKey
+from supporting_families.config.agreements import Agreement, load_agreement
+from supporting_families.audit.ledger import ANCHORS_URI_ENV, Ledger
+from supporting_families.share.pseudonymise import PseudonymKey
 
 COUNCIL_OPENPGP_CONN_ID = "sf_openpgp_council"
 LEDGER_URL_ENV = "SF_LEDGER_URL"
@@ -71,5 +71,5 @@ def ledger() -> Ledger:
 
 def ledger_anchors() -> ObjectStoragePath:
     """Where the ledger's anchors are kept: ``$SF_LEDGER_ANCHORS_URI``, with ``$SF_LEDGER_ANCHORS_CONN_ID``
-    for an S3 bucket of its own (kept apart from the store: see supporting_families.ledger_anchors)."""
+    for an S3 bucket of its own (kept apart from the store: see supporting_families.audit.anchors)."""
     return storage_path(ANCHORS_URI_ENV, "SF_LEDGER_ANCHORS_CONN_ID")

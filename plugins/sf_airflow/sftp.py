@@ -1,7 +1,7 @@
 """The core SFTP client's endpoint, built from an Airflow connection (issue 4 item 8, issue 5 item 2).
 
 Airflow only supplies the connection here: the transfers themselves are the core's
-(``supporting_families.sftp_transfer``), because the stock ``SFTPHook`` compresses, uses small requests
+(``supporting_families.transport.sftp``), because the stock ``SFTPHook`` compresses, uses small requests
 and overwrites in place (docs/AIRFLOW-NOTES: about a tenth of OpenSSH's throughput). The connection keeps
 the shape ``SFTPHook`` reads, so one connection serves both the deferrable ``SFTPSensor`` and delivery:
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from supporting_families.sftp_transfer import SftpEndpoint
+from supporting_families.transport.sftp import SftpEndpoint
 
 SFTP_PORT = 22
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from upath import UPath
 
-from supporting_families.agreements import load_agreements
-from supporting_families.ledger import TABLE_NAME, Ledger, NewEntry
-from supporting_families.ledger_anchors import read_anchors
-from tests.unit.test_ledger_anchors import T0, truncate_tail
+from supporting_families.config.agreements import load_agreements
+from supporting_families.audit.ledger import TABLE_NAME, Ledger, NewEntry
+from supporting_families.audit.anchors import read_anchors
+from tests.unit.audit.test_anchors import T0, truncate_tail
 
 pytestmark = pytest.mark.dags
 

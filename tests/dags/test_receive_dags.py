@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from supporting_families.agreements import Agreement, load_agreements
-from supporting_families.ledger import Ledger
+from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.audit.ledger import Ledger
 
 pytestmark = pytest.mark.dags
 
@@ -123,7 +123,7 @@ def dag_module() -> Any:
 
 
 def test_a_run_waits_for_the_delivery_that_triggered_it(dag_module: Any) -> None:
-    from supporting_families.share import delivery_id_for
+    from supporting_families.share.delivery import delivery_id_for
 
     _expected_delivery = dag_module._expected_delivery
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from supporting_families.agreements import Agreement, load_agreements
-from supporting_families.sftp_server import (
+from supporting_families.config.agreements import Agreement, load_agreements
+from sf_demo.sftp_server import (
     LocalSftpServer,
     authorize_key,
     chroot_problems,

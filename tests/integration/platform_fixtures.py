@@ -11,13 +11,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from supporting_families.agreements import Agreement, load_agreements
-from supporting_families.demo_secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
-from supporting_families.demo_secrets import SftpEndpoint as ServerEndpoint
-from supporting_families.pseudonymise import PseudonymKey
-from supporting_families.register import REGISTER_SCHEMA
-from supporting_families.sftp_server import LocalSftpServer
-from supporting_families.sftp_transfer import SftpEndpoint
+from supporting_families.config.agreements import Agreement, load_agreements
+from sf_demo.secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
+from sf_demo.secrets import SftpEndpoint as ServerEndpoint
+from supporting_families.share.pseudonymise import PseudonymKey
+from supporting_families.store.schemas import REGISTER_SCHEMA
+from sf_demo.sftp_server import LocalSftpServer
+from supporting_families.transport.sftp import SftpEndpoint
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,940 @@
+"""Every demo secret the data agreements name, generated once into a private state directory.
+
+The demo must run with nothing configured by hand, yet secrets must never sit in YAML, code or git. The
+agreements (``include/agreements/*.yaml``) are the single source of truth for *names*: this module reads
+them and creates, in ``var/secrets/`` (git-ignored), exactly what they reference:
+
+* per agreement, a 256-bit HMAC-SHA256 pseudonymisation key at its ``pseudonymisation.key_version``,
+  behind the connection ``pseudonymisation.key_conn_id`` (the current version) and
+  ``<key_conn_id>_v<N>`` for every version kept (so references made before a rotation still resolve);
+* per distinct ``sftp.conn_id``, an SFTP connection to the local partner SFTP server, host key pinned;
+  the SFTP client key (ed25519) it uses is authorised on that server;
+* per partner code whose agreement pins its key through a ``${NAME_FINGERPRINT}`` placeholder, an OpenPGP
+  key whose private part lives only in a separate simulator keyring (a partner's key never belongs on the
+  council's side); its public key is imported into the council keyring and certified there with a local
+  signature, and the fingerprint is written to ``fingerprints.env`` under ``NAME_FINGERPRINT``. A partner
+  pinned by a literal fingerprint is a real partner: its key is not generated (the summary says so);
+* the council's OpenPGP key (sign and encrypt, passphrase-protected) in the council keyring, behind the
+  connection ``sf_openpgp_council``, its public key in the simulator keyring;
+* Airflow's local-filesystem secrets backend file ``connections.json`` pointing at all of the above.
+
+Running it again changes nothing; an agreement file added since gets its keys and connections added,
+with no code change.
+
+CLI, after ``python -m sf_demo.sftp_server start --state-dir var/sftp ...``::
+
+    python -m sf_demo.secrets --state-dir var/secrets --sftp-state-dir var/sftp \
+        [--agreements-dir include/agreements] [--rotate-hmac AGREEMENT_OR_KEY_CONN_ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supporting_families.config.agreements import Agreement, load_agreements
+from sf_demo.sftp_server import (
+    LOOPBACK,
+    authorize_key,
+    ensure_ssh_keypair,
+    local_user,
+    read_public_key,
+    read_server_info,
+)
+
+log = logging.getLogger(__name__)
+
+GPG = "gpg"
+# Demo keys expire so that a forgotten one cannot be used for ever; an expired key is no longer "usable"
+# (OpenPgpKey.usable), so the next set-up run generates a fresh one and rewrites fingerprints.env.
+OPENPGP_EXPIRY = "2y"
+COUNCIL_UID = "Supporting Families council (demo) <supporting-families@council.invalid>"
+HMAC_KEY_BYTES = 32  # 256 bits: the share issue's key size, and HMAC-SHA256's full strength
+HMAC_ALGORITHM = "HMAC-SHA256"
+
+OPENPGP_COUNCIL_CONN_ID = "sf_openpgp_council"
+#: The council's own fingerprint in ``fingerprints.env``; named like the agreements' placeholders
+#: (``*_FINGERPRINT``) so an agreement could pin it the same way.
+COUNCIL_FINGERPRINT_ENV = "SF_COUNCIL_PGP_FINGERPRINT"
+#: The public key file of the council; a partner code may therefore not be ``council``.
+COUNCIL_KEY_NAME = "council"
+
+_VERSION_RE = re.compile(r"v([1-9][0-9]*)")
+_HEX_RE = re.compile(r"[0-9a-f]{64}")
+_PLACEHOLDER_RE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)\}")
+_FINGERPRINT_RE = re.compile(r"[0-9A-F]{40}")
+# A key_conn_id names a directory under hmac/; Airflow allows '.', so refuse a leading dot ('..', hidden).
+_KEY_DIR_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# Validity letters from gpg --with-colons that make a key unusable: invalid, disabled, revoked, expired.
+_UNUSABLE = frozenset("idre")
+
+
+class DemoSecretsError(RuntimeError):
+    """A demo secret cannot be created; the message says which and why (never a secret value)."""
+
+
+# -- what the agreements reference ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgreementRefs:
+    """The names one agreement references that set-up must bring into existence, and nothing else."""
+
+    id: str
+    partner: str
+    sftp_conn_id: str
+    remote_inbox: str
+    remote_outbox: str
+    key_conn_id: str
+    key_version: int
+    previous_key_versions: tuple[int, ...]
+    #: ``SF_DWP_PGP_FINGERPRINT`` from ``${SF_DWP_PGP_FINGERPRINT}``; None when the agreement pins a
+    #: literal fingerprint, i.e. a real partner key the demo must not replace with one of its own.
+    fingerprint_env_var: str | None
+    literal_fingerprint: str | None
+
+    @classmethod
+    def from_agreement(cls, agreement: Agreement) -> AgreementRefs:
+        pinned = agreement.openpgp.partner_fingerprint.strip()
+        placeholder = _PLACEHOLDER_RE.fullmatch(pinned)
+        if placeholder is None and not _FINGERPRINT_RE.fullmatch(pinned):
+            # Loaded with resolve=True, the placeholder would already be gone and the demo would silently
+            # treat a generated key as a real partner's: the caller must load with resolve=False.
+            raise DemoSecretsError(
+                f"{agreement.id}: openpgp.partner_fingerprint is neither a ${{NAME_FINGERPRINT}} "
+                "placeholder nor a 40-hex fingerprint (load the agreements with resolve=False)"
+            )
+        pseudonymisation = agreement.pseudonymisation
+        return cls(
+            id=agreement.id,
+            partner=agreement.partner.code,
+            sftp_conn_id=agreement.sftp.conn_id,
+            remote_inbox=agreement.sftp.remote_inbox,
+            remote_outbox=agreement.sftp.remote_outbox,
+            key_conn_id=pseudonymisation.key_conn_id,
+            key_version=pseudonymisation.key_version,
+            previous_key_versions=tuple(pseudonymisation.previous_key_versions),
+            fingerprint_env_var=placeholder["name"] if placeholder else None,
+            literal_fingerprint=None if placeholder else pinned,
+        )
+
+
+def _grouped(refs: Iterable[AgreementRefs], key: str) -> dict[str, tuple[AgreementRefs, ...]]:
+    groups: dict[str, list[AgreementRefs]] = {}
+    for ref in refs:
+        groups.setdefault(getattr(ref, key), []).append(ref)
+    return {name: tuple(members) for name, members in groups.items()}
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """What set-up generates, derived from the agreements (their order kept, for stable output)."""
+
+    agreements: tuple[AgreementRefs, ...]
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for ref in self.agreements:
+            if not _KEY_DIR_RE.fullmatch(ref.key_conn_id):
+                problems.append(f"{ref.id}: key_conn_id {ref.key_conn_id!r} cannot name a key directory")
+            if ref.partner == COUNCIL_KEY_NAME:
+                problems.append(f"{ref.id}: partner code {COUNCIL_KEY_NAME!r} is the council's own key")
+            if ref.fingerprint_env_var == COUNCIL_FINGERPRINT_ENV:
+                problems.append(f"{ref.id}: {COUNCIL_FINGERPRINT_ENV} is the council's fingerprint")
+        for var, partners in self.fingerprint_env_vars().items():
+            if len(partners) > 1:
+                # One variable can hold one fingerprint: two partners would be encrypted to the same key.
+                problems.append(f"${{{var}}} is used for partners {', '.join(partners)}")
+        # A clash would let one connection silently replace another in connections.json, e.g. an SFTP
+        # connection standing in for a pseudonym key.
+        key_ids = {ref.key_conn_id for ref in self.agreements}
+        for conn_id in sorted((key_ids | {OPENPGP_COUNCIL_CONN_ID}) & set(self.sftp_connections())):
+            problems.append(f"connection id {conn_id!r} is both an SFTP connection and a key")
+        if OPENPGP_COUNCIL_CONN_ID in key_ids:
+            problems.append(f"{OPENPGP_COUNCIL_CONN_ID!r} is the council's OpenPGP connection")
+        if problems:
+            raise DemoSecretsError("the agreements cannot be set up: " + "; ".join(problems))
+
+    @classmethod
+    def from_agreements(cls, agreements: Iterable[Agreement]) -> DemoSpec:
+        return cls(tuple(AgreementRefs.from_agreement(a) for a in agreements))
+
+    @classmethod
+    def load(cls, agreements_dir: Path | None = None) -> DemoSpec:
+        """The spec of the agreements in ``agreements_dir`` (None: ``$SF_AGREEMENTS_DIR`` or the project's).
+
+        ``resolve=False``: the ``${..._FINGERPRINT}`` placeholders name the variables set-up is about to
+        write, so they cannot be resolved yet.
+        """
+        return cls.from_agreements(load_agreements(agreements_dir, resolve=False))
+
+    def sftp_connections(self) -> dict[str, tuple[AgreementRefs, ...]]:
+        """One entry per distinct ``sftp.conn_id``: several agreements may share a partner's server."""
+        return _grouped(self.agreements, "sftp_conn_id")
+
+    def partners(self) -> dict[str, tuple[AgreementRefs, ...]]:
+        return _grouped(self.agreements, "partner")
+
+    def generated_partners(self) -> tuple[str, ...]:
+        """Partner codes whose key the demo generates: those pinned by at least one placeholder."""
+        return tuple(
+            code for code, refs in self.partners().items() if any(r.fingerprint_env_var for r in refs)
+        )
+
+    def fingerprint_env_vars(self) -> dict[str, tuple[str, ...]]:
+        """Each placeholder variable with the partner codes that use it (exactly one when valid)."""
+        found: dict[str, dict[str, None]] = {}
+        for ref in self.agreements:
+            if ref.fingerprint_env_var is not None:
+                found.setdefault(ref.fingerprint_env_var, {})[ref.partner] = None
+        return {var: tuple(codes) for var, codes in found.items()}
+
+    def find(self, name: str) -> AgreementRefs:
+        """The agreement whose id or ``key_conn_id`` is ``name`` (for ``--rotate-hmac``)."""
+        for ref in self.agreements:
+            if name in (ref.id, ref.key_conn_id):
+                return ref
+        known = ", ".join(ref.id for ref in self.agreements)
+        raise DemoSecretsError(f"no agreement has id or key_conn_id {name!r}; agreements: {known}")
+
+
+# -- where things live -------------------------------------------------------------------------------
+
+
+def partner_uid(partner: str) -> str:
+    """The demo key's user id. From the code only: renaming a partner must not silently make a new key."""
+    return f"{partner.upper()} (Supporting Families demo partner) <{partner}@partner.invalid>"
+
+
+def pseudonym_conn_id(key_conn_id: str, version: int | None = None) -> str:
+    """``<key_conn_id>`` is the agreement's current key; ``<key_conn_id>_v<N>`` pins version N."""
+    return key_conn_id if version is None else f"{key_conn_id}_v{version}"
+
+
+@dataclass(frozen=True)
+class SecretsLayout:
+    """The files under the state directory; other modules (the partner simulator) find keys through it."""
+
+    state_dir: Path
+
+    @property
+    def hmac_dir(self) -> Path:
+        return self.state_dir / "hmac"
+
+    def hmac_key_file(self, key_conn_id: str, version: int) -> Path:
+        return self.hmac_dir / key_conn_id / f"v{version}.key"
+
+    @property
+    def sftp_client_key(self) -> Path:
+        return self.state_dir / "ssh" / "sftp_client_ed25519"
+
+    @property
+    def gnupg_council(self) -> Path:
+        return self.state_dir / "gnupg-council"
+
+    @property
+    def gnupg_partners(self) -> Path:
+        """The partner simulator's keyring: the only place partner private keys exist."""
+        return self.state_dir / "gnupg-partners"
+
+    @property
+    def council_passphrase_file(self) -> Path:
+        return self.state_dir / "openpgp-council.passphrase"
+
+    @property
+    def public_keys_dir(self) -> Path:
+        return self.state_dir / "openpgp-public"
+
+    def public_key_file(self, owner: str) -> Path:
+        """``council.asc`` or ``<partner code>.asc``: ASCII-armoured public keys, as exchanged."""
+        return self.public_keys_dir / f"{owner}.asc"
+
+    @property
+    def connections_file(self) -> Path:
+        return self.state_dir / "connections.json"
+
+    @property
+    def fingerprints_env(self) -> Path:
+        return self.state_dir / "fingerprints.env"
+
+
+def read_fingerprints_env(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of ``fingerprints.env`` (what ``scripts/env.sh`` exports), comments skipped."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="ascii").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+@dataclass(frozen=True)
+class SftpEndpoint:
+    """What the SFTP connections pin: the server's address and host key, and where to authorise our key."""
+
+    port: int
+    host_public_key: str
+    authorized_keys: Path
+    host: str = LOOPBACK
+    login: str = field(default_factory=local_user)
+
+    @classmethod
+    def from_server_state(cls, sftp_state_dir: Path) -> SftpEndpoint:
+        """Read the ``server.json`` that ``LocalSftpServer.start()`` leaves in its state directory."""
+        info = read_server_info(sftp_state_dir)
+        return cls(
+            port=int(info["port"]),
+            host_public_key=str(info["host_public_key"]),
+            authorized_keys=Path(info["authorized_keys"]),
+            host=str(info["host"]),
+            login=str(info["login"]),
+        )
+
+
+# -- small file helpers ------------------------------------------------------------------------------
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def _create_secret_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600; O_EXCL makes overwriting an existing key impossible."""
+    _private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    """Replace ``path`` atomically with mode 0600 unless it already holds ``data``; True when written."""
+    _private_dir(path.parent)
+    if path.exists() and path.read_bytes() == data:
+        path.chmod(0o600)
+        return False
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    return True
+
+
+# -- HMAC keys ---------------------------------------------------------------------------------------
+
+
+def hmac_key_versions(layout: SecretsLayout, key_conn_id: str) -> list[int]:
+    """The versions present behind ``key_conn_id``, oldest first."""
+    directory = layout.hmac_dir / key_conn_id
+    if not directory.is_dir():
+        return []
+    found = (_VERSION_RE.fullmatch(p.stem) for p in directory.glob("v*.key"))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _read_hmac_key(path: Path) -> str:
+    key = path.read_text(encoding="ascii").strip()
+    if not _HEX_RE.fullmatch(key):
+        raise DemoSecretsError(f"{path} does not hold a 256-bit key in hex")
+    return key
+
+
+def _new_hmac_key(layout: SecretsLayout, key_conn_id: str, version: int) -> None:
+    _private_dir(layout.hmac_dir)
+    _create_secret_file(
+        layout.hmac_key_file(key_conn_id, version),
+        (secrets.token_hex(HMAC_KEY_BYTES) + "\n").encode("ascii"),
+    )
+
+
+def ensure_hmac_key(layout: SecretsLayout, key_conn_id: str, version: int = 1) -> bool:
+    """Create key ``version`` behind ``key_conn_id`` unless it exists; True when it was created."""
+    if version < 1:
+        raise ValueError(f"key versions start at 1, not {version}")
+    if layout.hmac_key_file(key_conn_id, version).exists():
+        return False
+    _new_hmac_key(layout, key_conn_id, version)
+    log.info("generated HMAC key v%s for %s", version, key_conn_id)
+    return True
+
+
+def rotate_hmac_key(layout: SecretsLayout, key_conn_id: str) -> int:
+    """Add the next key version behind ``key_conn_id`` (newest present + 1) and return it.
+
+    This only prepares the key: it becomes the current one (the connection ``<key_conn_id>``) once the
+    agreement says ``key_version: <it>``, because every reference carries the agreement's version and a
+    key that disagreed with it would make references that never resolve. The older versions stay behind
+    ``<key_conn_id>_v<N>`` until their files are deleted (which also crypto-shreds their references).
+    """
+    versions = hmac_key_versions(layout, key_conn_id)
+    new = versions[-1] + 1 if versions else 1
+    _new_hmac_key(layout, key_conn_id, new)
+    log.info("added HMAC key v%s for %s", new, key_conn_id)
+    return new
+
+
+def ensure_agreement_keys(layout: SecretsLayout, ref: AgreementRefs) -> list[int]:
+    """The agreement's current key version, created if missing; returns previous versions that are missing.
+
+    A missing *previous* version is reported, never invented: a fresh key could not resolve the references
+    that were made with the lost one, and pretending otherwise would hide that they are unresolvable.
+    """
+    ensure_hmac_key(layout, ref.key_conn_id, ref.key_version)
+    present = set(hmac_key_versions(layout, ref.key_conn_id))
+    missing = [v for v in ref.previous_key_versions if v not in present]
+    if missing:
+        log.warning(
+            "%s: previous key version(s) %s of %s are missing; references made with them cannot resolve",
+            ref.id,
+            ", ".join(map(str, missing)),
+            ref.key_conn_id,
+        )
+    return missing
+
+
+# -- GnuPG -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenPgpKey:
+    """One primary key as ``gpg --with-colons`` lists it."""
+
+    fingerprint: str
+    validity: str
+    capabilities: str
+    uids: tuple[str, ...]
+
+    @property
+    def usable(self) -> bool:
+        return self.validity not in _UNUSABLE
+
+    @property
+    def can_encrypt(self) -> bool:
+        # Upper-case letters in field 12 are the capabilities of the key with all its subkeys.
+        return "E" in self.capabilities
+
+    @property
+    def can_sign(self) -> bool:
+        return "S" in self.capabilities
+
+
+def _unescape_colons(value: str) -> str:
+    """gpg escapes ``:`` and other bytes in --with-colons fields as ``\\xHH``."""
+    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+
+
+def parse_colon_listing(text: str) -> list[OpenPgpKey]:
+    """Primary keys from ``gpg --with-colons --list-keys`` (or ``--list-secret-keys``) output."""
+    keys: list[OpenPgpKey] = []
+    current: dict[str, Any] | None = None
+
+    def flush() -> None:
+        if current is not None and current["fingerprint"]:
+            keys.append(
+                OpenPgpKey(
+                    fingerprint=current["fingerprint"],
+                    validity=current["validity"],
+                    capabilities=current["capabilities"],
+                    uids=tuple(current["uids"]),
+                )
+            )
+
+    for line in text.splitlines():
+        fields = line.split(":")
+        record = fields[0]
+        if record in ("pub", "sec"):
+            flush()
+            current = {"fingerprint": "", "validity": fields[1], "capabilities": fields[11], "uids": []}
+        elif record in ("sub", "ssb"):
+            if current is not None:
+                current["in_subkey"] = True
+        elif record == "fpr" and current is not None and not current.get("in_subkey"):
+            current["fingerprint"] = current["fingerprint"] or fields[9]
+        elif record == "uid" and current is not None:
+            current["uids"].append(_unescape_colons(fields[9]))
+    flush()
+    return keys
+
+
+@dataclass(frozen=True)
+class GnuPG:
+    """``gpg`` on one project-local home directory, in batch mode, passphrases through stdin only."""
+
+    home: Path
+    binary: str = GPG
+
+    def run(
+        self, *args: str, passphrase: str | None = None, stdin: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run gpg; the passphrase, when given, goes through fd 0 and never onto the command line."""
+        if passphrase is not None and stdin is not None:
+            raise ValueError("stdin carries the passphrase; pass data through files")
+        command = [self.binary, "--homedir", str(self.home), "--batch", "--no-tty", "--yes"]
+        if passphrase is not None:
+            command += ["--pinentry-mode", "loopback", "--passphrase-fd", "0"]
+            stdin = (passphrase + "\n").encode("utf-8")
+        command += list(args)
+        try:
+            # umask 077: gpg would otherwise leave its public keyring world-readable.
+            result = subprocess.run(command, input=stdin, capture_output=True, check=False, umask=0o077)
+        except FileNotFoundError as exc:
+            raise DemoSecretsError(
+                f"{self.binary} is missing: install the Debian package gnupg (apt-get install -y gnupg)"
+            ) from exc
+        if result.returncode != 0:
+            # Options only: values may be user ids or paths, and never a passphrase (that went to stdin).
+            operation = " ".join(a for a in args if a.startswith("--"))
+            raise DemoSecretsError(
+                f"gpg {operation} failed in {self.home} (exit {result.returncode}): "
+                f"{result.stderr.decode('utf-8', 'replace').strip()}"
+            )
+        return result
+
+    def list_keys(self, *, secret: bool = False) -> list[OpenPgpKey]:
+        if not (self.home / "pubring.kbx").exists():
+            return []
+        listing = "--list-secret-keys" if secret else "--list-keys"
+        out = self.run("--with-colons", "--fixed-list-mode", listing).stdout.decode("utf-8", "replace")
+        return parse_colon_listing(out)
+
+    def find(self, uid: str, *, secret: bool = False) -> OpenPgpKey | None:
+        """The usable key with exactly this user id (the newest when there are several)."""
+        matches = [k for k in self.list_keys(secret=secret) if uid in k.uids and k.usable]
+        return matches[-1] if matches else None
+
+    def key(self, fingerprint: str) -> OpenPgpKey | None:
+        return next((k for k in self.list_keys() if k.fingerprint == fingerprint), None)
+
+    def stop_agent(self) -> None:
+        """Stop this home's gpg-agent (one runs per home directory until told otherwise)."""
+        if self.home.exists():
+            subprocess.run(
+                ["gpgconf", "--homedir", str(self.home), "--kill", "all"], capture_output=True, check=False
+            )
+
+
+def _ensure_openpgp_key(gpg: GnuPG, uid: str, passphrase: str) -> str:
+    """A usable sign + encrypt key for ``uid`` in ``gpg.home``; create it if needed; return its fingerprint.
+
+    ed25519 signs, a cv25519 subkey encrypts: the modern default of GnuPG 2.2, and what partners' tools read.
+    An empty ``passphrase`` leaves the key unprotected.
+    """
+    key = gpg.find(uid, secret=True)
+    if key is None:
+        gpg.run("--quick-gen-key", uid, "ed25519", "sign", OPENPGP_EXPIRY, passphrase=passphrase)
+        key = gpg.find(uid, secret=True)
+        if key is None:
+            raise DemoSecretsError(f"gpg created no usable key for {uid!r} in {gpg.home}")
+        log.info("generated OpenPGP key %s in %s", key.fingerprint, gpg.home)
+    if not key.can_encrypt:
+        # Also repairs a key whose subkey step was interrupted on an earlier run.
+        gpg.run("--quick-add-key", key.fingerprint, "cv25519", "encr", OPENPGP_EXPIRY, passphrase=passphrase)
+    return key.fingerprint
+
+
+def _import_and_certify(
+    target: GnuPG, armoured: Path, fingerprint: str, signer_fpr: str, signer_passphrase: str
+) -> None:
+    """Import a public key into ``target`` and certify it locally, so gpg treats it as valid.
+
+    A local (non-exportable) signature records that its fingerprint was checked out of band, the
+    OpenPGP way to pin it, instead of weakening the trust model for every key with ``--trust-model always``.
+    """
+    key = target.key(fingerprint)
+    if key is None:
+        target.run("--import", str(armoured))
+        key = target.key(fingerprint)
+        if key is None:
+            raise DemoSecretsError(f"importing {armoured.name} into {target.home} gave no key {fingerprint}")
+    if key.validity not in ("f", "u"):
+        target.run("--local-user", signer_fpr, "--quick-lsign-key", fingerprint, passphrase=signer_passphrase)
+
+
+def _export_public(gpg: GnuPG, fingerprint: str, path: Path) -> None:
+    armoured = gpg.run("--armor", "--export-options", "export-minimal", "--export", fingerprint).stdout
+    if not armoured:
+        raise DemoSecretsError(f"gpg exported nothing for {fingerprint} from {gpg.home}")
+    _write_if_changed(path, armoured)
+
+
+def _council_passphrase(layout: SecretsLayout) -> str:
+    path = layout.council_passphrase_file
+    if not path.exists():
+        _create_secret_file(path, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
+    return path.read_text(encoding="ascii").strip()
+
+
+@dataclass(frozen=True)
+class OpenPgpFingerprints:
+    council: str
+    #: Generated partner keys, by partner code.
+    partners: dict[str, str]
+
+
+def ensure_openpgp_keys(
+    layout: SecretsLayout, partners: Sequence[str], gpg_binary: str = GPG
+) -> OpenPgpFingerprints:
+    """The council key, one key per partner code, and each side's public keys in the other's keyring."""
+    council = GnuPG(_private_dir(layout.gnupg_council), gpg_binary)
+    simulator = GnuPG(_private_dir(layout.gnupg_partners), gpg_binary)
+    passphrase = _council_passphrase(layout)
+    council_fpr = _ensure_openpgp_key(council, COUNCIL_UID, passphrase)
+    _export_public(council, council_fpr, layout.public_key_file(COUNCIL_KEY_NAME))
+
+    partner_fprs: dict[str, str] = {}
+    for partner in partners:
+        # Simulated partners keep their keys unprotected: they stand for keys held on the partners' own
+        # systems, which the council platform never touches, and the simulator then needs no second secret.
+        fpr = _ensure_openpgp_key(simulator, partner_uid(partner), "")
+        _export_public(simulator, fpr, layout.public_key_file(partner))
+        _import_and_certify(council, layout.public_key_file(partner), fpr, council_fpr, passphrase)
+        partner_fprs[partner] = fpr
+    if partner_fprs:
+        first = next(iter(partner_fprs.values()))
+        _import_and_certify(simulator, layout.public_key_file(COUNCIL_KEY_NAME), council_fpr, first, "")
+    return OpenPgpFingerprints(council=council_fpr, partners=partner_fprs)
+
+
+def stop_gpg_agents(state_dir: Path) -> None:
+    """Stop the gpg-agents of both keyrings (tests call this; the demo may leave them running)."""
+    layout = SecretsLayout(Path(state_dir))
+    for home in (layout.gnupg_council, layout.gnupg_partners):
+        GnuPG(home).stop_agent()
+
+
+# -- connections -------------------------------------------------------------------------------------
+
+
+class _Connections(dict[str, dict[str, Any]]):
+    """connections.json content that refuses to define one id twice (a clash would lose a connection)."""
+
+    def add(self, conn_id: str, value: dict[str, Any]) -> None:
+        if conn_id in self:
+            raise DemoSecretsError(f"connection id {conn_id!r} would be defined twice")
+        self[conn_id] = value
+
+
+def _connections(
+    layout: SecretsLayout, spec: DemoSpec, sftp: SftpEndpoint, fingerprints: OpenPgpFingerprints
+) -> dict[str, dict[str, Any]]:
+    """The ``connections.json`` content, in the shape LocalFilesystemBackend reads."""
+    conns = _Connections()
+    for conn_id, refs in spec.sftp_connections().items():
+        partners = ", ".join(dict.fromkeys(r.partner for r in refs))
+        conns.add(
+            conn_id,
+            {
+                "conn_type": "sftp",
+                "description": f"Local partner SFTP server (demo) standing in for {partners}",
+                "host": sftp.host,
+                "port": sftp.port,
+                "login": sftp.login,
+                "extra": {
+                    "key_file": str(layout.sftp_client_key),
+                    # Pinned with its type: the SSH hook reads a bare base64 value as an RSA key.
+                    "host_key": sftp.host_public_key,
+                    "no_host_key_check": False,
+                    # Only the key above: never whatever happens to sit in ~/.ssh.
+                    "look_for_keys": False,
+                    # Payloads are OpenPGP ciphertext, which does not compress; zlib would only cost time.
+                    "compress": False,
+                    "conn_timeout": 10,
+                },
+            },
+        )
+    for ref in spec.agreements:
+        for version in hmac_key_versions(layout, ref.key_conn_id):
+            key = _read_hmac_key(layout.hmac_key_file(ref.key_conn_id, version))
+            conns.add(
+                pseudonym_conn_id(ref.key_conn_id, version),
+                {
+                    "conn_type": "generic",
+                    "description": f"HMAC-SHA256 pseudonym key v{version} for the {ref.id} agreement",
+                    "password": key,
+                    "extra": {"version": version, "algorithm": HMAC_ALGORITHM},
+                },
+            )
+        # The agreement's key_version, not the newest file: a rotated key waits until the agreement
+        # adopts it (see rotate_hmac_key).
+        conns.add(
+            pseudonym_conn_id(ref.key_conn_id),
+            {
+                **conns[pseudonym_conn_id(ref.key_conn_id, ref.key_version)],
+                "description": f"Current HMAC-SHA256 pseudonym key for the {ref.id} agreement",
+            },
+        )
+    conns.add(
+        OPENPGP_COUNCIL_CONN_ID,
+        {
+            "conn_type": "generic",
+            "description": "Council OpenPGP signing and decryption key (demo)",
+            "password": _council_passphrase(layout),
+            "extra": {
+                "fingerprint": fingerprints.council,
+                "gnupg_home": str(layout.gnupg_council),
+                "partner_fingerprints": dict(fingerprints.partners),
+            },
+        },
+    )
+    return dict(conns)
+
+
+def _fingerprints_env(spec: DemoSpec, fingerprints: OpenPgpFingerprints) -> str:
+    lines = [
+        "# Written by sf_demo.secrets from the agreements' ${..._FINGERPRINT} placeholders.",
+        "# Fingerprints are public, not secret.",
+        f"{COUNCIL_FINGERPRINT_ENV}={fingerprints.council}",
+    ]
+    lines += [
+        f"{var}={fingerprints.partners[codes[0]]}" for var, codes in spec.fingerprint_env_vars().items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# -- the whole set -----------------------------------------------------------------------------------
+
+
+def _spec(agreements: Iterable[Agreement] | None, agreements_dir: Path | None) -> DemoSpec:
+    if agreements is not None:
+        return DemoSpec.from_agreements(agreements)
+    return DemoSpec.load(agreements_dir)
+
+
+def generate_demo_secrets(
+    state_dir: Path,
+    sftp: SftpEndpoint,
+    agreements: Iterable[Agreement] | None = None,
+    *,
+    agreements_dir: Path | None = None,
+    gpg_binary: str = GPG,
+    ssh_keygen: str = "ssh-keygen",
+) -> dict[str, Any]:
+    """Create whatever the agreements need and is missing, rewrite the derived files if they changed.
+
+    ``agreements``: already loaded (with ``resolve=False``); else those in ``agreements_dir`` (None: the
+    project's). Returns :func:`summarize`.
+    """
+    spec = _spec(agreements, agreements_dir)
+    layout = SecretsLayout(Path(os.path.abspath(state_dir)))
+    _private_dir(layout.state_dir)
+
+    for ref in spec.agreements:
+        ensure_agreement_keys(layout, ref)
+
+    _private_dir(layout.sftp_client_key.parent)
+    client_public = ensure_ssh_keypair(layout.sftp_client_key, "supporting-families-council", ssh_keygen)
+    layout.sftp_client_key.with_name(layout.sftp_client_key.name + ".pub").chmod(0o600)
+    if authorize_key(sftp.authorized_keys, client_public):
+        log.info("authorised the SFTP client key on the local server")
+
+    generated = spec.generated_partners()
+    for code, refs in spec.partners().items():
+        if code not in generated:
+            log.info(
+                "partner %s: pinned by a literal fingerprint in %s, a real partner key; not generated",
+                code,
+                ", ".join(r.id for r in refs),
+            )
+    fingerprints = ensure_openpgp_keys(layout, generated, gpg_binary)
+
+    conns = _connections(layout, spec, sftp, fingerprints)
+    if _write_if_changed(
+        layout.connections_file, (json.dumps(conns, indent=2, sort_keys=True) + "\n").encode()
+    ):
+        log.info("wrote %s connections to %s", len(conns), layout.connections_file)
+    if _write_if_changed(layout.fingerprints_env, _fingerprints_env(spec, fingerprints).encode("ascii")):
+        log.info("wrote %s", layout.fingerprints_env)
+    return _summary(layout, spec, gpg_binary)
+
+
+def summarize(
+    state_dir: Path,
+    agreements: Iterable[Agreement] | None = None,
+    *,
+    agreements_dir: Path | None = None,
+    gpg_binary: str = GPG,
+) -> dict[str, Any]:
+    """Which secrets exist and where, with names, fingerprints and versions but never a secret value."""
+    layout = SecretsLayout(Path(os.path.abspath(state_dir)))
+    return _summary(layout, _spec(agreements, agreements_dir), gpg_binary)
+
+
+def _summary(layout: SecretsLayout, spec: DemoSpec, gpg_binary: str) -> dict[str, Any]:
+    council = GnuPG(layout.gnupg_council, gpg_binary)
+    simulator = GnuPG(layout.gnupg_partners, gpg_binary)
+    council_key = council.find(COUNCIL_UID, secret=True) if layout.gnupg_council.exists() else None
+    connections: list[str] = []
+    if layout.connections_file.exists():
+        connections = sorted(json.loads(layout.connections_file.read_text(encoding="utf-8")))
+    env_vars: list[str] = []
+    if layout.fingerprints_env.exists():
+        env_vars = sorted(read_fingerprints_env(layout.fingerprints_env))
+    client_pub = layout.sftp_client_key.with_name(layout.sftp_client_key.name + ".pub")
+
+    agreements_summary: dict[str, Any] = {}
+    for ref in spec.agreements:
+        versions = hmac_key_versions(layout, ref.key_conn_id)
+        agreements_summary[ref.id] = {
+            "partner": ref.partner,
+            "sftp_connection": ref.sftp_conn_id,
+            "remote_inbox": ref.remote_inbox,
+            "remote_outbox": ref.remote_outbox,
+            "pseudonym_connection": pseudonym_conn_id(ref.key_conn_id),
+            "pseudonym_key_version": ref.key_version,
+            "pseudonym_versions_present": versions,
+            "pseudonym_versions_missing": [
+                v for v in (ref.key_version, *ref.previous_key_versions) if v not in versions
+            ],
+            "openpgp_env_var": ref.fingerprint_env_var,
+            "openpgp_key": "generated"
+            if ref.fingerprint_env_var
+            else "real partner key (literal fingerprint)",
+        }
+
+    generated = spec.generated_partners()
+    partners_summary: dict[str, Any] = {}
+    for code, refs in spec.partners().items():
+        entry: dict[str, Any] = {
+            "agreements": [r.id for r in refs],
+            "openpgp_generated": code in generated,
+            "openpgp_env_vars": list(
+                dict.fromkeys(r.fingerprint_env_var for r in refs if r.fingerprint_env_var)
+            ),
+            "pinned_fingerprints": list(
+                dict.fromkeys(r.literal_fingerprint for r in refs if r.literal_fingerprint)
+            ),
+        }
+        if code in generated:
+            key = simulator.find(partner_uid(code), secret=True) if layout.gnupg_partners.exists() else None
+            fingerprint = key.fingerprint if key else None
+            entry["public_key_file"] = str(layout.public_key_file(code))
+        else:
+            fingerprint = entry["pinned_fingerprints"][0]
+            entry["note"] = (
+                "pinned by a literal fingerprint: a real partner key, not generated by the demo; import it "
+                f"into {layout.gnupg_council} and certify it (gpg --quick-lsign-key) before sharing"
+            )
+        in_council = council.key(fingerprint) if fingerprint and layout.gnupg_council.exists() else None
+        entry["openpgp_fingerprint"] = fingerprint
+        entry["openpgp_valid_in_council_keyring"] = bool(in_council and in_council.validity in ("f", "u"))
+        partners_summary[code] = entry
+
+    return {
+        "state_dir": str(layout.state_dir),
+        "connections_file": str(layout.connections_file),
+        "connections": connections,
+        "fingerprints_env": str(layout.fingerprints_env),
+        "fingerprint_env_vars": env_vars,
+        "sftp_client_key": str(layout.sftp_client_key),
+        "sftp_client_public_key": read_public_key(client_pub) if client_pub.exists() else None,
+        "openpgp_council": {
+            "connection": OPENPGP_COUNCIL_CONN_ID,
+            "fingerprint": council_key.fingerprint if council_key else None,
+            "env_var": COUNCIL_FINGERPRINT_ENV,
+            "gnupg_home": str(layout.gnupg_council),
+            "passphrase_set": layout.council_passphrase_file.exists(),
+        },
+        "gnupg_partners_home": str(layout.gnupg_partners),
+        "agreements": agreements_summary,
+        "sftp_connections": {
+            conn_id: {
+                "partners": list(dict.fromkeys(r.partner for r in refs)),
+                "agreements": [r.id for r in refs],
+            }
+            for conn_id, refs in spec.sftp_connections().items()
+        },
+        "partners": partners_summary,
+    }
+
+
+# -- CLI ---------------------------------------------------------------------------------------------
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sf_demo.secrets",
+        description="Generate every demo secret the data agreements name (idempotent) and Airflow's "
+        "connections.json.",
+    )
+    parser.add_argument("--state-dir", type=Path, required=True, help="e.g. var/secrets (made 0700)")
+    parser.add_argument(
+        "--sftp-state-dir", type=Path, help="the SFTP server's --state-dir (reads its server.json)"
+    )
+    parser.add_argument("--sftp-port", type=int, help="instead of --sftp-state-dir")
+    parser.add_argument("--sftp-host-key-file", type=Path, help="the server's ssh_host_ed25519_key.pub")
+    parser.add_argument("--sftp-authorized-keys", type=Path, help="the server's authorized_keys")
+    parser.add_argument(
+        "--agreements-dir",
+        type=Path,
+        help="the data agreements to set up (default: $SF_AGREEMENTS_DIR or include/agreements)",
+    )
+    parser.add_argument(
+        "--rotate-hmac",
+        metavar="AGREEMENT",
+        action="append",
+        default=[],
+        help="add the next key version for this agreement id or key_conn_id; it becomes current once the "
+        "agreement's key_version says so",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: writes the summary (no secret values) as JSON to stdout."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = _parse_args(argv)
+    try:
+        if args.sftp_state_dir is not None:
+            sftp = SftpEndpoint.from_server_state(args.sftp_state_dir)
+        elif args.sftp_port and args.sftp_host_key_file and args.sftp_authorized_keys:
+            sftp = SftpEndpoint(
+                port=args.sftp_port,
+                host_public_key=read_public_key(args.sftp_host_key_file),
+                authorized_keys=args.sftp_authorized_keys,
+            )
+        else:
+            sys.stderr.write(
+                "give --sftp-state-dir, or --sftp-port, --sftp-host-key-file and --sftp-authorized-keys\n"
+            )
+            return 2
+        # Loaded once, so the rotation and the generation see the same agreements.
+        agreements = load_agreements(args.agreements_dir, resolve=False)
+        spec = DemoSpec.from_agreements(agreements)
+        layout = SecretsLayout(Path(os.path.abspath(args.state_dir)))
+        for name in args.rotate_hmac:
+            ref = spec.find(name)
+            new = rotate_hmac_key(layout, ref.key_conn_id)
+            log.info(
+                "%s still uses key_version %s: set key_version: %s (and list %s in previous_key_versions) "
+                "to use the new key for new shares",
+                ref.id,
+                ref.key_version,
+                new,
+                ref.key_version,
+            )
+        summary = generate_demo_secrets(args.state_dir, sftp, agreements)
+    except (DemoSecretsError, RuntimeError, ValueError) as exc:  # ValueError includes AgreementError
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Configuration: the data agreements, the sources and the criteria, each loaded by one strict YAML loader."""

@@ -1,0 +1,217 @@
+"""``include/sources.yaml``: the strict model of the internal source extracts.
+
+One description read by two sides that must never disagree: the ingest reads each department's file with
+it (:mod:`supporting_families.ingest.pipeline`), and the synthetic borough generator renders each file from it
+(:mod:`sf_demo.synthetic.sources`). The model is strict (unknown keys rejected, cross-field
+rules checked), so a misspelt key fails loudly when the file is loaded instead of silently mis-reading data.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from supporting_families.store.schemas import REGISTER_FIELDS
+
+__all__ = [
+    "DEFAULT_SOURCES_PATH",
+    "IDENTITY_FIELDS",
+    "ColumnSpec",
+    "SourceSpec",
+    "SourcesConfig",
+    "SourcesConfigError",
+    "load_sources",
+]
+
+#: Identity fields a source column may carry: the register's personal fields plus the source's own record id.
+IDENTITY_FIELDS = (
+    "record_id",
+    *[f for f in REGISTER_FIELDS if f not in ("person_id", "household_id", "family_id")],
+)
+
+#: ``include/sources.yaml``, next to this package.
+DEFAULT_SOURCES_PATH = Path(__file__).resolve().parents[2] / "sources.yaml"
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class SourcesConfigError(ValueError):
+    """``sources.yaml`` is invalid or disagrees with the generator; the message names the file and key."""
+
+
+class ColumnSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    standard: str
+    type: Literal["string", "code", "boolean", "date", "datetime", "integer", "decimal", "postcode", "uprn"]
+    nullable: bool = False
+    format: str | None = None
+    case: Literal["as_recorded", "upper", "lower"] = "as_recorded"
+    scale: int | None = Field(default=None, ge=0, le=6)
+    codes: dict[str, str | bool] | None = None
+    pattern: str | None = None
+    description: str | None = None
+
+    @property
+    def is_identity(self) -> bool:
+        return self.standard in IDENTITY_FIELDS
+
+    @field_validator("standard")
+    @classmethod
+    def _snake_case(cls, value: str) -> str:
+        if not _SNAKE.match(value):
+            raise ValueError(f"standard name {value!r} must be snake_case")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> ColumnSpec:
+        if self.type in ("code", "boolean") and not self.codes:
+            raise ValueError(f"column {self.name!r}: type {self.type} needs codes")
+        if self.type not in ("code", "boolean") and self.codes:
+            raise ValueError(f"column {self.name!r}: codes are only for code and boolean columns")
+        if self.type == "boolean" and not all(isinstance(v, bool) for v in (self.codes or {}).values()):
+            raise ValueError(f"column {self.name!r}: boolean codes map to true or false")
+        if self.type == "code" and not all(isinstance(v, str) for v in (self.codes or {}).values()):
+            raise ValueError(f"column {self.name!r}: code values map to text")
+        if self.type == "decimal" and self.scale is None:
+            raise ValueError(f"column {self.name!r}: decimal needs scale")
+        if self.type == "postcode" and self.format not in ("spaced", "compact"):
+            raise ValueError(f"column {self.name!r}: postcode format is spaced or compact")
+        if self.type == "uprn" and self.format not in ("text", "integer"):
+            raise ValueError(f"column {self.name!r}: uprn format is text or integer")
+        if self.type in ("string", "code", "boolean", "integer", "decimal") and self.format is not None:
+            raise ValueError(f"column {self.name!r}: format is not used by type {self.type}")
+        if self.standard == "sex" and self.type != "code":
+            raise ValueError(f"column {self.name!r}: sex is a code column")
+        if self.standard == "sex" and set((self.codes or {}).values()) - {"F", "M"}:
+            raise ValueError(f"column {self.name!r}: sex codes map to F or M")
+        expected = {"date_of_birth": "date", "postcode": "postcode", "uprn": "uprn"}.get(self.standard)
+        if expected and self.type != expected:
+            raise ValueError(f"column {self.name!r}: {self.standard} has type {expected}")
+        return self
+
+
+class SourceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    department: str
+    system: str
+    holds: str
+    row_grain: str
+    file_glob: str
+    extract_date_format: str = "%Y-%m-%d"
+    encoding: Literal["utf-8", "utf-8-sig", "cp1252"]
+    delimiter: str = Field(min_length=1, max_length=1)
+    quoting: Literal["all", "none"]
+    line_terminator: Literal["lf", "crlf"]
+    date_format: str
+    datetime_format: str | None = None
+    record_id: str
+    columns: tuple[ColumnSpec, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourceSpec:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column names {dupes}")
+        standards = [c.standard for c in self.columns]
+        dupes = sorted({s for s in standards if standards.count(s) > 1})
+        if dupes:
+            raise ValueError(f"duplicate standard names {dupes}")
+        by_name = {c.name: c for c in self.columns}
+        if self.record_id not in by_name or by_name[self.record_id].standard != "record_id":
+            raise ValueError(f"record_id {self.record_id!r} must name the column whose standard is record_id")
+        if by_name[self.record_id].nullable:
+            raise ValueError("the record id column cannot be nullable")
+        if self.file_glob.count("*") != 1 or f"/{self.name}/" not in f"/{self.file_glob}":
+            raise ValueError(
+                "file_glob has one '*' (the extract date) and sits in a folder named after the source"
+            )
+        if any(c.type == "datetime" for c in self.columns) and not self.datetime_format:
+            raise ValueError("a datetime column needs datetime_format")
+        if self.delimiter in ('"', "\n", "\r"):
+            raise ValueError("delimiter cannot be a quote or a line break")
+        return self
+
+    @cached_property
+    def by_standard(self) -> dict[str, ColumnSpec]:
+        return {c.standard: c for c in self.columns}
+
+    @property
+    def identity_fields(self) -> tuple[str, ...]:
+        return tuple(c.standard for c in self.columns if c.is_identity)
+
+    @property
+    def measure_fields(self) -> tuple[str, ...]:
+        return tuple(c.standard for c in self.columns if not c.is_identity)
+
+    def path_for(self, extract_date: Any) -> str:
+        """The file's path under the store root for one extract date."""
+        return self.file_glob.replace("*", extract_date.strftime(self.extract_date_format))
+
+    def date_format_of(self, column: ColumnSpec) -> str:
+        if column.format:
+            return column.format
+        if column.type == "datetime":
+            assert self.datetime_format is not None  # guaranteed by _consistent
+            return self.datetime_format
+        return self.date_format
+
+
+class SourcesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1]
+    sources: dict[str, SourceSpec]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_sources(cls, data: Any) -> Any:
+        # The mapping key is the source's name; copy it in so each spec knows itself.
+        if isinstance(data, dict) and isinstance(data.get("sources"), dict):
+            data = dict(data)
+            data["sources"] = {
+                key: ({**value, "name": key} if isinstance(value, dict) and "name" not in value else value)
+                for key, value in data["sources"].items()
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _keys_are_names(self) -> SourcesConfig:
+        for key, spec in self.sources.items():
+            if not _SNAKE.match(key):
+                raise ValueError(f"source name {key!r} must be snake_case")
+            if spec.name != key:
+                raise ValueError(f"source {key!r} carries a different name {spec.name!r}")
+        return self
+
+
+def load_sources(path: Path | str | None = None) -> SourcesConfig:
+    """Load and validate ``sources.yaml`` (by default ``include/sources.yaml``)."""
+    path = Path(path) if path is not None else DEFAULT_SOURCES_PATH
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SourcesConfigError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return SourcesConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SourcesConfigError(f"{path}: {problems}") from exc

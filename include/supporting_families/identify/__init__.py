@@ -1,0 +1,1 @@
+"""Identification: the person register by record linkage, households, the six headline problems, assessments."""

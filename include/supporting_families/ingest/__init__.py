@@ -1,0 +1,1 @@
+"""Ingest: read, validate, standardise and quarantine the departments' extracts."""

@@ -1,0 +1,1 @@
+"""Receiving partners' returns: fetch, verify, validate, reconcile against what was sent, merge."""

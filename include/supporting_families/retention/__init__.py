@@ -1,0 +1,1 @@
+"""Retention: deletion one year after the programme ends at the latest (privacy notice)."""

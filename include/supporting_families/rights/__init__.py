@@ -1,0 +1,1 @@
+"""Data subjects' rights (privacy notice, "Your Rights and Access to your information")."""

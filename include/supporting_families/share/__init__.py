@@ -1,0 +1,1 @@
+"""Sharing under a data agreement: cohort, restrictions, pseudonyms, minimisation, packaging, delivery."""

@@ -1,0 +1,115 @@
+"""Who each agreement's share is about: the cohort rules of the privacy notice, then restrictions.
+
+Each rule returns ``person_id`` (and, for ONS, ``programme_status``): the fields themselves come from the
+register afterwards, and only the agreed ones survive minimisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from supporting_families.config.agreements import Agreement
+from supporting_families.rights.restrictions import exclude_restricted
+
+#: Age of criminal responsibility in England and Wales (Children and Young Persons Act 1933 s.50): the
+#: police can hold nothing relevant about a younger child, so sending one would not be necessary.
+POLICE_MIN_AGE = 10
+
+ASSESSED = "assessed_as_meeting_criteria"
+COMPARISON = "comparison_group"
+
+
+@dataclass(frozen=True)
+class CohortInputs:
+    """What cohort selection reads, all controller-side tables keyed by internal ids."""
+
+    persons: pa.Table  # the register: person_id, family_id, date_of_birth, ...
+    person_flags: pa.Table  # identification: person_id, family_id, headline, sub_criterion, ...
+    family_problems: pa.Table  # identification: family_id, headline, ...
+    assessments: pa.Table  # assessment_status(): family_id, programme_status, ...
+    other_services: pa.Array  # person ids known to a non-criterion service (children's centres)
+    restrictions: pa.Table  # rights.read_restrictions()
+    as_of: date
+
+
+@dataclass(frozen=True)
+class Cohort:
+    table: pa.Table  # person_id (+ programme_status for ONS)
+    selected: int  # before restrictions
+    excluded_by_restriction: int
+
+
+def _members(persons: pa.Table, family_ids: pa.Array | pa.ChunkedArray) -> pa.Table:
+    keep = pc.is_in(persons["family_id"], value_set=pc.unique(family_ids))
+    return persons.filter(keep).select(["person_id", "family_id", "date_of_birth"])
+
+
+def _age_on(dob: pa.ChunkedArray, on: date) -> pa.Array:
+    """Completed years on ``on``: a birthday counts from its own date (29 February from 1 March)."""
+    years = pc.subtract(pa.scalar(on.year), pc.year(dob))
+    month_day = pc.add(pc.multiply(pc.month(dob), 100), pc.day(dob))
+    birthday_to_come = pc.greater(month_day, pa.scalar(on.month * 100 + on.day))
+    return pc.subtract(years, pc.cast(birthday_to_come, pa.int64()))
+
+
+def meets_any_criterion(inputs: CohortInputs) -> pa.Table:
+    """DWP agreement: "individuals who meet any of the eligibility criteria" — anyone with a flag."""
+    return pa.table({"person_id": pc.unique(inputs.person_flags["person_id"])})
+
+
+def may_benefit_from_wider_service(inputs: CohortInputs) -> pa.Table:
+    """Police agreement: "individuals (who may benefit from a wider service from the local authority)".
+
+    Read as: members, aged 10 or over on the day, of families with at least one headline problem — the
+    families a wider service could reach — so the police answer can complete the picture for them.
+    """
+    members = _members(inputs.persons, inputs.family_problems["family_id"])
+    age = _age_on(members["date_of_birth"], inputs.as_of)
+    old_enough = pc.fill_null(pc.greater_equal(age, POLICE_MIN_AGE), False)
+    return members.filter(old_enough).select(["person_id"])
+
+
+def assessed_and_comparison(inputs: CohortInputs) -> pa.Table:
+    """ONS agreement: families "assessed as meeting criteria for the programme and those who have not
+    been included on the programme but may have received other services".
+
+    Assessed: members of families whose latest practitioner decision is that they meet the criteria.
+    Comparison: members of other families where someone received another service (children's centres).
+    """
+    status = inputs.assessments
+    assessed_families = status.filter(pc.equal(status["programme_status"], ASSESSED))["family_id"]
+    assessed = _members(inputs.persons, assessed_families).select(["person_id", "family_id"])
+    served = inputs.persons.filter(pc.is_in(inputs.persons["person_id"], value_set=inputs.other_services))
+    served_families = pc.unique(served["family_id"])
+    comparison_families = pc.filter(
+        served_families, pc.invert(pc.is_in(served_families, value_set=pc.unique(assessed_families)))
+    )
+    comparison = _members(inputs.persons, comparison_families).select(["person_id", "family_id"])
+    return pa.concat_tables(
+        [
+            assessed.select(["person_id"]).append_column(
+                "programme_status", pa.array([ASSESSED] * assessed.num_rows, pa.string())
+            ),
+            comparison.select(["person_id"]).append_column(
+                "programme_status", pa.array([COMPARISON] * comparison.num_rows, pa.string())
+            ),
+        ]
+    )
+
+
+RULES = {
+    "meets_any_criterion": meets_any_criterion,
+    "may_benefit_from_wider_service": may_benefit_from_wider_service,
+    "assessed_and_comparison": assessed_and_comparison,
+}
+
+
+def select_cohort(agreement: Agreement, inputs: CohortInputs) -> Cohort:
+    """The agreement's cohort, less anyone with an active restriction or objection."""
+    selected = RULES[agreement.cohort](inputs)
+    kept, excluded = exclude_restricted(selected, inputs.restrictions, inputs.as_of)
+    return Cohort(kept, int(selected.num_rows), excluded)

@@ -1,0 +1,349 @@
+"""One share under one data agreement: package, encrypt, deliver — each step idempotent per delivery.
+
+A delivery is identified by ``delivery_id`` (derived from the DAG run, so a retry of the same run finds
+the same files). Its folder in the store holds everything the council keeps about it:
+
+    deliveries/<agreement>/<delivery_id>/manifest.json      counts and hashes (no personal data)
+    deliveries/<agreement>/<delivery_id>/references.parquet  person_id/family_id -> references sent (PD by id)
+    deliveries/<agreement>/<delivery_id>/<name>.csv.gpg     the encrypted file exactly as delivered
+    deliveries/<agreement>/<delivery_id>/receipt.json       where and when it was delivered
+    staging/<agreement>/<delivery_id>/<name>.csv            plaintext, deleted once encrypted
+
+The per-delivery reference list is what later answers a subject access request ("which partner received
+which of my fields, when") and a rectification ("who received the old value") without putting personal
+data in the ledger (ARCHITECTURE: designed for what comes next).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from upath import UPath
+
+from supporting_families.config.agreements import Agreement
+from supporting_families.identify.assessment import assessment_status
+from supporting_families.share.cohort import CohortInputs, select_cohort
+from supporting_families.identify.criteria import identification_dir, latest_identification
+from supporting_families.audit.ledger import NewEntry, idempotency_key
+from supporting_families.transport.openpgp import encrypt_and_sign
+from supporting_families.share.package import Manifest, minimise, new_manifest, write_partner_csv
+from supporting_families.share.pseudonymise import PseudonymKey, references
+from supporting_families.rights.restrictions import read_restrictions
+from supporting_families.transport.sftp import SftpEndpoint, deliver
+from supporting_families.store.io import read_parquet, sha256_of, write_bytes_atomic, write_parquet
+
+log = logging.getLogger(__name__)
+
+
+class ShareError(RuntimeError):
+    """A share step cannot go on; the message names the agreement, delivery and rule, never a value."""
+
+
+def delivery_id_for(agreement_id: str, run_id: str) -> str:
+    """A stable id for a run's delivery: ``d`` and 16 letters from a hash of agreement and run id.
+
+    The same run (and every retry of it) gets the same id, so every step finds its own earlier work.
+    Letters only (hex digits 0-f spelled a-p): the id goes into the ledger, whose personal-data guard
+    refuses dates and long runs of digits, so the id must never look like either.
+    """
+    digest = hashlib.sha256(f"{agreement_id}\n{run_id}".encode()).hexdigest()[:16]
+    return "d" + digest.translate(_HEX_AS_LETTERS)
+
+
+_HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+#: What :func:`delivery_id_for` produces; partners' return names carry it (docs/STORE.md).
+DELIVERY_ID_PATTERN = r"d[a-p]{16}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where one delivery's files live in the store."""
+
+    store: UPath
+    agreement_id: str
+    delivery_id: str
+
+    @property
+    def name(self) -> str:
+        """The partner-facing file name, without extension: ``sf-<agreement>-<delivery id>``."""
+        return f"sf-{self.agreement_id}-{self.delivery_id}"
+
+    @property
+    def folder(self) -> UPath:
+        return self.store / "deliveries" / self.agreement_id / self.delivery_id
+
+    @property
+    def staging_csv(self) -> UPath:
+        return self.store / "staging" / self.agreement_id / self.delivery_id / f"{self.name}.csv"
+
+    @property
+    def ciphertext(self) -> UPath:
+        return self.folder / f"{self.name}.csv.gpg"
+
+    @property
+    def manifest_path(self) -> UPath:
+        return self.folder / "manifest.json"
+
+    @property
+    def references_path(self) -> UPath:
+        return self.folder / "references.parquet"
+
+    @property
+    def receipt_path(self) -> UPath:
+        return self.folder / "receipt.json"
+
+    def manifest(self) -> Manifest:
+        return Manifest.from_json(self.manifest_path.read_text())
+
+    def receipt(self) -> dict[str, Any] | None:
+        if not self.receipt_path.exists():
+            return None
+        data: dict[str, Any] = json.loads(self.receipt_path.read_text())
+        return data
+
+
+@contextlib.contextmanager
+def local_file(path: UPath) -> Iterator[Path]:
+    """A local path for ``path``: itself on ``file://``, else a downloaded temporary copy (gpg and SFTP
+    need real files)."""
+    if path.protocol in ("", "file", "local"):
+        yield Path(path.path)
+        return
+    with tempfile.TemporaryDirectory(prefix="sf-") as tmp:
+        local = Path(tmp) / path.name
+        with path.open("rb") as src, local.open("wb") as dst:
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)
+        yield local
+
+
+def upload(local: Path, target: UPath) -> None:
+    """Copy a local file into the store, whole (a temporary sibling then a rename on file://)."""
+    if target.protocol in ("", "file", "local"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(target.path).with_name(f".{target.name}.partial")
+        with local.open("rb") as src, tmp.open("wb") as dst:
+            while chunk := src.read(8 << 20):
+                dst.write(chunk)
+        tmp.replace(Path(target.path))
+        return
+    with local.open("rb") as src, target.open("wb") as dst:
+        while chunk := src.read(8 << 20):
+            dst.write(chunk)
+
+
+def share_view(
+    cohort: pa.Table, persons: pa.Table, key: PseudonymKey, agreement: Agreement
+) -> tuple[pa.Table, pa.Table]:
+    """The agreed fields for the cohort, with references, and the controller-side reference list.
+
+    ``cohort`` has ``person_id`` (and ``programme_status`` for the ONS cohort); ``persons`` is the register.
+    Returns ``(view, refs)``: ``view`` has the internal ids plus every agreed field (minimisation picks the
+    agreed ones next); ``refs`` is ``person_id, family_id, person_ref, family_ref`` for the delivery folder.
+    """
+    view = cohort.join(persons, "person_id", join_type="inner")
+    if view.num_rows != cohort.num_rows:
+        raise ShareError(
+            f"{agreement.id}: {cohort.num_rows - view.num_rows} cohort persons not in the register"
+        )
+    view = view.append_column("person_ref", references(view["person_id"], key, "person"))
+    view = view.append_column("family_ref", references(view["family_id"], key, "family"))
+    view = view.sort_by("person_ref")  # file order carries no information about the register's order
+    refs = view.select(["person_id", "family_id", "person_ref", "family_ref"])
+    return view, refs
+
+
+def package_delivery(
+    delivery: Delivery,
+    agreement: Agreement,
+    view: pa.Table,
+    refs: pa.Table,
+    run_id: str,
+    extra: dict[str, int] | None = None,
+) -> Manifest:
+    """Minimise and write the partner's CSV to staging, the reference list and the manifest.
+
+    Idempotent: a delivery that already has a manifest is left as it is (its file may already be with the
+    partner; re-packaging could only produce a second, different file for the same run).
+    """
+    if delivery.manifest_path.exists():
+        log.info("%s %s: already packaged", agreement.id, delivery.delivery_id)
+        return delivery.manifest()
+    minimised = minimise(view, agreement)
+    with tempfile.TemporaryDirectory(prefix="sf-package-") as tmp:
+        local = Path(tmp) / f"{delivery.name}.csv"
+        rows = write_partner_csv(minimised, agreement, local)
+        digest = hashlib.sha256()
+        with local.open("rb") as fh:
+            while chunk := fh.read(8 << 20):
+                digest.update(chunk)
+        upload(local, delivery.staging_csv)
+    write_parquet(refs, delivery.references_path)
+    manifest = new_manifest(agreement, run_id, rows, f"{delivery.name}.csv", digest.hexdigest())
+    # The manifest is written last: its presence means the package is complete.
+    write_bytes_atomic(delivery.manifest_path, manifest.to_json().encode())
+    log.info("%s %s: packaged %d rows (%s)", agreement.id, delivery.delivery_id, rows, extra or {})
+    return manifest
+
+
+def encrypt_delivery(
+    delivery: Delivery,
+    agreement: Agreement,
+    *,
+    council_fingerprint: str,
+    passphrase: str,
+    gnupg_home: Path,
+) -> Manifest:
+    """Encrypt the staged CSV to the partner's pinned key, signed by the council; drop the plaintext.
+
+    Idempotent: once the manifest records a ciphertext whose file is present with that hash, nothing runs.
+    """
+    manifest = delivery.manifest()
+    if manifest.ciphertext_sha256 and delivery.ciphertext.exists():
+        if sha256_of(delivery.ciphertext) != manifest.ciphertext_sha256:
+            raise ShareError(
+                f"{agreement.id} {delivery.delivery_id}: archived ciphertext does not match manifest"
+            )
+        return manifest
+    if not delivery.staging_csv.exists():
+        raise ShareError(f"{agreement.id} {delivery.delivery_id}: no staged plaintext to encrypt")
+    with local_file(delivery.staging_csv) as plain, tempfile.TemporaryDirectory(prefix="sf-enc-") as tmp:
+        out = Path(tmp) / delivery.ciphertext.name
+        result = encrypt_and_sign(
+            plain,
+            out,
+            recipient_fingerprint=agreement.openpgp.partner_fingerprint,
+            signer_fingerprint=council_fingerprint,
+            passphrase=passphrase,
+            gnupg_home=gnupg_home,
+        )
+        if result.plaintext_sha256 != manifest.plaintext_sha256:
+            raise ShareError(
+                f"{agreement.id} {delivery.delivery_id}: staged plaintext changed since packaging"
+            )
+        upload(out, delivery.ciphertext)
+    manifest = replace(
+        manifest, ciphertext_name=delivery.ciphertext.name, ciphertext_sha256=result.ciphertext_sha256
+    )
+    write_bytes_atomic(delivery.manifest_path, manifest.to_json().encode())
+    # Personal data at rest only where needed: the encrypted archive replaces the plaintext.
+    delivery.staging_csv.unlink()
+    return manifest
+
+
+def deliver_delivery(delivery: Delivery, agreement: Agreement, endpoint: SftpEndpoint) -> dict[str, Any]:
+    """Send the ciphertext to the partner's inbox exactly once; returns the receipt.
+
+    Two guards against a second delivery: the receipt in the store (the partner may already have
+    collected the file, so the inbox alone cannot tell), and the SFTP layer's own check of the final name.
+    """
+    existing = delivery.receipt()
+    if existing is not None:
+        log.info("%s %s: already delivered, nothing sent", agreement.id, delivery.delivery_id)
+        return {**existing, "status": "already_delivered"}
+    manifest = delivery.manifest()
+    if not manifest.ciphertext_sha256 or not manifest.ciphertext_name:
+        raise ShareError(f"{agreement.id} {delivery.delivery_id}: not encrypted yet")
+    with local_file(delivery.ciphertext) as cipher:
+        outcome = deliver(
+            endpoint,
+            cipher,
+            agreement.sftp.remote_inbox,
+            manifest.ciphertext_name,
+            sha256=manifest.ciphertext_sha256,
+        )
+    receipt = {
+        "status": outcome.status,
+        "remote_path": outcome.remote_path,
+        "bytes": outcome.size,
+        "bytes_sent": outcome.bytes_sent,
+        "sha256": outcome.sha256,
+        "delivered_at": datetime.now(UTC).isoformat(),
+        "seconds": round(outcome.seconds, 3),
+    }
+    write_bytes_atomic(delivery.receipt_path, json.dumps(receipt, indent=2, sort_keys=True).encode())
+    return receipt
+
+
+def disclosure_entry(
+    agreement: Agreement,
+    delivery: Delivery,
+    manifest: Manifest,
+    receipt: dict[str, Any],
+    *,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    try_number: int | None,
+    triggered_by: str | None,
+    counts: dict[str, int] | None = None,
+) -> NewEntry:
+    """The ledger entry for one disclosure; its idempotency key makes a retried task record it once."""
+    return NewEntry.for_agreement(
+        agreement,
+        kind="disclosure",
+        occurred_at=datetime.fromisoformat(receipt["delivered_at"]),
+        row_count=manifest.row_count,
+        plaintext_sha256=manifest.plaintext_sha256,
+        ciphertext_sha256=manifest.ciphertext_sha256,
+        file_name=manifest.ciphertext_name,
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        try_number=try_number,
+        triggered_by=triggered_by,
+        details={
+            "delivery_id": delivery.delivery_id,
+            "key_version": manifest.key_version,
+            "bytes": int(receipt["bytes"]),
+            **(counts or {}),
+        },
+        idempotency_key=idempotency_key("disclosure", agreement.id, delivery.delivery_id),
+    )
+
+
+def cohort_inputs(store: UPath) -> CohortInputs:
+    """Everything cohort selection reads, from the newest identification and the register."""
+    as_of = latest_identification(store)
+    if as_of is None:
+        raise ShareError("no identification under identification/: run identify_families first")
+    folder = identification_dir(store, as_of)
+    links = read_parquet(store / "register" / "links.parquet")
+    # "Those who have not been included on the programme but may have received other services" (ONS):
+    # the children's centres are the internal source of other services.
+    services = links.filter(pc.equal(links["source"], "childrens_centres"))["person_id"]
+    return CohortInputs(
+        persons=read_parquet(store / "register" / "persons.parquet"),
+        person_flags=read_parquet(folder / "person_flags.parquet"),
+        family_problems=read_parquet(folder / "family_problems.parquet"),
+        assessments=assessment_status(store),
+        other_services=pc.unique(services),
+        restrictions=read_restrictions(store),
+        as_of=as_of,
+    )
+
+
+def prepare_delivery(
+    delivery: Delivery, agreement: Agreement, key: PseudonymKey, run_id: str
+) -> dict[str, Any]:
+    """Select, restrict, pseudonymise, minimise and package one delivery; returns counts for XCom."""
+    if delivery.manifest_path.exists():
+        manifest = delivery.manifest()
+        return {"delivery_id": delivery.delivery_id, "rows": manifest.row_count, "already_packaged": 1}
+    inputs = cohort_inputs(delivery.store)
+    cohort = select_cohort(agreement, inputs)
+    view, refs = share_view(cohort.table, inputs.persons, key, agreement)
+    counts = {"selected": cohort.selected, "excluded_by_restriction": cohort.excluded_by_restriction}
+    manifest = package_delivery(delivery, agreement, view, refs, run_id, counts)
+    return {"delivery_id": delivery.delivery_id, "rows": manifest.row_count, **counts}

@@ -1,0 +1,140 @@
+"""Minimise a share to its agreement's fields and package it: the partner's CSV and a manifest.
+
+Minimisation fails closed (UK GDPR Article 5(1)(c), data minimisation): the file holds exactly the
+agreement's fields in the agreement's order. Anything else — a field missing from the input, a column the
+agreement does not list reaching the packager, a field the register does not hold — stops the run before
+a byte is written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from supporting_families.config.agreements import Agreement
+from supporting_families.store.schemas import SHAREABLE_FIELDS
+
+MANIFEST_SCHEMA_VERSION = 1
+
+# A cell starting with one of these is read as a formula by spreadsheet programs (CSV injection, OWASP):
+# such cells get a leading apostrophe, which spreadsheets show as text and strip from the value.
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+class MinimisationError(ValueError):
+    """The share does not have exactly the agreement's fields. Names columns, never values."""
+
+
+def minimise(table: pa.Table, agreement: Agreement) -> pa.Table:
+    """Exactly ``agreement.fields``, in order, from a wider share view; fails if any is missing."""
+    unknown = [f for f in agreement.fields if f not in SHAREABLE_FIELDS]
+    if unknown:
+        raise MinimisationError(f"{agreement.id}: fields not in the register schema: {unknown}")
+    missing = [f for f in agreement.fields if f not in table.column_names]
+    if missing:
+        raise MinimisationError(f"{agreement.id}: the share view lacks agreed fields {missing}")
+    return table.select(list(agreement.fields))
+
+
+def check_minimised(table: pa.Table, agreement: Agreement) -> None:
+    """The packager's own guard: the table's columns are the agreement's fields, no more, no fewer."""
+    if tuple(table.column_names) != agreement.fields:
+        extra = [c for c in table.column_names if c not in agreement.fields]
+        missing = [f for f in agreement.fields if f not in table.column_names]
+        raise MinimisationError(
+            f"{agreement.id}: refusing to package columns that differ from the agreement "
+            f"(extra: {extra}, missing: {missing}, order must be {list(agreement.fields)})"
+        )
+
+
+def neutralise_formulas(table: pa.Table) -> pa.Table:
+    """Prefix text cells that a spreadsheet would evaluate as a formula with an apostrophe."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.fill_null(pc.match_substring_regex(column, _FORMULA_START), False)
+            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def to_csv_text_columns(table: pa.Table) -> pa.Table:
+    """Dates as ISO 8601 text, everything else as it is: the partner's file has one unambiguous form."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_date(column.type):
+            column = pc.strftime(column.cast(pa.timestamp("s")), format="%Y-%m-%d")
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def write_partner_csv(table: pa.Table, agreement: Agreement, path: Path) -> int:
+    """Write the partner's CSV (UTF-8, header, RFC 4180 quoting); returns the number of rows."""
+    check_minimised(table, agreement)
+    ready = neutralise_formulas(to_csv_text_columns(table))
+    tmp = path.with_name(f".{path.name}.partial")
+    options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+    pacsv.write_csv(ready, tmp, write_options=options)
+    tmp.replace(path)
+    return int(ready.num_rows)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What was packaged for one delivery: counts and hashes, never a row."""
+
+    schema_version: int
+    agreement_id: str
+    agreement_version: int
+    agreement_sha256: str | None
+    partner: str
+    run_id: str
+    fields: tuple[str, ...]
+    row_count: int
+    key_version: int
+    plaintext_name: str
+    plaintext_sha256: str
+    ciphertext_name: str | None
+    ciphertext_sha256: str | None
+    created_at: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        data["fields"] = tuple(data["fields"])
+        return cls(**data)
+
+
+def new_manifest(
+    agreement: Agreement,
+    run_id: str,
+    row_count: int,
+    plaintext_name: str,
+    plaintext_sha256: str,
+    created_at: datetime | None = None,
+) -> Manifest:
+    return Manifest(
+        schema_version=MANIFEST_SCHEMA_VERSION,
+        agreement_id=agreement.id,
+        agreement_version=agreement.version,
+        agreement_sha256=agreement.source_sha256,
+        partner=agreement.partner.code,
+        run_id=run_id,
+        fields=agreement.fields,
+        row_count=row_count,
+        key_version=agreement.pseudonymisation.key_version,
+        plaintext_name=plaintext_name,
+        plaintext_sha256=plaintext_sha256,
+        ciphertext_name=None,
+        ciphertext_sha256=None,
+        created_at=(created_at or datetime.now(UTC)).isoformat(),
+    )

@@ -1,0 +1,1 @@
+"""Anonymised programme statistics with statistical disclosure control (privacy notice)."""

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from datetime import date
+
+import pyarrow as pa
+import pytest
+
+from supporting_families.config.agreements import load_agreements
+from supporting_families.share.cohort import ASSESSED, COMPARISON, CohortInputs, select_cohort
+from supporting_families.rights.restrictions import RESTRICTIONS_SCHEMA
+
+AGREEMENTS = {a.cohort: a for a in load_agreements(resolve=False)}
+AS_OF = date(2026, 3, 31)
+
+
+def _inputs(**overrides: object) -> CohortInputs:
+    persons = pa.table(
+        {
+            "person_id": ["A1", "A2", "B1", "B2", "C1", "D1"],
+            "family_id": ["A", "A", "B", "B", "C", "D"],
+            "date_of_birth": [
+                date(1985, 1, 1),
+                date(2016, 3, 31),  # turns 10 on as_of: old enough
+                date(1990, 1, 1),
+                date(2016, 4, 1),  # turns 10 the day after: too young
+                date(1970, 1, 1),
+                date(2000, 1, 1),
+            ],
+        }
+    )
+    base = {
+        "persons": persons,
+        "person_flags": pa.table({"person_id": ["A1", "B1", "B1"], "family_id": ["A", "B", "B"]}),
+        "family_problems": pa.table({"family_id": ["A", "B"], "headline": ["crime_asb", "health"]}),
+        "assessments": pa.table({"family_id": ["A", "C"], "programme_status": [ASSESSED, "not_included"]}),
+        "other_services": pa.array(["C1", "A2"]),
+        "restrictions": RESTRICTIONS_SCHEMA.empty_table(),
+        "as_of": AS_OF,
+    }
+    base.update(overrides)
+    return CohortInputs(**base)  # type: ignore[arg-type]
+
+
+def test_dwp_gets_everyone_meeting_any_criterion() -> None:
+    cohort = select_cohort(AGREEMENTS["meets_any_criterion"], _inputs())
+    assert sorted(cohort.table["person_id"].to_pylist()) == ["A1", "B1"]
+
+
+def test_police_get_members_of_families_with_a_problem_aged_ten_or_over() -> None:
+    cohort = select_cohort(AGREEMENTS["may_benefit_from_wider_service"], _inputs())
+    assert sorted(cohort.table["person_id"].to_pylist()) == ["A1", "A2", "B1"]
+
+
+def test_ons_gets_assessed_families_and_a_comparison_group() -> None:
+    cohort = select_cohort(AGREEMENTS["assessed_and_comparison"], _inputs())
+    got = dict(
+        zip(cohort.table["person_id"].to_pylist(), cohort.table["programme_status"].to_pylist(), strict=True)
+    )
+    # Family A is assessed (A2's children's centre use does not move it to the comparison group);
+    # family C was not included but received another service.
+    assert got == {"A1": ASSESSED, "A2": ASSESSED, "C1": COMPARISON}
+
+
+@pytest.mark.parametrize("rule", sorted(AGREEMENTS))
+def test_restricted_people_are_left_out_of_every_share_by_count(rule: str) -> None:
+    restrictions = pa.table(
+        {
+            "person_id": ["A1"],
+            "kind": ["objection"],
+            "starts_on": [date(2026, 1, 1)],
+            "ends_on": [None],
+            "reference": ["RQ-1"],
+            "recorded_at": pa.array([0], pa.timestamp("us", tz="UTC")),
+        },
+        schema=RESTRICTIONS_SCHEMA,
+    )
+    cohort = select_cohort(AGREEMENTS[rule], _inputs(restrictions=restrictions))
+    assert "A1" not in cohort.table["person_id"].to_pylist()
+    assert cohort.excluded_by_restriction == 1
+    assert cohort.selected == cohort.table.num_rows + 1
