@@ -20,8 +20,8 @@ from pathlib import Path
 from upath import UPath
 
 import supporting_families.ingest.pipeline as ingest
-from supporting_families.config.sources import load_sources
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
+from supporting_families.config.sources import load_sources
 
 
 def main() -> None:

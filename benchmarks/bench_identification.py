@@ -20,12 +20,12 @@ from datetime import date
 import pyarrow.compute as pc
 from upath import UPath
 
-from supporting_families.identify.criteria import identify, read_latest_curated
-from supporting_families.ingest.pipeline import ingest_source
-from supporting_families.identify.linkage import build_register, identities_from_curated, save_register
 from sf_demo.linkage_eval import pairwise_quality
-from supporting_families.config.sources import load_sources
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
+from supporting_families.config.sources import load_sources
+from supporting_families.identify.criteria import identify, read_latest_curated
+from supporting_families.identify.linkage import build_register, identities_from_curated, save_register
+from supporting_families.ingest.pipeline import ingest_source
 
 AS_OF = date(2026, 3, 31)
 

@@ -24,9 +24,9 @@ import sys
 import time
 from datetime import date
 
-from supporting_families.identify.linkage import build_register
 from sf_demo.linkage_eval import identities_from_borough, pairwise_quality, same_group_agreement
 from sf_demo.synthetic import DirtConfig, generate_borough
+from supporting_families.identify.linkage import build_register
 
 TARGETS = {"default": (0.99, 0.97), "clean": (1.0, 1.0)}
 LINKAGE_SECONDS_TARGET = 80.0

@@ -6,7 +6,8 @@ Generates a synthetic borough, takes its persons as the register and every one o
 (the benchmark's point is a million-row share), then runs the platform's own functions in order:
 
     select (cohort rule + restrictions) · pseudonymise (HMAC references) · minimise + package (CSV)
-    · encrypt + sign (GnuPG, through supporting_families.transport.openpgp) · deliver (SFTP with read-back check)
+    · encrypt + sign (GnuPG, through supporting_families.transport.openpgp) · deliver (SFTP with read-back
+    check)
 
 and, in the same run, the ``gpg`` command line and OpenSSH's ``sftp`` on the same bytes. A private sshd and
 fresh keys live in a temporary directory. Prints seconds and MB/s per stage; asserts nothing.
@@ -25,18 +26,18 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from supporting_families.config.agreements import load_agreements
-from supporting_families.share.cohort import CohortInputs, select_cohort
 from sf_demo.secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
 from sf_demo.secrets import SftpEndpoint as ServerEndpoint
-from supporting_families.transport.openpgp import encrypt_and_sign
+from sf_demo.sftp_server import LocalSftpServer
+from sf_demo.synthetic import generate_borough
+from supporting_families.config.agreements import load_agreements
+from supporting_families.rights.restrictions import RESTRICTIONS_SCHEMA, exclude_restricted
+from supporting_families.share.cohort import CohortInputs, select_cohort
 from supporting_families.share.package import minimise, write_partner_csv
 from supporting_families.share.pseudonymise import PseudonymKey, references
 from supporting_families.store.schemas import REGISTER_FIELDS
-from supporting_families.rights.restrictions import RESTRICTIONS_SCHEMA, exclude_restricted
-from sf_demo.sftp_server import LocalSftpServer
+from supporting_families.transport.openpgp import encrypt_and_sign
 from supporting_families.transport.sftp import SftpEndpoint, deliver
-from sf_demo.synthetic import generate_borough
 
 AS_OF = date(2026, 3, 31)
 

@@ -14,8 +14,8 @@ import sys
 import time
 from datetime import date
 
-from supporting_families.store.io import store_root
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
+from supporting_families.store.io import store_root
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ from airflow.sdk import Param, dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, store
 
-# Mirrors supporting_families.identify.assessment (kept literal here so parsing imports nothing heavy); the core
+# Mirrors supporting_families.identify.assessment (kept literal here so parsing imports nothing heavy); the
+# core
 # validates again and is the authority.
 DECISIONS = ["meets_criteria", "does_not_meet", "withdrawn"]
 # Every reason code; the core checks that the code fits the decision (assessment.REASONS).

@@ -8,8 +8,8 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from sf_demo.partner_simulator.faults import Fault
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, store
+from sf_demo.partner_simulator.faults import Fault
 from supporting_families.config.agreements import load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)

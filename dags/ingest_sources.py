@@ -1,7 +1,8 @@
 """One ingest DAG per internal source, generated from ``include/sources.yaml`` (``ingest_<source>``).
 
 Adding a department's extract means adding an entry to ``sources.yaml``, not a Python file. Each task reads
-its context, calls one core function of ``supporting_families.ingest.pipeline`` and passes file names and counts
+its context, calls one core function of ``supporting_families.ingest.pipeline`` and passes file names and
+counts
 through XCom, never a row.
 """
 

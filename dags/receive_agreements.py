@@ -1,7 +1,8 @@
 """One receive DAG per data agreement from ``include/agreements/*.yaml`` (``receive__<agreement>``).
 
 Adding a partner is a new agreement file: this factory builds its receive DAG with no Python change. Each
-task reads its context and calls one function of ``supporting_families.receive.pipeline``; XCom carries counts and
+task reads its context and calls one function of ``supporting_families.receive.pipeline``; XCom carries
+counts and
 the names of the agreement's own return files (to map one processing task per file), never a row.
 """
 
@@ -195,8 +196,8 @@ def build_receive_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import council_openpgp, ledger, resolved_agreement
-            from supporting_families.transport.openpgp import KeyProblem
             from supporting_families.receive.pipeline import ReturnQuarantined, process_return
+            from supporting_families.transport.openpgp import KeyProblem
 
             key = council_openpgp()
             try:

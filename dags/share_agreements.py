@@ -1,7 +1,8 @@
 """One share DAG per data agreement, generated from ``include/agreements/*.yaml`` (``share__<agreement>``).
 
 Adding a partner is a new agreement file: this factory builds its DAG with no Python change. Each task
-reads its context, calls one function of ``supporting_families.share.delivery`` and passes counts through XCom.
+reads its context, calls one function of ``supporting_families.share.delivery`` and passes counts through
+XCom.
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from sf_airflow.credentials import pseudonym_key
             from supporting_families.identify.criteria import latest_identification
-            from supporting_families.share.package import MinimisationError
             from supporting_families.share.delivery import Delivery, delivery_id_for, prepare_delivery
+            from supporting_families.share.package import MinimisationError
 
             assert run_id is not None
             root = store()
@@ -99,8 +100,8 @@ def build_share_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import council_openpgp, resolved_agreement
-            from supporting_families.transport.openpgp import KeyProblem
             from supporting_families.share.delivery import Delivery, encrypt_delivery
+            from supporting_families.transport.openpgp import KeyProblem
 
             key = council_openpgp()
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
@@ -125,8 +126,8 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from sf_airflow.credentials import ledger
             from sf_airflow.sftp import sftp_endpoint
-            from supporting_families.transport.sftp import PermanentTransferError
             from supporting_families.share.delivery import Delivery, deliver_delivery, disclosure_entry
+            from supporting_families.transport.sftp import PermanentTransferError
 
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
             ti, dag_run = context["ti"], context["dag_run"]

@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supporting_families.config.agreements import Agreement, load_agreements
 from sf_demo.sftp_server import (
     LOOPBACK,
     authorize_key,
@@ -51,6 +50,7 @@ from sf_demo.sftp_server import (
     read_public_key,
     read_server_info,
 )
+from supporting_families.config.agreements import Agreement, load_agreements
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from airflow.sdk import BaseHook, ObjectStoragePath
 
 from sf_airflow.common import storage_path
-from supporting_families.config.agreements import Agreement, load_agreement
 from supporting_families.audit.ledger import ANCHORS_URI_ENV, Ledger
+from supporting_families.config.agreements import Agreement, load_agreement
 from supporting_families.share.pseudonymise import PseudonymKey
 
 COUNCIL_OPENPGP_CONN_ID = "sf_openpgp_council"

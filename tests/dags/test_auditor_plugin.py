@@ -75,8 +75,8 @@ def test_the_page_verifies_against_the_kept_anchors(
     from airflow.api_fastapi.core_api.security import get_user
     from upath import UPath
 
-    from supporting_families.audit.ledger import Ledger
     from supporting_families.audit.anchors import anchor
+    from supporting_families.audit.ledger import Ledger
 
     http, module = client
     folder = UPath((tmp_path / "anchors").as_uri())

@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 import pytest
 from upath import UPath
 
+from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
 from supporting_families.config.sources import load_sources
 from supporting_families.store.io import read_parquet
-from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
 
 pytestmark = pytest.mark.dags
 

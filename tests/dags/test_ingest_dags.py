@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from upath import UPath
 
-from supporting_families.config.sources import load_sources
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
+from supporting_families.config.sources import load_sources
 
 pytestmark = pytest.mark.dags
 

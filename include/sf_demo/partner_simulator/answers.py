@@ -58,8 +58,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sf_demo.partner_simulator.determinism import unit
-from supporting_families.config.agreements import Agreement
 from sf_demo.synthetic.dates import window_start
+from supporting_families.config.agreements import Agreement
 
 log = logging.getLogger(__name__)
 

@@ -68,6 +68,7 @@ from sf_demo.partner_simulator.faults import Fault
 from sf_demo.partner_simulator.injection import apply_row_faults, malform_csv, tamper
 from sf_demo.partner_simulator.keys import Signer, other_signer, outsider_signer, own_key_ids
 from supporting_families.config.agreements import Agreement
+from supporting_families.store.io import read_parquet
 from supporting_families.transport.openpgp import (
     DecryptionError,
     DecryptionResult,
@@ -77,7 +78,6 @@ from supporting_families.transport.openpgp import (
     normalise_fingerprint,
     recipient_key_ids,
 )
-from supporting_families.store.io import read_parquet
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,10 @@ The rules of the ground truth are in :mod:`sf_demo.synthetic.truth`; the extract
 
 from __future__ import annotations
 
+from sf_demo.synthetic.borough import Borough, generate_borough, write_borough
+from sf_demo.synthetic.dirt import DirtConfig
+from sf_demo.synthetic.sources import read_extract
+from sf_demo.synthetic.truth import HEADLINE_PROBLEMS, MIN_PROBLEMS, SUB_CRITERIA, SubCriterion
 from supporting_families.config.sources import (
     ColumnSpec,
     SourcesConfig,
@@ -21,10 +25,6 @@ from supporting_families.config.sources import (
     SourceSpec,
     load_sources,
 )
-from sf_demo.synthetic.borough import Borough, generate_borough, write_borough
-from sf_demo.synthetic.dirt import DirtConfig
-from sf_demo.synthetic.sources import read_extract
-from sf_demo.synthetic.truth import HEADLINE_PROBLEMS, MIN_PROBLEMS, SUB_CRITERIA, SubCriterion
 
 __all__ = [
     "HEADLINE_PROBLEMS",

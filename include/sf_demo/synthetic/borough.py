@@ -30,7 +30,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
-from supporting_families.store.io import write_bytes_atomic
 from sf_demo.synthetic.dates import window_start
 from sf_demo.synthetic.dirt import DirtConfig
 from sf_demo.synthetic.extracts import (
@@ -50,6 +49,7 @@ from sf_demo.synthetic.sources import (
 )
 from sf_demo.synthetic.truth import HEADLINE_PROBLEMS, MIN_PROBLEMS, SUB_CRITERIA, build_truth
 from sf_demo.synthetic.vocab import vocabularies
+from supporting_families.store.io import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

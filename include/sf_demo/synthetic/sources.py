@@ -1,7 +1,8 @@
 """``include/sources.yaml`` seen from the generator: the two directions of the extract description.
 
 The strict model itself (:class:`SourcesConfig`, :func:`load_sources`...) lives in the core module
-:mod:`supporting_families.config.sources`, shared with the ingest; it is re-exported here for existing callers.
+:mod:`supporting_families.config.sources`, shared with the ingest; it is re-exported here for existing
+callers.
 
 :func:`render_extract` turns a canonical table (standard names, typed values) into the source's own columns,
 codes and formats; :func:`encode_extract` writes those as the source's bytes (delimiter, quoting, line ends,

@@ -1,6 +1,7 @@
 """Anchors: copies of the ledger's head kept outside the database, so a truncated or rewritten tail shows.
 
-The hash chain (:mod:`supporting_families.audit.ledger`) shows an edited, deleted or reordered entry, but someone
+The hash chain (:mod:`supporting_families.audit.ledger`) shows an edited, deleted or reordered entry, but
+someone
 with superuser access to the database can drop the newest entries, or re-hash the chain after an edit, and
 leave a chain that is whole. Only a head recorded before that, kept where the database's administrators
 cannot rewrite it, reveals it (issue 4: "A verify command detects any edited, deleted or reordered entry").

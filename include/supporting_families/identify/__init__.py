@@ -1,1 +1,2 @@
-"""Identification: the person register by record linkage, households, the six headline problems, assessments."""
+"""Identification: the person register by record linkage, households, the six headline problems,
+assessments."""

@@ -1,6 +1,7 @@
 """Practitioners' assessments: the only way a family becomes "assessed as meeting the criteria".
 
-The criteria engine (:mod:`supporting_families.identify.criteria`) produces a worklist with reasons; it decides
+The criteria engine (:mod:`supporting_families.identify.criteria`) produces a worklist with reasons; it
+decides
 nothing. UK GDPR Article 22 gives a person the right not to be subject to a decision based solely on
 automated processing, and the notice repeats it ("You have a right not to be subject to automated
 decision-making including profiling"). So a family's programme state comes only from a decision a named

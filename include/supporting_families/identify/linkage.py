@@ -103,8 +103,8 @@ from supporting_families.identify.model import (
     u_probabilities,
 )
 from supporting_families.identify.names import nickname_lines, normalise_name, soundex
-from supporting_families.store.schemas import REGISTER_SCHEMA
 from supporting_families.store.io import read_parquet, write_parquet
+from supporting_families.store.schemas import REGISTER_SCHEMA
 
 __all__ = [
     "IDENTITY_COLUMNS",

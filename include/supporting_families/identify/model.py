@@ -1,7 +1,8 @@
 """The probabilistic half of the linkage: blocking, comparison levels, u, EM for m, and scoring.
 
 A Fellegi-Sunter model (the one splink implements), done as DuckDB queries over a ``keys`` table and numpy
-over the few hundred distinct comparison patterns. See :mod:`supporting_families.identify.linkage` for the method as
+over the few hundred distinct comparison patterns. See :mod:`supporting_families.identify.linkage` for the
+method as
 a whole; this module documents the choices inside the model.
 
 Every query runs on one DuckDB connection holding the temporary table ``keys`` (one row per record, made by

@@ -37,10 +37,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from upath import UPath
 
+from supporting_families.config.sources import SourceSpec
 from supporting_families.ingest.read import FILE_RULES, ExtractRejected, RawExtract, read_extract_file
 from supporting_families.ingest.standardise import curated_schema, standardise
 from supporting_families.ingest.validate import ROW_RULES, RowVerdict, validate_rows
-from supporting_families.config.sources import SourceSpec
 from supporting_families.store.io import write_bytes_atomic, write_parquet
 
 __all__ = [

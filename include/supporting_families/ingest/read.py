@@ -15,8 +15,8 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from supporting_families.validation import csv_rules as csv_checks
 from supporting_families.config.sources import SourceSpec
+from supporting_families.validation import csv_rules as csv_checks
 
 #: Delimiters departments' systems actually use; tried only to explain a header that does not split.
 _OTHER_DELIMITERS: Final = (",", ";", "|", "\t")

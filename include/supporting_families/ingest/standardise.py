@@ -13,9 +13,9 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from supporting_families.config.sources import ColumnSpec, SourceSpec
 from supporting_families.ingest.validate import parse_dates
 from supporting_families.store.schemas import REGISTER_FIELDS, REGISTER_SCHEMA
-from supporting_families.config.sources import ColumnSpec, SourceSpec
 
 LINEAGE_FIELDS: Final = (
     pa.field("source", pa.string(), nullable=False),

@@ -1,7 +1,8 @@
 """Row rules: every value of an extract checked against ``sources.yaml`` with pandera, lazily.
 
 A pandera schema is built per source (and extract date) from its
-:class:`~supporting_families.config.sources.SourceSpec` and run with ``lazy=True``, so every failure in every row
+:class:`~supporting_families.config.sources.SourceSpec` and run with ``lazy=True``, so every failure in
+every row
 and column is collected in one pass rather than stopping at the first. Failures come back as (row number,
 column, rule): pandera's own failure cases hold the offending values, so they are read for their position
 only and never logged or raised.
@@ -21,9 +22,9 @@ import pandera.pandas as pdr
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from supporting_families.config.sources import ColumnSpec, SourceSpec
 from supporting_families.ingest.read import RawExtract
 from supporting_families.validation.rows import blank_rows, lazy_failures
-from supporting_families.config.sources import ColumnSpec, SourceSpec
 
 #: Row-level rules: each rejects the row, never the file. The keys are what ``report.csv`` names.
 ROW_RULES: Final[dict[str, str]] = {

@@ -51,17 +51,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from supporting_families.config.agreements import Agreement
 from supporting_families.audit.ledger import EntryKind, Ledger, NewEntry
-from supporting_families.transport.openpgp import (
-    DecryptionError,
-    IntegrityCheckFailed,
-    NotIntegrityProtected,
-    SignatureError,
-    WeakAlgorithm,
-    decrypt_and_verify,
-)
-from supporting_families.share.package import Manifest
+from supporting_families.config.agreements import Agreement
 from supporting_families.receive.reconcile import (
     CLASSES,
     PARTNER_FLAGS_SCHEMA,
@@ -80,16 +71,25 @@ from supporting_families.receive.validate import (
     ValidatedReturn,
     validate_return,
 )
+from supporting_families.share.delivery import DELIVERY_ID_PATTERN, Delivery, local_file, upload
+from supporting_families.share.package import Manifest
+from supporting_families.store.io import sha256_of, write_bytes_atomic, write_parquet
+from supporting_families.transport.openpgp import (
+    DecryptionError,
+    IntegrityCheckFailed,
+    NotIntegrityProtected,
+    SignatureError,
+    WeakAlgorithm,
+    decrypt_and_verify,
+)
+from supporting_families.transport.paths import unsafe_name_reason
 from supporting_families.transport.sftp import (
     FetchedFile,
     RejectedFile,
     SftpEndpoint,
     fetch,
     list_names,
-    unsafe_name_reason,
 )
-from supporting_families.share.delivery import DELIVERY_ID_PATTERN, Delivery, local_file, upload
-from supporting_families.store.io import sha256_of, write_bytes_atomic, write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ import pandera.pandas as pdr
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from supporting_families.validation import csv_rules as csv_checks
 from supporting_families.config.agreements import Agreement, Column
+from supporting_families.validation import csv_rules as csv_checks
 from supporting_families.validation.rows import blank_rows, lazy_failures
 
 __all__ = [

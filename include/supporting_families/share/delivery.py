@@ -31,17 +31,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from upath import UPath
 
+from supporting_families.audit.ledger import NewEntry, idempotency_key
 from supporting_families.config.agreements import Agreement
 from supporting_families.identify.assessment import assessment_status
-from supporting_families.share.cohort import CohortInputs, select_cohort
 from supporting_families.identify.criteria import identification_dir, latest_identification
-from supporting_families.audit.ledger import NewEntry, idempotency_key
-from supporting_families.transport.openpgp import encrypt_and_sign
+from supporting_families.rights.restrictions import read_restrictions
+from supporting_families.share.cohort import CohortInputs, select_cohort
 from supporting_families.share.package import Manifest, minimise, new_manifest, write_partner_csv
 from supporting_families.share.pseudonymise import PseudonymKey, references
-from supporting_families.rights.restrictions import read_restrictions
-from supporting_families.transport.sftp import SftpEndpoint, deliver
 from supporting_families.store.io import read_parquet, sha256_of, write_bytes_atomic, write_parquet
+from supporting_families.transport.openpgp import encrypt_and_sign
+from supporting_families.transport.sftp import SftpEndpoint, deliver
 
 log = logging.getLogger(__name__)
 

@@ -94,8 +94,8 @@ AREAS: Final[tuple[Area, ...]] = (
     ),
     Area(
         "quarantine/<source>/<file name>/",
-        "a rejected file kept whole, or the rejected rows, with report.csv (file, row, column, rule; no values)"
-        " and reason.json",
+        "a rejected file kept whole, or the rejected rows, with report.csv (file, row, column, rule; no"
+        " values) and reason.json",
         "ingest_<source>",
         "direct",
         "ingest_quarantine",
@@ -159,8 +159,8 @@ AREAS: Final[tuple[Area, ...]] = (
     ),
     Area(
         "identification/<as_of>/",
-        "person flags with reasons, family problems, the practitioners' worklist, summary.json (counts and the"
-        " criteria file's SHA-256)",
+        "person flags with reasons, family problems, the practitioners' worklist, summary.json (counts and"
+        " the criteria file's SHA-256)",
         "identify_families",
         "by_id",
         "identification",

@@ -40,7 +40,6 @@ import socket
 import stat
 import tempfile
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime

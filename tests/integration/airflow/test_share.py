@@ -10,7 +10,6 @@ import pyarrow as pa
 import pytest
 
 from supporting_families.audit.ledger import Ledger
-from supporting_families.transport.openpgp import decrypt_and_verify
 from supporting_families.share.delivery import (
     Delivery,
     deliver_delivery,
@@ -21,7 +20,7 @@ from supporting_families.share.delivery import (
     share_view,
 )
 from supporting_families.store.io import store_root
-
+from supporting_families.transport.openpgp import decrypt_and_verify
 from tests.integration.platform_fixtures import PlatformEnv, small_register
 
 pytestmark = pytest.mark.integration

@@ -34,16 +34,9 @@ from sf_demo.partner_simulator.simulator import (
     hostile_names,
     return_file_name,
 )
+from sf_demo.synthetic import Borough, generate_borough
+from sf_demo.synthetic.dates import window_start
 from supporting_families.config.agreements import Agreement
-from supporting_families.transport.openpgp import (
-    IntegrityCheckFailed,
-    UnknownSigner,
-    WrongSigner,
-    decrypt_and_verify,
-    encrypt_and_sign,
-)
-from supporting_families.store.schemas import REGISTER_SCHEMA
-from supporting_families.transport.sftp import fetch
 from supporting_families.share.delivery import (
     Delivery,
     deliver_delivery,
@@ -53,9 +46,15 @@ from supporting_families.share.delivery import (
     share_view,
 )
 from supporting_families.store.io import read_parquet, store_root, write_bytes_atomic, write_parquet
-from sf_demo.synthetic import Borough, generate_borough
-from sf_demo.synthetic.dates import window_start
-
+from supporting_families.store.schemas import REGISTER_SCHEMA
+from supporting_families.transport.openpgp import (
+    IntegrityCheckFailed,
+    UnknownSigner,
+    WrongSigner,
+    decrypt_and_verify,
+    encrypt_and_sign,
+)
+from supporting_families.transport.sftp import fetch
 from tests.integration.platform_fixtures import PlatformEnv
 
 pytestmark = pytest.mark.integration

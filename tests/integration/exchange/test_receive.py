@@ -26,9 +26,8 @@ import pyarrow.compute as pc
 import pytest
 from upath import UPath
 
-from supporting_families.config.agreements import Agreement
 from supporting_families.audit.ledger import Ledger
-from supporting_families.transport.openpgp import decrypt_and_verify, encrypt_and_sign
+from supporting_families.config.agreements import Agreement
 from supporting_families.receive.pipeline import (
     ReturnPaths,
     ReturnQuarantined,
@@ -52,7 +51,7 @@ from supporting_families.share.delivery import (
     share_view,
 )
 from supporting_families.store.io import read_parquet, sha256_of, store_root
-
+from supporting_families.transport.openpgp import decrypt_and_verify, encrypt_and_sign
 from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env, small_register
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from supporting_families.transport import openpgp
 from sf_demo.secrets import GnuPG, SecretsLayout, ensure_openpgp_keys
+from supporting_families.transport import openpgp
 from supporting_families.transport.openpgp import (
     BadPassphrase,
     BadSignature,

@@ -26,7 +26,6 @@ import pytest
 from airflow.providers.sftp.hooks.sftp import SFTPHook
 from airflow.secrets.local_filesystem import LocalFilesystemBackend
 
-from supporting_families.config.agreements import Agreement, load_agreements
 from sf_demo.secrets import (
     COUNCIL_FINGERPRINT_ENV,
     OPENPGP_COUNCIL_CONN_ID,
@@ -42,6 +41,7 @@ from sf_demo.secrets import (
     summarize,
 )
 from sf_demo.sftp_server import LocalSftpServer
+from supporting_families.config.agreements import Agreement, load_agreements
 from tests.integration.conftest import (
     AGREEMENTS_DIR,
     NEW_PARTNER_AGREEMENT,

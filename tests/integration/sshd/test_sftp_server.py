@@ -26,7 +26,6 @@ import paramiko
 import pytest
 from airflow.providers.sftp.hooks.sftp import SFTPHook
 
-from supporting_families.config.agreements import Agreement, load_agreements
 from sf_demo.sftp_server import (
     LocalSftpServer,
     SftpServerError,
@@ -39,6 +38,7 @@ from sf_demo.sftp_server import (
     port_is_free,
     read_public_key,
 )
+from supporting_families.config.agreements import Agreement, load_agreements
 from tests.integration.conftest import NEW_PARTNER_AGREEMENT, NEW_PARTNER_FILE, REPO, MakeAgreementsDir
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("isolated_home")]

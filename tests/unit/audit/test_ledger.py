@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from supporting_families.config.agreements import load_agreements
 from supporting_families.audit.ledger import (
     ENTRY_KINDS,
     GENESIS_HASH,
@@ -38,6 +37,7 @@ from supporting_families.audit.ledger import (
     idempotency_key,
     main,
 )
+from supporting_families.config.agreements import load_agreements
 from tests.ledger_concurrency import assert_one_chain, run_together, writer_process_spans
 
 REPO = Path(__file__).resolve().parents[3]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from supporting_families.store.schemas import REGISTER_FIELDS
 from sf_demo.synthetic import SourcesConfigError, generate_borough, load_sources
 from sf_demo.synthetic.sources import DEFAULT_SOURCES_PATH, IDENTITY_FIELDS, SourcesConfig
+from supporting_families.store.schemas import REGISTER_FIELDS
 
 RAW = yaml.safe_load(DEFAULT_SOURCES_PATH.read_text(encoding="utf-8"))
 CONFIG = load_sources()

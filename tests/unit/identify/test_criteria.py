@@ -24,6 +24,10 @@ import pytest
 import yaml
 from upath import UPath
 
+from sf_demo.synthetic import MIN_PROBLEMS, SUB_CRITERIA, Borough, DirtConfig, generate_borough
+from sf_demo.synthetic.dates import ages_on, window_start
+from sf_demo.synthetic.sources import encode_extract, read_extract
+from supporting_families.config.sources import SourceSpec, load_sources
 from supporting_families.identify.criteria import (
     PARTNER_FLAGS_COLUMNS,
     CriteriaConfig,
@@ -38,11 +42,7 @@ from supporting_families.identify.criteria import (
     read_partner_flags,
 )
 from supporting_families.receive.reconcile import PARTNER_FLAGS_SCHEMA
-from supporting_families.config.sources import SourceSpec, load_sources
 from supporting_families.store.io import write_parquet
-from sf_demo.synthetic import MIN_PROBLEMS, SUB_CRITERIA, Borough, DirtConfig, generate_borough
-from sf_demo.synthetic.dates import ages_on, window_start
-from sf_demo.synthetic.sources import encode_extract, read_extract
 
 REPO = Path(__file__).resolve().parents[3]
 CRITERIA = REPO / "include" / "criteria.yaml"

@@ -16,6 +16,9 @@ import pyarrow.compute as pc
 import pytest
 from upath import UPath
 
+from sf_demo.linkage_eval import identities_from_borough, pairwise_quality, same_group_agreement
+from sf_demo.synthetic import Borough, DirtConfig, generate_borough
+from supporting_families.identify.ids import assign_person_ids
 from supporting_families.identify.linkage import (
     IDENTITY_SCHEMA,
     LINKS_SCHEMA,
@@ -28,11 +31,8 @@ from supporting_families.identify.linkage import (
     load_register_state,
     save_register,
 )
-from sf_demo.linkage_eval import identities_from_borough, pairwise_quality, same_group_agreement
-from supporting_families.identify.ids import assign_person_ids
 from supporting_families.identify.names import nickname_equivalent, normalise_name, soundex
 from supporting_families.store.schemas import REGISTER_SCHEMA
-from sf_demo.synthetic import Borough, DirtConfig, generate_borough
 
 AS_OF = date(2025, 3, 31)
 PERSONS = 3_000

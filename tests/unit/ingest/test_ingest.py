@@ -26,6 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from upath import UPath
 
+from sf_demo.synthetic import Borough, DirtConfig, generate_borough, read_extract, write_borough
+from sf_demo.synthetic.sources import encode_extract
+from supporting_families.config.sources import SourceSpec, load_sources
 from supporting_families.ingest.pipeline import (
     FILE_RULES,
     ROW_RULES,
@@ -42,9 +45,6 @@ from supporting_families.ingest.pipeline import (
 from supporting_families.ingest.read import read_extract_file
 from supporting_families.ingest.validate import validate_rows
 from supporting_families.store.schemas import REGISTER_SCHEMA
-from supporting_families.config.sources import SourceSpec, load_sources
-from sf_demo.synthetic import Borough, DirtConfig, generate_borough, read_extract, write_borough
-from sf_demo.synthetic.sources import encode_extract
 
 AS_OF = date(2025, 3, 31)
 SOURCES = load_sources()

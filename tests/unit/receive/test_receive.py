@@ -15,9 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from upath import UPath
 
-from supporting_families.receive import reconcile as receive_reconcile
 from supporting_families.config.agreements import Agreement, load_agreements
-from supporting_families.share.package import Manifest
+from supporting_families.receive import reconcile as receive_reconcile
 from supporting_families.receive.pipeline import (
     MergeConflict,
     ReturnRejected,
@@ -33,6 +32,7 @@ from supporting_families.receive.reconcile import (
     reconcile,
 )
 from supporting_families.receive.validate import validate_return
+from supporting_families.share.package import Manifest
 
 FINGERPRINTS = {
     "SF_DWP_PGP_FINGERPRINT": "1" * 40,

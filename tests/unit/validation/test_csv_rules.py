@@ -7,6 +7,8 @@ import pickle
 import pyarrow as pa
 import pytest
 
+from supporting_families.ingest.read import ExtractRejected
+from supporting_families.receive.validate import PROBLEMS_SCHEMA, ReturnRejected
 from supporting_families.validation import csv_rules as csv_checks
 from supporting_families.validation.csv_rules import (
     FileRejected,
@@ -18,8 +20,6 @@ from supporting_families.validation.csv_rules import (
     split_first_line,
     split_header,
 )
-from supporting_families.ingest.read import ExtractRejected
-from supporting_families.receive.validate import PROBLEMS_SCHEMA, ReturnRejected
 
 SECRET = "Zebedee"  # stands for a personal value: it must never reach a message
 
