@@ -23,10 +23,10 @@ runs:  ## the latest runs of every DAG
 	bash scripts/runs.sh
 
 ledger-verify:  ## walk the audit ledger's hash chain against its anchors (exit 1 on an edited, deleted, reordered or dropped entry)
-	$(ENV) $(PY) -m supporting_families.audit.ledger verify
+	$(ENV) $(PY) -m supporting_families.audit verify
 
 ledger-show:  ## the newest ledger entries as JSON lines (no personal data in them)
-	$(ENV) $(PY) -m supporting_families.audit.ledger show --newest-first --limit 20
+	$(ENV) $(PY) -m supporting_families.audit show --newest-first --limit 20
 
 services-start:
 	bash scripts/airflow-services.sh start

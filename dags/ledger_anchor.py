@@ -49,9 +49,9 @@ def ledger_anchor() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from sf_airflow.credentials import ledger, ledger_anchors
+        from supporting_families.audit import LedgerSchemaError
         from supporting_families.audit.anchors import AnchorError
         from supporting_families.audit.anchors import anchor as keep_head
-        from supporting_families.audit.ledger import LedgerSchemaError
 
         try:
             with ledger() as book:

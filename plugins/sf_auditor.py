@@ -24,12 +24,9 @@ app = FastAPI(title="Supporting Families audit ledger", docs_url=None, redoc_url
 
 
 def _ledger() -> Any:
-    from supporting_families.audit.ledger import Ledger
+    from supporting_families.audit import Ledger, ledger_url
 
-    url = os.environ.get("SF_LEDGER_URL")
-    if not url:
-        raise RuntimeError("SF_LEDGER_URL is not set for the api-server")
-    return Ledger(url, create=False)
+    return Ledger(ledger_url(), create=False)
 
 
 def _verify(ledger: Any) -> Any:

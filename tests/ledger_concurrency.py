@@ -7,7 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from supporting_families.audit.ledger import Ledger, _append_test_worker
+from supporting_families.audit import Ledger
+from supporting_families.audit.cli import _append_test_worker
 
 
 def run_together(workers: int, work: Callable[[int], object]) -> None:
@@ -42,7 +43,7 @@ def writer_process_spans(url: str, per_writer: int) -> list[tuple[float, float]]
     once, so the children start at once, unlike spawned ones.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["supporting_families.audit.ledger"])
+    context.set_forkserver_preload(["supporting_families.audit"])
     with context.Pool(2) as pool:
         start_at = time.time() + 0.5
         jobs = [(url, per_writer, 1, w, start_at) for w in range(2)]

@@ -5,19 +5,17 @@ Called inside tasks only: connections are run-time facts, and DAG parsing must t
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
 from sf_airflow.common import storage_path
-from supporting_families.audit.ledger import ANCHORS_URI_ENV, Ledger
+from supporting_families.audit import ANCHORS_URI_ENV, Ledger, ledger_url
 from supporting_families.config.agreements import Agreement, load_agreement
 from supporting_families.share.pseudonymise import PseudonymKey
 
 COUNCIL_OPENPGP_CONN_ID = "sf_openpgp_council"
-LEDGER_URL_ENV = "SF_LEDGER_URL"
 
 
 @dataclass(frozen=True)
@@ -63,10 +61,7 @@ def resolved_agreement(agreement: Agreement) -> Agreement:
 
 def ledger() -> Ledger:
     """The audit ledger: ``$SF_LEDGER_URL`` (SQLite file by default in the demo, PostgreSQL in production)."""
-    url = os.environ.get(LEDGER_URL_ENV)
-    if not url:
-        raise RuntimeError(f"{LEDGER_URL_ENV} is not set: source scripts/env.sh or set it in the deployment")
-    return Ledger(url)
+    return Ledger(ledger_url())
 
 
 def ledger_anchors() -> ObjectStoragePath:

@@ -16,7 +16,7 @@ import airflow  # noqa: E402,F401  (importing Airflow puts the plugins folder on
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    from supporting_families.audit.ledger import Ledger, NewEntry
+    from supporting_families.audit import Ledger, NewEntry
 
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     monkeypatch.setenv("SF_LEDGER_URL", url)
@@ -75,8 +75,8 @@ def test_the_page_verifies_against_the_kept_anchors(
     from airflow.api_fastapi.core_api.security import get_user
     from upath import UPath
 
+    from supporting_families.audit import Ledger
     from supporting_families.audit.anchors import anchor
-    from supporting_families.audit.ledger import Ledger
 
     http, module = client
     folder = UPath((tmp_path / "anchors").as_uri())

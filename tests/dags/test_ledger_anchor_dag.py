@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from upath import UPath
 
+from supporting_families.audit import TABLE_NAME, Ledger, NewEntry
 from supporting_families.audit.anchors import read_anchors
-from supporting_families.audit.ledger import TABLE_NAME, Ledger, NewEntry
 from supporting_families.config.agreements import load_agreements
 from tests.unit.audit.test_anchors import T0, truncate_tail
 

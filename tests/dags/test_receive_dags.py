@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from supporting_families.audit.ledger import Ledger
+from supporting_families.audit import Ledger
 from supporting_families.config.agreements import Agreement, load_agreements
 
 pytestmark = pytest.mark.dags

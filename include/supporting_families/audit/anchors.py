@@ -24,7 +24,9 @@ from typing import Any, Literal
 
 from upath import UPath
 
-from supporting_families.audit.ledger import Anchor, Ledger, VerifyReport
+from supporting_families.audit.chain import VerifyReport
+from supporting_families.audit.entries import Anchor
+from supporting_families.audit.ledger import Ledger
 from supporting_families.store.io import write_bytes_atomic
 
 log = logging.getLogger(__name__)

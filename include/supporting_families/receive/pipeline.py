@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from supporting_families.audit.ledger import EntryKind, Ledger, NewEntry
+from supporting_families.audit import EntryKind, Ledger, NewEntry
 from supporting_families.config.agreements import Agreement
 from supporting_families.receive.reconcile import (
     CLASSES,

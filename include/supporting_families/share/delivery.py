@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from upath import UPath
 
-from supporting_families.audit.ledger import NewEntry, idempotency_key
+from supporting_families.audit import NewEntry, idempotency_key
 from supporting_families.config.agreements import Agreement
 from supporting_families.identify.assessment import assessment_status
 from supporting_families.identify.criteria import identification_dir, latest_identification

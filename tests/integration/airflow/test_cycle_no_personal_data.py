@@ -23,7 +23,7 @@ import pytest
 from upath import UPath
 
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
-from supporting_families.audit.ledger import Ledger
+from supporting_families.audit import Ledger
 from supporting_families.config.sources import load_sources
 from supporting_families.identify.assessment import record_assessment
 from supporting_families.ingest.pipeline import ingest_source

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from supporting_families.audit.ledger import Ledger
+from supporting_families.audit import Ledger
 from supporting_families.share.delivery import (
     Delivery,
     deliver_delivery,

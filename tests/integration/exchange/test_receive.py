@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pytest
 from upath import UPath
 
-from supporting_families.audit.ledger import Ledger
+from supporting_families.audit import Ledger
 from supporting_families.config.agreements import Agreement
 from supporting_families.receive.pipeline import (
     ReturnPaths,

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from supporting_families.audit.ledger import (
+from supporting_families.audit import (
     TABLE_NAME,
     Anchor,
     Ledger,

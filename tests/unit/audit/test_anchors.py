@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from upath import UPath
 
+from supporting_families.audit import TABLE_NAME, Anchor, Ledger, NewEntry
 from supporting_families.audit.anchors import (
     AnchorError,
     anchor,
@@ -22,7 +23,7 @@ from supporting_families.audit.anchors import (
     read_anchors,
     verify_with_anchors,
 )
-from supporting_families.audit.ledger import TABLE_NAME, Anchor, Ledger, NewEntry, main
+from supporting_families.audit.cli import main
 
 T0 = datetime(2025, 4, 2, 6, 0, tzinfo=UTC)
 

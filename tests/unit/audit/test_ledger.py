@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from supporting_families.audit.ledger import (
+from supporting_families.audit import (
     ENTRY_KINDS,
     GENESIS_HASH,
     HASHED_COLUMNS,
@@ -35,8 +35,8 @@ from supporting_families.audit.ledger import (
     PersonalDataError,
     check_details,
     idempotency_key,
-    main,
 )
+from supporting_families.audit.cli import main
 from supporting_families.config.agreements import load_agreements
 from tests.ledger_concurrency import assert_one_chain, run_together, writer_process_spans
 
@@ -645,7 +645,7 @@ def test_disclosures_for_run(ledger: Ledger) -> None:
 def _cli(args: list[str], *, subprocess_: bool = False, expect: int = 0) -> str:
     if subprocess_:
         done = subprocess.run(
-            [sys.executable, "-m", "supporting_families.audit.ledger", *args],
+            [sys.executable, "-m", "supporting_families.audit", *args],
             capture_output=True,
             text=True,
             cwd=REPO,
