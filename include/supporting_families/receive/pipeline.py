@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import fnmatch
-import hashlib
 import io
 import json
 import logging
@@ -51,7 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from supporting_families.audit import EntryKind, Ledger, NewEntry
+from supporting_families.audit import EntryKind, Ledger, NewEntry, idempotency_key
 from supporting_families.config.agreements import Agreement
 from supporting_families.receive.reconcile import (
     CLASSES,
@@ -279,13 +278,6 @@ def _read_json(path: UPath) -> dict[str, Any] | None:
     return data
 
 
-def _idempotency(kind: EntryKind, *parts: str) -> str:
-    # A plain hex digest on purpose: the ledger's personal-data guard reads any run of nine digits or a
-    # date-like run inside a longer string as personal data, and hex ids and hashes contain such runs by
-    # chance. The kind is hashed in, so keys of different kinds never meet.
-    return hashlib.sha256("\n".join((kind, *parts)).encode()).hexdigest()
-
-
 def _entry(agreement: Agreement, kind: EntryKind, run: RunInfo | None, **columns: Any) -> NewEntry:
     return NewEntry.for_agreement(agreement, kind=kind, **{**(run.columns() if run else {}), **columns})
 
@@ -341,7 +333,7 @@ def deadline_entry(
         run,
         occurred_at=occurred_at,
         details=details,
-        idempotency_key=_idempotency(
+        idempotency_key=idempotency_key(
             "reconciliation", outcome, agreement.id, run.run_id or "", delivery_id or ""
         ),
     )
@@ -479,7 +471,9 @@ def _refuse(
             occurred_at=datetime.now(UTC),
             file_name=rejected.name if safe else "unsafe-name",
             details={"rule": rejected.reason, "name_sha256": digest, "set_aside": set_aside_as is not None},
-            idempotency_key=_idempotency("quarantine", agreement.id, "refused", digest, str(rejected.size)),
+            idempotency_key=idempotency_key(
+                "quarantine", agreement.id, "refused", digest, str(rejected.size)
+            ),
         )
     )
     # The name itself stays in reason.json (in the quarantine, with the data): the log gets its hash.
@@ -570,7 +564,7 @@ def _record_received(
             file_name=received.name,
             ciphertext_sha256=received.ciphertext_sha256,
             details=details,
-            idempotency_key=_idempotency(
+            idempotency_key=idempotency_key(
                 "return_received", agreement.id, received.name, received.ciphertext_sha256
             ),
         )
@@ -718,7 +712,7 @@ def _write_quarantine(
             file_name=received.name,
             ciphertext_sha256=received.ciphertext_sha256,
             details={"rule": exc.rule, "problems": exc.problems.num_rows, "rows_with_problems": len(rows)},
-            idempotency_key=_idempotency(
+            idempotency_key=idempotency_key(
                 "quarantine", agreement.id, received.name, received.ciphertext_sha256
             ),
         )
@@ -1025,7 +1019,9 @@ def _reconciliation_entry(agreement: Agreement, outcome: ReturnOutcome, run: Run
         plaintext_sha256=outcome.plaintext_sha256,
         ciphertext_sha256=outcome.ciphertext_sha256,
         details=details,
-        idempotency_key=_idempotency("reconciliation", agreement.id, outcome.file, outcome.ciphertext_sha256),
+        idempotency_key=idempotency_key(
+            "reconciliation", agreement.id, outcome.file, outcome.ciphertext_sha256
+        ),
     )
 
 
@@ -1078,7 +1074,7 @@ def record_collections(
         delivery = Delivery(store, agreement.id, folder.name)
         if not _DELIVERY_ID.fullmatch(folder.name) or delivery.receipt() is None:
             continue
-        key = _idempotency("collection", agreement.id, delivery.delivery_id)
+        key = idempotency_key("collection", agreement.id, delivery.delivery_id)
         if ledger.find(key) is not None:
             counts["recorded_before"] += 1
             continue
