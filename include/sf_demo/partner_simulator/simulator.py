@@ -68,7 +68,7 @@ from sf_demo.partner_simulator.faults import Fault
 from sf_demo.partner_simulator.injection import apply_row_faults, malform_csv, tamper
 from sf_demo.partner_simulator.keys import Signer, other_signer, outsider_signer, own_key_ids
 from supporting_families.config.agreements import Agreement
-from supporting_families.store.io import read_parquet
+from supporting_families.store.io import fsync_dir, read_parquet, write_bytes_atomic
 from supporting_families.transport.openpgp import (
     DecryptionError,
     DecryptionResult,
@@ -224,20 +224,10 @@ def _pending(agreement: Agreement, collected_dir: Path) -> list[tuple[Path, str]
 
 
 def _write_marker(path: Path, content: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    partial.replace(path)
+    write_bytes_atomic(path, (json.dumps(content, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 # -- publishing ---------------------------------------------------------------------------------------------
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _publish(outbox: Path, name: str, source: Path, mtime: float | None) -> None:
@@ -256,7 +246,7 @@ def _publish(outbox: Path, name: str, source: Path, mtime: float | None) -> None
             raise SimulatorError(f"{name!a} already exists in the outbox: never replaced") from None
     finally:
         partial.unlink(missing_ok=True)
-    _fsync_dir(outbox)
+    fsync_dir(outbox)
 
 
 # -- one delivery -------------------------------------------------------------------------------------------
@@ -320,7 +310,7 @@ def _place(ctx: _Context, return_name: str, delivery_id: str, ciphertext: Path, 
         _publish(ctx.outbox, name, ciphertext, mtime)
     # The proper name is a link out of the outbox: a client that follows it reads another file entirely.
     os.symlink(HOSTILE_LINK_TARGET, ctx.outbox / return_name)
-    _fsync_dir(ctx.outbox)
+    fsync_dir(ctx.outbox)
     return len(names) + 1
 
 

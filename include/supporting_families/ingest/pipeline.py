@@ -21,7 +21,6 @@ headers and row numbers only (the architecture's rule: "Counts, hashes and pseud
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import io
 import json
 import logging
@@ -41,7 +40,7 @@ from supporting_families.config.sources import SourceSpec
 from supporting_families.ingest.read import FILE_RULES, ExtractRejected, RawExtract, read_extract_file
 from supporting_families.ingest.standardise import curated_schema, standardise
 from supporting_families.ingest.validate import ROW_RULES, RowVerdict, validate_rows
-from supporting_families.store.io import write_bytes_atomic, write_parquet
+from supporting_families.store.io import sha256_bytes, sha256_of, write_bytes_atomic, write_parquet
 
 __all__ = [
     "FILE_RULES",
@@ -189,18 +188,6 @@ def _write_report(root: UPath, spec: SourceSpec, report: IngestReport) -> None:
 # --- finding work ----------------------------------------------------------------------------------------
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _file_sha256(path: UPath) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(4 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def landed_stamp(path: UPath) -> str | None:
     """A cheap fingerprint of a landed file from its metadata, or None where there is none to trust.
 
@@ -248,7 +235,7 @@ def pending_extracts(root: UPath, spec: SourceSpec) -> list[str]:
         stamp = landed_stamp(path)
         if stamp is not None and stamp == report.landed_stamp:
             continue
-        if report.file_sha256 != _file_sha256(path):
+        if report.file_sha256 != sha256_of(path):
             pending.append(path.name)
         elif stamp is not None:
             # The same content landed again (re-sent, copied): remember the new stamp so the next run
@@ -388,7 +375,7 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
     # Taken before reading: a file replaced while it is read gets a newer stamp and is looked at again.
     stamp = landed_stamp(path)
     data = path.read_bytes()
-    sha = _sha256(data)
+    sha = sha256_bytes(data)
     earlier = read_report(root, spec, file_name)
     if earlier is not None and earlier.file_sha256 == sha:
         if earlier.status == "rejected":

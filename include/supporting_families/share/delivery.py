@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -39,7 +40,17 @@ from supporting_families.rights.restrictions import read_restrictions
 from supporting_families.share.cohort import CohortInputs, select_cohort
 from supporting_families.share.package import Manifest, minimise, new_manifest, write_partner_csv
 from supporting_families.share.pseudonymise import PseudonymKey, references
-from supporting_families.store.io import read_parquet, sha256_of, write_bytes_atomic, write_parquet
+from supporting_families.store.io import (
+    atomic_writer,
+    copy_into,
+    is_local,
+    local_path,
+    private_tempdir,
+    read_parquet,
+    sha256_of,
+    write_bytes_atomic,
+    write_parquet,
+)
 from supporting_families.transport.openpgp import encrypt_and_sign
 from supporting_families.transport.sftp import SftpEndpoint, deliver
 
@@ -117,30 +128,19 @@ class Delivery:
 def local_file(path: UPath) -> Iterator[Path]:
     """A local path for ``path``: itself on ``file://``, else a downloaded temporary copy (gpg and SFTP
     need real files)."""
-    if path.protocol in ("", "file", "local"):
-        yield Path(path.path)
+    if is_local(path):
+        yield local_path(path)
         return
-    with tempfile.TemporaryDirectory(prefix="sf-") as tmp:
-        local = Path(tmp) / path.name
-        with path.open("rb") as src, local.open("wb") as dst:
-            while chunk := src.read(8 << 20):
-                dst.write(chunk)
+    with private_tempdir() as tmp:
+        local = tmp / path.name
+        with path.open("rb") as src, atomic_writer(local) as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
         yield local
 
 
 def upload(local: Path, target: UPath) -> None:
-    """Copy a local file into the store, whole (a temporary sibling then a rename on file://)."""
-    if target.protocol in ("", "file", "local"):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(target.path).with_name(f".{target.name}.partial")
-        with local.open("rb") as src, tmp.open("wb") as dst:
-            while chunk := src.read(8 << 20):
-                dst.write(chunk)
-        tmp.replace(Path(target.path))
-        return
-    with local.open("rb") as src, target.open("wb") as dst:
-        while chunk := src.read(8 << 20):
-            dst.write(chunk)
+    """Copy a local file into the store, whole (:func:`supporting_families.store.io.copy_into`)."""
+    copy_into(local, target)
 
 
 def share_view(
@@ -181,16 +181,13 @@ def package_delivery(
         log.info("%s %s: already packaged", agreement.id, delivery.delivery_id)
         return delivery.manifest()
     minimised = minimise(view, agreement)
-    with tempfile.TemporaryDirectory(prefix="sf-package-") as tmp:
-        local = Path(tmp) / f"{delivery.name}.csv"
+    with private_tempdir("sf-package-") as tmp:
+        local = tmp / f"{delivery.name}.csv"
         rows = write_partner_csv(minimised, agreement, local)
-        digest = hashlib.sha256()
-        with local.open("rb") as fh:
-            while chunk := fh.read(8 << 20):
-                digest.update(chunk)
+        plaintext_sha256 = sha256_of(local)
         upload(local, delivery.staging_csv)
     write_parquet(refs, delivery.references_path)
-    manifest = new_manifest(agreement, run_id, rows, f"{delivery.name}.csv", digest.hexdigest())
+    manifest = new_manifest(agreement, run_id, rows, f"{delivery.name}.csv", plaintext_sha256)
     # The manifest is written last: its presence means the package is complete.
     write_bytes_atomic(delivery.manifest_path, manifest.to_json().encode())
     log.info("%s %s: packaged %d rows (%s)", agreement.id, delivery.delivery_id, rows, extra or {})

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from supporting_families.config.agreements import Agreement
+from supporting_families.store.io import atomic_writer
 from supporting_families.store.schemas import SHAREABLE_FIELDS
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -78,10 +79,9 @@ def write_partner_csv(table: pa.Table, agreement: Agreement, path: Path) -> int:
     """Write the partner's CSV (UTF-8, header, RFC 4180 quoting); returns the number of rows."""
     check_minimised(table, agreement)
     ready = neutralise_formulas(to_csv_text_columns(table))
-    tmp = path.with_name(f".{path.name}.partial")
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
-    pacsv.write_csv(ready, tmp, write_options=options)
-    tmp.replace(path)
+    with atomic_writer(path) as handle:
+        pacsv.write_csv(ready, handle, write_options=options)
     return int(ready.num_rows)
 
 

@@ -297,3 +297,28 @@ def return_quarantine_dir(root: UPath, agreement_id: str, return_name: str) -> U
 
 def demo_dir(root: UPath) -> UPath:
     return root / DEMO
+
+
+# -- the table for people (docs/STORE.md) -----------------------------------------------------------------
+
+_PD_LABEL: Final = {"direct": "**PD**", "by_id": "**PD** by id", "encrypted": "**PD** encrypted", "none": "no"}
+
+
+def markdown_table() -> str:
+    """:data:`AREAS` as the Markdown table in docs/STORE.md (a test keeps the two the same)."""
+    lines = [
+        "| path | what | personal data | retention class | written by |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for area in AREAS:
+        paths = ", ".join(f"`{p.strip()}`" for p in area.pattern.split(", "))
+        lines.append(
+            f"| {paths} | {area.what} | {_PD_LABEL[area.personal_data]} | {area.retention} | {area.writer} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m supporting_families.store.layout > the table for docs/STORE.md
+    import sys
+
+    sys.stdout.write(markdown_table())

@@ -22,6 +22,7 @@ from supporting_families.share.delivery import (
 from supporting_families.store.io import store_root
 from supporting_families.transport.openpgp import decrypt_and_verify
 from tests.integration.platform_fixtures import PlatformEnv, small_register
+from tests.store_walk import permission_problems
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def test_partner_decrypts_verifies_and_finds_exactly_the_agreed_fields(
     platform_env: PlatformEnv, tmp_path: Path, agreement_id: str
 ) -> None:
     agreement = platform_env.agreements[agreement_id]
-    store = store_root(tmp_path.as_uri())
+    store = store_root((tmp_path / "store").as_uri())
     persons = _register(30)
     cohort = pa.table({"person_id": persons["person_id"].to_pylist()[:20]})
     run_id = f"manual__{agreement_id}"
@@ -43,6 +44,9 @@ def test_partner_decrypts_verifies_and_finds_exactly_the_agreed_fields(
 
     view, refs = share_view(cohort, persons, platform_env.key(agreement), agreement)
     manifest = package_delivery(delivery, agreement, view, refs, run_id)
+    # The staged plaintext and the reference list are personal data: owner only (privacy notice: "held
+    # securely").
+    assert permission_problems(tmp_path / "store") == []
     manifest = encrypt_delivery(
         delivery,
         agreement,
@@ -98,4 +102,5 @@ def test_partner_decrypts_verifies_and_finds_exactly_the_agreed_fields(
             )
         assert ledger.count("disclosure") == 1
         assert ledger.verify().ok
+    assert permission_problems(tmp_path / "store") == []
     delivered.unlink()

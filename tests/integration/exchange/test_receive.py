@@ -53,6 +53,7 @@ from supporting_families.share.delivery import (
 from supporting_families.store.io import read_parquet, sha256_of, store_root
 from supporting_families.transport.openpgp import decrypt_and_verify, encrypt_and_sign
 from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env, small_register
+from tests.store_walk import permission_problems
 
 pytestmark = pytest.mark.integration
 
@@ -517,6 +518,9 @@ def test_a_bad_return_is_quarantined_whole_and_a_corrected_one_is_taken_in(
     assert run_problems(store, agreement, [name]) == []
     assert sha256_of(folder / name) == original_sha, "the bad file stays in quarantine"
     assert ledger.verify().ok
+    # Deliveries, returns, quarantine and partner flags are personal data: owner only, and every file
+    # belongs to an area of store/layout.py.
+    assert permission_problems(Path(store.path)) == []
 
 
 def test_an_ons_receipt_that_does_not_match_the_manifest_is_quarantined(
