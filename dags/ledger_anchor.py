@@ -49,9 +49,8 @@ def ledger_anchor() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from sf_airflow.credentials import ledger, ledger_anchors
-        from supporting_families.audit import LedgerSchemaError
-        from supporting_families.audit.anchors import AnchorError
-        from supporting_families.audit.anchors import anchor as keep_head
+        from supporting_families.audit import AnchorError, LedgerSchemaError
+        from supporting_families.audit import anchor as keep_head
 
         try:
             with ledger() as book:

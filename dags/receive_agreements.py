@@ -78,7 +78,7 @@ the run fails. Other agreements' receive DAGs are separate and carry on.
 
 
 def _run_info(context: dict[str, Any]) -> Any:
-    from supporting_families.receive.pipeline import RunInfo
+    from supporting_families.receive import RunInfo
 
     ti, dag_run = context["ti"], context["dag_run"]
     trigger = getattr(dag_run, "triggered_by", None) or getattr(dag_run, "run_type", None)
@@ -117,21 +117,9 @@ def build_receive_dag(agreement: Agreement) -> Any:
     def receive() -> None:
         @task
         def expect_return(**context: Any) -> dict[str, Any]:
-            from supporting_families.receive.pipeline import return_file_name
-            from supporting_families.share.delivery import delivery_id_for
+            from supporting_families.receive import expected_return
 
-            delivery_id = _expected_delivery(context, agreement, delivery_id_for)
-            if not delivery_id:
-                return {"delivery_id": None, "file": None, "pattern": agreement.returns.file_pattern}
-            prefix = agreement.returns.file_pattern.partition("*")[0]
-            # The sensor wakes for this delivery's return in any spelling the partner's server lists
-            # ("<prefix><delivery id>*"), hostile ones included, so a refused name fails the run at once
-            # instead of leaving it to wait for a name that never comes. Hidden names never match.
-            return {
-                "delivery_id": delivery_id,
-                "file": return_file_name(agreement, delivery_id),
-                "pattern": f"{prefix}{delivery_id}*",
-            }
+            return expected_return(agreement, _expected_delivery(context, agreement))
 
         expected = expect_return()
         wait = PinnedSFTPSensor(
@@ -150,7 +138,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
         def record_collection(**context: Any) -> dict[str, int]:
             from sf_airflow.credentials import ledger
             from sf_airflow.sftp import sftp_endpoint
-            from supporting_families.receive.pipeline import record_collections
+            from supporting_families.receive import record_collections
 
             with ledger() as book:
                 return record_collections(
@@ -167,8 +155,8 @@ def build_receive_dag(agreement: Agreement) -> Any:
 
             from sf_airflow.credentials import ledger
             from sf_airflow.sftp import sftp_endpoint
-            from supporting_families.receive.pipeline import fetch_returns
-            from supporting_families.transport.sftp import PermanentTransferError
+            from supporting_families.receive import fetch_returns
+            from supporting_families.transport import PermanentTransferError
 
             try:
                 with ledger() as book:
@@ -196,8 +184,8 @@ def build_receive_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import council_openpgp, ledger, resolved_agreement
-            from supporting_families.receive.pipeline import ReturnQuarantined, process_return
-            from supporting_families.transport.openpgp import KeyProblem
+            from supporting_families.receive import ReturnQuarantined, process_return
+            from supporting_families.transport import KeyProblem
 
             key = council_openpgp()
             try:
@@ -225,7 +213,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowSkipException
 
             from sf_airflow.sftp import sftp_endpoint
-            from supporting_families.receive.pipeline import clear_outbox, handled_state
+            from supporting_families.receive import clear_outbox, handled_state
 
             names = _fetched_names(context)
             if not names:
@@ -242,7 +230,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
         def verdict(expected: dict[str, Any], **context: Any) -> dict[str, int]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from supporting_families.receive.pipeline import run_problems
+            from supporting_families.receive import run_problems
 
             ti = context["ti"]
             counts = ti.xcom_pull(task_ids="fetch", key="counts")
@@ -273,35 +261,17 @@ def build_receive_dag(agreement: Agreement) -> Any:
     return receive()
 
 
-def _expected_delivery(context: dict[str, Any], agreement: Agreement, delivery_id_for: Any) -> str | None:
-    """The delivery this run answers: ``conf["delivery_id"]``, else the latest triggering delivery event.
-
-    The share emits the delivery asset from its run; a delivery's id is derived from the agreement and
-    that run id (share.delivery_id_for, docs/STORE.md), so the event's source run names the delivery. An
-    ``extra["delivery_id"]`` on the event, if the share adds one, is preferred.
-    """
-    import re
-
-    from supporting_families.share.delivery import DELIVERY_ID_PATTERN
+def _expected_delivery(context: dict[str, Any], agreement: Agreement) -> str | None:
+    """The delivery this run answers, from its conf and its triggering delivery events (receive.expected)."""
+    from supporting_families.receive import DeliveryEvent, expected_delivery
 
     conf = getattr(context.get("dag_run"), "conf", None) or {}
-    given = conf.get("delivery_id")
-    if given:
-        if not re.fullmatch(DELIVERY_ID_PATTERN, str(given)):
-            raise ValueError(f"conf delivery_id must match {DELIVERY_ID_PATTERN} (share.delivery_id_for)")
-        return str(given)
-    events = context.get("triggering_asset_events") or {}
-    latest = None
-    for asset_events in events.values():
-        for event in asset_events:
-            if latest is None or event.timestamp > latest.timestamp:
-                latest = event
-    if latest is None:
-        return None
-    from_extra = (latest.extra or {}).get("delivery_id")
-    if from_extra:
-        return str(from_extra)
-    return str(delivery_id_for(agreement.id, latest.source_run_id)) if latest.source_run_id else None
+    events = [
+        DeliveryEvent(event.timestamp, (event.extra or {}).get("delivery_id"), event.source_run_id)
+        for asset_events in (context.get("triggering_asset_events") or {}).values()
+        for event in asset_events
+    ]
+    return expected_delivery(agreement.id, conf.get("delivery_id"), events)
 
 
 def _fetched_names(context: dict[str, Any]) -> list[str]:

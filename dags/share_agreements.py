@@ -81,8 +81,12 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from sf_airflow.credentials import pseudonym_key
             from supporting_families.identify.criteria import latest_identification
-            from supporting_families.share.delivery import Delivery, delivery_id_for, prepare_delivery
-            from supporting_families.share.package import MinimisationError
+            from supporting_families.share import (
+                Delivery,
+                MinimisationError,
+                delivery_id_for,
+                prepare_delivery,
+            )
 
             assert run_id is not None
             root = store()
@@ -100,8 +104,8 @@ def build_share_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import council_openpgp, resolved_agreement
-            from supporting_families.share.delivery import Delivery, encrypt_delivery
-            from supporting_families.transport.openpgp import KeyProblem
+            from supporting_families.share import Delivery, encrypt_delivery
+            from supporting_families.transport import KeyProblem
 
             key = council_openpgp()
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
@@ -126,8 +130,8 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from sf_airflow.credentials import ledger
             from sf_airflow.sftp import sftp_endpoint
-            from supporting_families.share.delivery import Delivery, deliver_delivery, disclosure_entry
-            from supporting_families.transport.sftp import PermanentTransferError
+            from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
+            from supporting_families.transport import PermanentTransferError
 
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
             ti, dag_run = context["ti"], context["dag_run"]

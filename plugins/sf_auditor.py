@@ -34,7 +34,7 @@ def _verify(ledger: Any) -> Any:
     if not os.environ.get("SF_LEDGER_ANCHORS_URI"):
         return ledger.verify()
     from sf_airflow.credentials import ledger_anchors
-    from supporting_families.audit.anchors import verify_with_anchors
+    from supporting_families.audit import verify_with_anchors
 
     return verify_with_anchors(ledger, ledger_anchors())
 

@@ -56,7 +56,7 @@ def _record(
 ) -> None:
     from sf_airflow.credentials import ledger
     from supporting_families.config.agreements import load_agreements
-    from supporting_families.receive.pipeline import RunInfo, deadline_entry
+    from supporting_families.receive import RunInfo, deadline_entry
 
     agreement = {a.id: a for a in load_agreements(resolve=False)}[agreement_id]
     run = RunInfo(dag_id=dag_id, run_id=run_id, task_id=task_id)

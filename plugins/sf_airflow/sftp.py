@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from supporting_families.transport.sftp import SftpEndpoint
+from supporting_families.transport import SftpEndpoint
 
 SFTP_PORT = 22
 

@@ -1,1 +1,40 @@
-"""Sharing under a data agreement: cohort, restrictions, pseudonyms, minimisation, packaging, delivery."""
+"""Sharing under a data agreement: cohort, restrictions, pseudonyms, minimisation, packaging, delivery.
+
+A share DAG calls these in order: :func:`prepare_delivery` (cohort per the agreement, restrictions left
+out, references, fail-closed minimisation, CSV and manifest), :func:`encrypt_delivery` (OpenPGP to the
+pinned partner key; the plaintext is deleted), :func:`deliver_delivery` (SFTP, exactly once) and
+:func:`disclosure_entry` (the ledger's record of what left).
+"""
+
+from supporting_families.share.cohort import Cohort, CohortInputs, select_cohort
+from supporting_families.share.delivery import (
+    DELIVERY_ID_PATTERN,
+    Delivery,
+    ShareError,
+    deliver_delivery,
+    delivery_id_for,
+    disclosure_entry,
+    encrypt_delivery,
+    prepare_delivery,
+)
+from supporting_families.share.package import Manifest, MinimisationError, minimise
+from supporting_families.share.pseudonymise import PseudonymKey, references
+
+__all__ = [
+    "DELIVERY_ID_PATTERN",
+    "Cohort",
+    "CohortInputs",
+    "Delivery",
+    "Manifest",
+    "MinimisationError",
+    "PseudonymKey",
+    "ShareError",
+    "deliver_delivery",
+    "delivery_id_for",
+    "disclosure_entry",
+    "encrypt_delivery",
+    "minimise",
+    "prepare_delivery",
+    "references",
+    "select_cohort",
+]

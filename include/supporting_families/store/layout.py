@@ -301,7 +301,12 @@ def demo_dir(root: UPath) -> UPath:
 
 # -- the table for people (docs/STORE.md) -----------------------------------------------------------------
 
-_PD_LABEL: Final = {"direct": "**PD**", "by_id": "**PD** by id", "encrypted": "**PD** encrypted", "none": "no"}
+_PD_LABEL: Final = {
+    "direct": "**PD**",
+    "by_id": "**PD** by id",
+    "encrypted": "**PD** encrypted",
+    "none": "no",
+}
 
 
 def markdown_table() -> str:

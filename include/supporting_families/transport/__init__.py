@@ -1,1 +1,28 @@
 """Transport to partners: the pinned SFTP client, OpenPGP through GnuPG, the rules for remote names."""
+
+from supporting_families.transport.openpgp import (
+    DecryptionError,
+    EncryptionResult,
+    KeyProblem,
+    OpenPgpError,
+    decrypt_and_verify,
+    encrypt_and_sign,
+    normalise_fingerprint,
+)
+from supporting_families.transport.paths import MAX_NAME_BYTES, check_remote_dir, unsafe_name_reason
+from supporting_families.transport.sftp import PermanentTransferError, SftpEndpoint
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "DecryptionError",
+    "EncryptionResult",
+    "KeyProblem",
+    "OpenPgpError",
+    "PermanentTransferError",
+    "SftpEndpoint",
+    "check_remote_dir",
+    "decrypt_and_verify",
+    "encrypt_and_sign",
+    "normalise_fingerprint",
+    "unsafe_name_reason",
+]
