@@ -14,7 +14,7 @@ alternating, so a burst of load from elsewhere on a shared machine tends to hit 
 Prints MB/s (10^6 bytes per second) and the ratio of ours to OpenSSH's. The OpenSSH figures are wall
 time of the whole ``sftp`` process, connection included; ``deliver upload`` is the upload phase alone, so
 the connect-inclusive ratio is printed too. With several rounds, the best time per measure is printed as
-well, with the load average, since other work on the machine shifts single figures. Issue 4 item 8: our
+well, with the load average, since other work on the machine shifts single figures. Our
 upload at least 90% of OpenSSH's. Only sizes and timings are printed; no figure is asserted.
 """
 

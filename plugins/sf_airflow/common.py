@@ -50,12 +50,12 @@ def curated_asset(source: str) -> Asset:
 
 
 def return_asset(agreement_id: str) -> Asset:
-    """A partner's return for an agreement was received, reconciled and merged (issue 5)."""
+    """A partner's return for an agreement was received, reconciled and merged."""
     return Asset(f"sf_return_{agreement_id.replace('-', '_')}")
 
 
 def delivery_asset(agreement_id: str) -> Asset:
-    """A share under an agreement was delivered to the partner's inbox (issue 4)."""
+    """A share under an agreement was delivered to the partner's inbox."""
     return Asset(f"sf_delivery_{agreement_id.replace('-', '_')}")
 
 

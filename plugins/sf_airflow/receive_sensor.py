@@ -1,4 +1,4 @@
-"""The receive DAGs' sensor and their deadline alerts (issue 5 items 2 and 6).
+"""The receive DAGs' sensor and their deadline alerts.
 
 **Sensor.** The stock deferrable ``SFTPSensor`` is used as it is: its trigger's ``SFTPHookAsync`` (asyncssh)
 turns the connection's ``host_key`` extra into the only known-hosts entry it trusts, and refuses any

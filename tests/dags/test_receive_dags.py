@@ -130,15 +130,15 @@ def test_a_run_waits_for_the_delivery_that_triggered_it(dag_module: Any) -> None
     dwp = next(a for a in AGREEMENTS if a.id == "dwp-benefits-matching")
     events = {"asset": [_event("scheduled__a", 1), _event("scheduled__b", 5)]}
     context = {"dag_run": SimpleNamespace(conf={}), "triggering_asset_events": events}
-    assert _expected_delivery(context, dwp, delivery_id_for) == delivery_id_for(dwp.id, "scheduled__b")
+    assert _expected_delivery(context, dwp) == delivery_id_for(dwp.id, "scheduled__b")
     events["asset"].append(_event("scheduled__c", 9, {"delivery_id": "d" + "1" * 16}))
-    assert _expected_delivery(context, dwp, delivery_id_for) == "d" + "1" * 16
+    assert _expected_delivery(context, dwp) == "d" + "1" * 16
     manual = {"dag_run": SimpleNamespace(conf={"delivery_id": "d" + "a" * 16}), "triggering_asset_events": {}}
-    assert _expected_delivery(manual, dwp, delivery_id_for) == "d" + "a" * 16
+    assert _expected_delivery(manual, dwp) == "d" + "a" * 16
     anything = {"dag_run": SimpleNamespace(conf={}), "triggering_asset_events": {}}
-    assert _expected_delivery(anything, dwp, delivery_id_for) is None
+    assert _expected_delivery(anything, dwp) is None
     with pytest.raises(ValueError, match="delivery_id"):
-        _expected_delivery({"dag_run": SimpleNamespace(conf={"delivery_id": "../x"})}, dwp, delivery_id_for)
+        _expected_delivery({"dag_run": SimpleNamespace(conf={"delivery_id": "../x"})}, dwp)
 
 
 # --- the sensor's pin check and the deadline callbacks -----------------------------------------------------

@@ -256,7 +256,9 @@ PROSE_FILES = ("Makefile", "README.md", "Dockerfile", "docker-compose.yml", "set
 ISSUE_CITATION = re.compile(r"\b[Ii]ssues?\s+#?\d+")
 #: Documents the shared design notes name that this repository does not carry.
 FOREIGN_DOCUMENTS = re.compile(r"\bAIRFLOW-NOTES\b|\bSTYLE\.md\b|\bARCHITECTURE\b(?!\.md)")
-DOCUMENT_REFERENCE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.(?:md|txt))\b")
+#: A cited document: a Markdown file, or anything under docs/ (data file names such as ``batch.txt`` are not
+#: citations).
+DOCUMENT_REFERENCE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.md|docs/[\w.-]+)\b")
 
 
 def _prose_files() -> list[Path]:
@@ -270,6 +272,7 @@ def _prose_files() -> list[Path]:
                 if p.is_file()
                 and (p.suffix in PROSE_SUFFIXES or p.name == "run")
                 and not any(part in {".venv", "__pycache__", "fixtures"} for part in p.parts)
+                and p != Path(__file__).resolve()  # its own examples of what it refuses
             ]
     return sorted(files)
 
@@ -290,7 +293,7 @@ def _comment_offences(path: Path, text: str, names: set[str] | None = None) -> l
             offences.append(f"{where}: cites a tracker issue: {line.strip()[:80]}")
         if FOREIGN_DOCUMENTS.search(line):
             offences.append(f"{where}: cites a document outside the repository: {line.strip()[:80]}")
-        for ref in DOCUMENT_REFERENCE.findall(line):
+        for ref in (r.rstrip(".") for r in DOCUMENT_REFERENCE.findall(line)):
             if not (REPO / ref).exists() and Path(ref).name not in names:
                 offences.append(f"{where}: cites {ref}, which is not in the repository")
     return offences

@@ -4,7 +4,7 @@ The hash chain (:mod:`supporting_families.audit.ledger`) shows an edited, delete
 someone
 with superuser access to the database can drop the newest entries, or re-hash the chain after an edit, and
 leave a chain that is whole. Only a head recorded before that, kept where the database's administrators
-cannot rewrite it, reveals it (issue 4: "A verify command detects any edited, deleted or reordered entry").
+cannot rewrite it, reveals it ("A verify command detects any edited, deleted or reordered entry").
 
 An anchor is one small write-once file, ``<seq>.anchor`` holding ``SEQ:SHA256``, in a folder of the object
 store (``$SF_LEDGER_ANCHORS_URI``). In production that folder belongs in a bucket of another account with S3

@@ -15,10 +15,10 @@ TABLE_NAME: Final = "audit_ledger"
 #: ``prev_hash`` of the first entry.
 GENESIS_HASH: Final = "0" * 64
 
-#: What happened. ``disclosure``: a delivery left the council (issue 4); ``collection``: the partner took it
-#: from its inbox; ``return_received``, ``reconciliation``, ``quarantine``: issue 5; ``assessment``: an
-#: identification run; ``rights_action``: access, rectification, erasure, restriction, objection,
-#: portability; ``deletion``: retention sweep; ``key_rotation``: pseudonymisation or OpenPGP keys;
+#: What happened. ``disclosure``: a delivery left the council; ``collection``: the partner took it
+#: from its inbox; ``return_received``, ``reconciliation``, ``quarantine``: the receive side;
+#: ``assessment``: an identification run; ``rights_action``: access, rectification, erasure, restriction,
+#: objection, portability; ``deletion``: retention sweep; ``key_rotation``: pseudonymisation or OpenPGP keys;
 #: ``test``: written only by the ``append-test`` command, never by the platform.
 EntryKind = Literal[
     "disclosure",
@@ -63,7 +63,7 @@ HASHED_COLUMNS: Final = (
 )
 
 # What each kind must say, so an auditor never meets a disclosure without its agreement, hashes or run.
-# Issue 4 item 9: "agreement, partner, purpose, legal gateways, fields, row count, file hashes, DAG, run and
+# "agreement, partner, purpose, legal gateways, fields, row count, file hashes, DAG, run and
 # task ids, who triggered it, timestamps".
 _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "disclosure": (

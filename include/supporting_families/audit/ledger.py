@@ -1,7 +1,7 @@
 """The audit ledger: an append-only, hash-chained record of every disclosure, receipt, rights action and
 deletion, so the council can prove to an auditor what left the building, when, why and to whom.
 
-Issue 4 item 9; ARCHITECTURE.md: "Every disclosure, receipt, rights action and deletion writes one entry to
+docs/ARCHITECTURE.md: "Every disclosure, receipt, rights action and deletion writes one entry to
 the audit ledger". SQLite (a file, ``sqlite:///path``) by default, PostgreSQL (``postgresql://...``) in
 production, through SQLAlchemy Core. Nothing here imports Airflow: the Airflow side reads the URL from a
 connection and passes it in, with the DAG, run and task ids as plain strings.

@@ -22,7 +22,7 @@ the delivery id. The steps, each idempotent per (agreement, file name, SHA-256 o
    why), so a bad file is never picked up again and a corrected one is taken in normally.
 4. :func:`record_collections`: a ``collection`` entry for each delivery that has left the partner's inbox.
 
-Deadlines (issue 5 item 6): a return that arrives more than ``returns.deadline_days`` after its delivery is
+Deadlines: a return that arrives more than ``returns.deadline_days`` after its delivery is
 still taken in (its answers are still true), but it is marked late in ``received.json``,
 ``reconciliation.json`` and the ledger, and logged as an alert; the receive DAG also raises a deadline
 alert while it is still waiting (see dags/receive_agreements.py).
@@ -301,7 +301,7 @@ def _lateness(
 
 def _alert_if_late(agreement: Agreement, received: Received) -> None:
     if received.late:
-        # Issue 5 item 6: a late return raises a visible alert rather than passing silently.
+        # a late return raises a visible alert rather than passing silently.
         log.error(
             "DEADLINE ALERT: %s arrived %s days after its delivery; %s's deadline is %s days",
             received.name,

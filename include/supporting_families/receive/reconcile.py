@@ -1,6 +1,6 @@
 """Reconcile a validated return against the delivery it answers, and turn accepted rows into partner flags.
 
-Issue 5 item 3: every reference is classified, and the classes add up. The classes, precisely:
+every reference is classified, and the classes add up. The classes, precisely:
 
 ``matched``
     a reference that was sent, whose **first** row in the return (in file order) has a status the agreement

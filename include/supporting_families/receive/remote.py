@@ -1,6 +1,6 @@
 """The council's housekeeping in a partner's outbox: take collected returns away, set refused entries aside.
 
-Why the council touches the partner's outbox at all (issue 5 item 5: "a corrected file delivered later is
+Why the council touches the partner's outbox at all ("a corrected file delivered later is
 taken in normally", and a bad one must never be picked up again in a loop): the receive DAG senses the
 agreement's file pattern, so anything left matching it would wake the sensor at once, on every run, for
 ever. So, the mirror of the partner collecting a delivery from its inbox:

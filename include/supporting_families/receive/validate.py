@@ -1,6 +1,6 @@
 """Reading and validating a partner's decrypted return strictly by its agreement's ``returns`` spec.
 
-Issue 5 item 2: "validation against the agreement's return schema with pandera, lazy, with a row-level
+"validation against the agreement's return schema with pandera, lazy, with a row-level
 report". Two layers, as for the internal extracts (``ingest_read`` / ``ingest_validate``):
 
 * **File rules** (:data:`RETURN_FILE_RULES`): size, encoding, header, row shape. Breaking one means the file
@@ -10,7 +10,7 @@ report". Two layers, as for the internal extracts (``ingest_read`` / ``ingest_va
   and nullability, and the reference column against the reference format, checked lazily with pandera so
   the report lists every failure in one pass.
 
-A return is all or nothing: one failing row rejects the file (issue 5 item 5: "a bad return file ... is
+A return is all or nothing: one failing row rejects the file ("a bad return file ... is
 quarantined"), because its answers change who is eligible and a partial answer cannot be told from a
 complete one. Nothing here ever puts a value from the file in a message, a log line or the report: only
 the file name, the rule, the column and the row number as a spreadsheet shows it (the header is row 1).

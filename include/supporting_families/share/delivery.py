@@ -11,7 +11,7 @@ the same files). Its folder in the store holds everything the council keeps abou
 
 The per-delivery reference list is what later answers a subject access request ("which partner received
 which of my fields, when") and a rectification ("who received the old value") without putting personal
-data in the ledger (ARCHITECTURE: designed for what comes next).
+data in the ledger (docs/ARCHITECTURE.md, the rights this round builds on).
 """
 
 from __future__ import annotations

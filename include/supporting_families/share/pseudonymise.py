@@ -12,7 +12,7 @@ separate namespaces under one key. 128 bits leave collisions out of reach for an
 
 The council maps references back by recomputing them for the register's ids (``resolve``): no key or
 reference table needs to travel with the data, and deleting a retired key makes its references
-unresolvable for good (crypto-shredding, ARCHITECTURE "Erasure and retention").
+unresolvable for good (crypto-shredding, docs/ARCHITECTURE.md).
 
 The HMAC is evaluated inside DuckDB with its vectorised SHA-256 (RFC 2104's construction written out:
 ``H((K ^ opad) || H((K ^ ipad) || m))``), which runs several times faster than a per-row Python loop.
@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - depends on the build
 
 Kind = Literal["person", "family"]
 
-KEY_BYTES = 32  # 256-bit keys, as issue 4 asks; HMAC-SHA256's block is 64 bytes, so no pre-hashing
+KEY_BYTES = 32  # 256-bit keys; HMAC-SHA256's block is 64 bytes, so no pre-hashing
 _BLOCK = 64
 _HEX_DIGITS = 32
 _FAST_MAX_BYTES = 55  # what fits one SHA-256 block after the 64-byte pad: the compiled path's limit

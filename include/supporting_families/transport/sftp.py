@@ -1,10 +1,10 @@
 """SFTP delivery to a partner's inbox and safe fetch from its outbox, over paramiko with a pinned host key.
 
-Issue 4 item 8 (share) and issue 5 item 2 (receive). The guarantees, each backed by an integration test
+The guarantees, each backed by an integration test
 against a real OpenSSH ``sshd``:
 
 * Only the pinned host key is accepted: an unknown or changed key is refused before authentication, so
-  nothing is sent (ARCHITECTURE: "partner servers, host keys pinned").
+  nothing is sent (docs/ARCHITECTURE.md: partner host keys are pinned).
 * A delivery is all or nothing under its final name: bytes go to a dot-prefixed temporary name in the same
   folder, are synced, size-checked and read back against the manifest's SHA-256, and only then renamed.
 * A delivery never overwrites: a final name that already holds the same bytes means "already delivered"
@@ -16,9 +16,9 @@ against a real OpenSSH ``sshd``:
   never followed, sizes are capped, and a hostile entry is reported rather than silently dropped.
 
 Throughput: the SFTP layer uses 255 KiB requests, pipelined 4 MiB writes, prefetched reads, 4 MiB channel
-windows and AES-256-GCM, which on loopback matches OpenSSH's own ``sftp`` (see benchmarks/bench_sftp.py
-and docs/AIRFLOW-NOTES: windows of 32 MiB or more collapse paramiko downloads; zlib only costs time on
-OpenPGP ciphertext). Nothing here imports Airflow: ``plugins/sf_airflow/sftp.py`` builds the
+windows and AES-256-GCM, which on loopback matches OpenSSH's own ``sftp`` (see benchmarks/bench_sftp.py,
+which also showed that windows of 32 MiB or more collapse paramiko downloads, and that zlib only costs
+time on OpenPGP ciphertext). Nothing here imports Airflow: ``plugins/sf_airflow/sftp.py`` builds the
 :class:`SftpEndpoint` from a connection.
 """
 
@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# -- tuning (docs/AIRFLOW-NOTES.md, measured on these machines) ------------------------------------------
+# -- tuning (measured on these machines with benchmarks/bench_sftp.py) ------------------------------------
 
 #: SSH channel window. paramiko's default (2 MiB) is fine; 32 MiB or more collapses its downloads.
 WINDOW_SIZE = 4 * 1024 * 1024
@@ -1024,7 +1024,7 @@ def list_names(
     endpoint: SftpEndpoint, remote_dir: str, *, attempts: int = 4, backoff: float = 2.0
 ) -> list[str]:
     """The names in ``remote_dir`` (sorted, without ``.`` and ``..``), e.g. to see whether the partner has
-    collected a delivery (issue 5 item 6: its name has left the inbox). Undecodable bytes in a name are
+    collected a delivery (its name has left the inbox). Undecodable bytes in a name are
     kept as surrogate escapes, so every entry appears."""
     check_remote_dir(remote_dir)
 

@@ -3,7 +3,7 @@
 Identification and the three share DAGs run with ``dag.test()`` against the real sshd and gpg. Then task
 logs (everything the tasks printed or logged, and any log files), XCom and every table of the Airflow
 metadata database are searched for each synthetic name, date of birth, postcode, address and UPRN. The
-platform's own traces must hold counts, hashes and pseudonyms only (issue 4 item 10).
+platform's own traces must hold counts, hashes and pseudonyms only.
 """
 
 from __future__ import annotations

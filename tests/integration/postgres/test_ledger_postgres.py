@@ -1,4 +1,4 @@
-"""The audit ledger on the real PostgreSQL on 127.0.0.1:5432 (issue 4 item 9: "tested against the local
+"""The audit ledger on the real PostgreSQL on 127.0.0.1:5432 ("tested against the local
 server").
 
 A fresh database is created for the session and dropped at its end; each test gets its own schema (through
@@ -30,8 +30,8 @@ from supporting_families.audit import (
     NewEntry,
     PersonalDataError,
     idempotency_key,
-    main,
 )
+from supporting_families.audit.cli import main
 from tests.ledger_concurrency import assert_one_chain, run_together, writer_process_spans
 
 pytestmark = pytest.mark.integration

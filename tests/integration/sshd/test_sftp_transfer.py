@@ -1,4 +1,4 @@
-"""SFTP delivery and fetch (issue 4 item 8, issue 5 item 2) against a real OpenSSH ``sshd`` on 127.0.0.1.
+"""SFTP delivery and fetch against a real OpenSSH ``sshd`` on 127.0.0.1.
 
 What "delivered exactly once" has to survive: a rerun, a different file under the same name, a SIGKILL of
 the uploading process and a cut connection in the middle of an upload; what a pinned host key must
@@ -55,7 +55,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("isolated_home")]
 
 Snapshot = Callable[[Path], dict[str, int]]
 MIB = 1024 * 1024
-#: Big enough that an upload over loopback lasts long enough to be interrupted (issue 4: 64-200 MiB).
+#: Big enough that an upload over loopback lasts long enough to be interrupted (64-200 MiB).
 BIG_MIB = 192
 TEST_ROOT = "sftp-transfer-tests"
 

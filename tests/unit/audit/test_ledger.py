@@ -1,4 +1,4 @@
-"""The audit ledger on SQLite (issue 4 item 9): append, verify, tamper detection, guards, concurrency,
+"""The audit ledger on SQLite: append, verify, tamper detection, guards, concurrency,
 idempotency and the personal-data guard. The PostgreSQL twin is tests/integration/test_ledger_postgres.py.
 
 Tampering is done as an attacker with the database file would do it: a raw ``sqlite3`` connection that

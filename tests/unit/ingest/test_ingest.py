@@ -625,8 +625,8 @@ def test_finding_work_reads_no_file_whose_stamp_is_unchanged(
     assert report.landed_stamp is not None and report.landed_stamp.startswith(f"{report.size_bytes}:")
 
     hashed: list[str] = []
-    real_hash = ingest._file_sha256
-    monkeypatch.setattr(ingest, "_file_sha256", lambda path: hashed.append(path.name) or real_hash(path))
+    real_hash = ingest.sha256_of
+    monkeypatch.setattr(ingest, "sha256_of", lambda path: hashed.append(path.name) or real_hash(path))
     assert pending_extracts(root, spec) == [] and hashed == [], "an unchanged stamp is not read again"
 
     # The same content landed again. On S3 the ETag is the same, so it is not read; on a file system it
