@@ -1,4 +1,4 @@
-"""The faults the simulator can inject on request (issue 5 item 1), each deterministic from the seed.
+"""The faults the simulator can inject on request, each deterministic from the seed.
 
 Standard library only: the demo DAG imports this module at parse time to build its Params form.
 

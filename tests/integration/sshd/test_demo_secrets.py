@@ -33,14 +33,13 @@ from sf_demo.secrets import (
     DemoSpec,
     GnuPG,
     SecretsLayout,
-    SftpEndpoint,
     generate_demo_secrets,
     main,
     read_fingerprints_env,
     stop_gpg_agents,
     summarize,
 )
-from sf_demo.sftp_server import LocalSftpServer
+from sf_demo.sftp_server import LocalSftpServer, SftpServerInfo
 from supporting_families.config.agreements import Agreement, load_agreements
 from tests.integration.conftest import (
     AGREEMENTS_DIR,
@@ -74,7 +73,7 @@ def _expected_connections(agreements: list[Agreement]) -> set[str]:
 @dataclass(frozen=True)
 class Generated:
     layout: SecretsLayout
-    endpoint: SftpEndpoint
+    endpoint: SftpServerInfo
     summary: dict[str, Any]
     log_text: str
 
@@ -91,7 +90,7 @@ class _Collect(logging.Handler):
 @pytest.fixture(scope="module")
 def generated(sftp_server: LocalSftpServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generated]:
     state_dir = tmp_path_factory.mktemp("secrets") / "secrets"
-    endpoint = SftpEndpoint.from_server_state(sftp_server.state_dir)
+    endpoint = SftpServerInfo.from_server_state(sftp_server.state_dir)
     collect = _Collect()
     logger = logging.getLogger("supporting_families")
     logger.addHandler(collect)
@@ -424,7 +423,7 @@ def test_a_new_partner_is_a_file_and_a_rotation_waits_for_the_agreement(
             .replace("  key_version: 1\n", "  key_version: 2\n  previous_key_versions: [1]\n"),
         )
         summary = generate_demo_secrets(
-            state, SftpEndpoint.from_server_state(server.state_dir), None, agreements_dir=agreements_dir
+            state, SftpServerInfo.from_server_state(server.state_dir), None, agreements_dir=agreements_dir
         )
         conns = json.loads(layout.connections_file.read_text())
         assert conns[DWP_KEY]["extra"] == {"version": 2, "algorithm": "HMAC-SHA256"}
@@ -463,7 +462,7 @@ def test_shared_connections_and_real_partner_keys(
     assert spec.generated_partners() == ("dwp", "met-police")
 
     state = tmp_path / "secrets"
-    endpoint = SftpEndpoint.from_server_state(sftp_server.state_dir)
+    endpoint = SftpServerInfo.from_server_state(sftp_server.state_dir)
     try:
         summary = generate_demo_secrets(state, endpoint, agreements_dir=agreements_dir)
         layout = SecretsLayout(state)
@@ -515,7 +514,7 @@ def test_names_that_would_clash_are_refused_before_anything_is_written(
         "shared-variable",
         edits={"ons-evaluation.yaml": [("SF_ONS_PGP_FINGERPRINT", "SF_DWP_PGP_FINGERPRINT")]},
     )
-    endpoint = SftpEndpoint(port=1, host_public_key="ssh-ed25519 AAAA", authorized_keys=tmp_path / "ak")
+    endpoint = SftpServerInfo(port=1, host_public_key="ssh-ed25519 AAAA", authorized_keys=tmp_path / "ak")
     with pytest.raises(DemoSecretsError, match="SF_DWP_PGP_FINGERPRINT"):
         generate_demo_secrets(tmp_path / "secrets", endpoint, agreements_dir=agreements_dir)
     assert not (tmp_path / "secrets").exists()
