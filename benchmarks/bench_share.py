@@ -27,8 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from sf_demo.secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
-from sf_demo.secrets import SftpEndpoint as ServerEndpoint
 from sf_demo.sftp_server import LocalSftpServer
+from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from sf_demo.synthetic import generate_borough
 from supporting_families.config.agreements import load_agreements
 from supporting_families.rights.restrictions import RESTRICTIONS_SCHEMA, exclude_restricted

@@ -220,7 +220,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
                 raise AirflowSkipException("nothing was fetched")
             root = store()
             counts = clear_outbox(root, agreement, sftp_endpoint(agreement.sftp.conn_id), names)
-            counts["accepted"] = sum(1 for n in names if handled_state(root, agreement, n)[0] == "accepted")
+            counts["accepted"] = sum(handled_state(root, agreement, n)[0] == "accepted" for n in names)
             if not counts["accepted"]:
                 # No asset event: identification has nothing new from this partner.
                 raise AirflowSkipException(f"no return was taken in ({counts})")
@@ -251,12 +251,16 @@ def build_receive_dag(agreement: Agreement) -> Any:
                 raise AirflowFailException(f"{agreement.id}: " + " | ".join(problems))
             return {"returns_checked": len(_fetched_names(context))}
 
-        fetched = fetch(expected)
+        # An XComArg stands in for the upstream's value: Airflow's stubs type a task call with
+        # the function's own parameters, so they cannot accept it.
+        fetched = fetch(expected)  # type: ignore[arg-type]
         processed = process.expand(file_name=fetched)
         wait.set_upstream(expected)
         wait >> [record_collection(), fetched]
         processed >> finish()
-        processed >> verdict(expected)
+        # An XComArg stands in for the upstream's value: Airflow's stubs type a task call with
+        # the function's own parameters, so they cannot accept it.
+        processed >> verdict(expected)  # type: ignore[arg-type]
 
     return receive()
 

@@ -3,12 +3,12 @@
 Used by ``benchmarks/bench_linkage.py`` and the unit tests; the platform itself never reads the truth.
 
 :func:`identities_from_borough` reads each generated extract back with nothing but ``include/sources.yaml``
-(:func:`sf_demo.synthetic.read_extract`) and standardises the identity columns the way the
-curated contract of issue 3 says the ingest does (names trimmed, whitespace collapsed and title-cased;
+(:func:`sf_demo.synthetic.read_extract`) and standardises the identity columns the way the curated
+contract (``docs/STORE.md``) says the ingest does (names trimmed, whitespace collapsed and title-cased;
 addresses trimmed and upper-cased; postcodes spaced; UPRNs 12-digit text). It exists so that the linkage can
 be measured without depending on the ingest; the platform's own path is ingest -> curated -> register.
 
-Scores are pairwise, as the issue asks: a pair of records is *predicted* when both link to one register
+Scores are pairwise: a pair of records is *predicted* when both link to one register
 person and *true* when both belong to one true person. Only counts leave these functions.
 """
 

@@ -38,28 +38,32 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sf_demo.sftp_server import (
-    LOOPBACK,
-    authorize_key,
-    ensure_ssh_keypair,
-    local_user,
-    read_public_key,
-    read_server_info,
-)
+from sf_demo.sftp_server import SftpServerInfo, authorize_key, ensure_ssh_keypair, read_public_key
 from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.share.pseudonymise import KEY_BYTES
+from supporting_families.transport.openpgp import (
+    InvalidFingerprint,
+    KeyListing,
+    gpg_command,
+    gpg_environment,
+    normalise_fingerprint,
+    parse_key_listing,
+)
+from supporting_families.transport.sftp import SftpEndpoint
 
 log = logging.getLogger(__name__)
 
 GPG = "gpg"
 # Demo keys expire so that a forgotten one cannot be used for ever; an expired key is no longer "usable"
-# (OpenPgpKey.usable), so the next set-up run generates a fresh one and rewrites fingerprints.env.
+# (KeyListing.usable), so the next set-up run generates a fresh one and rewrites fingerprints.env.
 OPENPGP_EXPIRY = "2y"
 COUNCIL_UID = "Supporting Families council (demo) <supporting-families@council.invalid>"
-HMAC_KEY_BYTES = 32  # 256 bits: the share issue's key size, and HMAC-SHA256's full strength
+#: 256 bits: the size the pseudonymiser requires of a key, and HMAC-SHA256's full strength.
+HMAC_KEY_BYTES = KEY_BYTES
 HMAC_ALGORITHM = "HMAC-SHA256"
 
 OPENPGP_COUNCIL_CONN_ID = "sf_openpgp_council"
@@ -72,11 +76,8 @@ COUNCIL_KEY_NAME = "council"
 _VERSION_RE = re.compile(r"v([1-9][0-9]*)")
 _HEX_RE = re.compile(r"[0-9a-f]{64}")
 _PLACEHOLDER_RE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)\}")
-_FINGERPRINT_RE = re.compile(r"[0-9A-F]{40}")
 # A key_conn_id names a directory under hmac/; Airflow allows '.', so refuse a leading dot ('..', hidden).
 _KEY_DIR_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-# Validity letters from gpg --with-colons that make a key unusable: invalid, disabled, revoked, expired.
-_UNUSABLE = frozenset("idre")
 
 
 class DemoSecretsError(RuntimeError):
@@ -107,13 +108,16 @@ class AgreementRefs:
     def from_agreement(cls, agreement: Agreement) -> AgreementRefs:
         pinned = agreement.openpgp.partner_fingerprint.strip()
         placeholder = _PLACEHOLDER_RE.fullmatch(pinned)
-        if placeholder is None and not _FINGERPRINT_RE.fullmatch(pinned):
-            # Loaded with resolve=True, the placeholder would already be gone and the demo would silently
-            # treat a generated key as a real partner's: the caller must load with resolve=False.
-            raise DemoSecretsError(
-                f"{agreement.id}: openpgp.partner_fingerprint is neither a ${{NAME_FINGERPRINT}} "
-                "placeholder nor a 40-hex fingerprint (load the agreements with resolve=False)"
-            )
+        if placeholder is None:
+            try:
+                pinned = normalise_fingerprint(pinned)
+            except InvalidFingerprint:
+                # Loaded with resolve=True, the placeholder would already be gone and the demo would
+                # silently treat a generated key as a real partner's: load with resolve=False.
+                raise DemoSecretsError(
+                    f"{agreement.id}: openpgp.partner_fingerprint is neither a ${{NAME_FINGERPRINT}} "
+                    "placeholder nor a 40-hex fingerprint (load the agreements with resolve=False)"
+                ) from None
         pseudonymisation = agreement.pseudonymisation
         return cls(
             id=agreement.id,
@@ -278,29 +282,6 @@ def read_fingerprints_env(path: Path) -> dict[str, str]:
     return values
 
 
-@dataclass(frozen=True)
-class SftpEndpoint:
-    """What the SFTP connections pin: the server's address and host key, and where to authorise our key."""
-
-    port: int
-    host_public_key: str
-    authorized_keys: Path
-    host: str = LOOPBACK
-    login: str = field(default_factory=local_user)
-
-    @classmethod
-    def from_server_state(cls, sftp_state_dir: Path) -> SftpEndpoint:
-        """Read the ``server.json`` that ``LocalSftpServer.start()`` leaves in its state directory."""
-        info = read_server_info(sftp_state_dir)
-        return cls(
-            port=int(info["port"]),
-            host_public_key=str(info["host_public_key"]),
-            authorized_keys=Path(info["authorized_keys"]),
-            host=str(info["host"]),
-            login=str(info["login"]),
-        )
-
-
 # -- small file helpers ------------------------------------------------------------------------------
 
 
@@ -412,69 +393,11 @@ def ensure_agreement_keys(layout: SecretsLayout, ref: AgreementRefs) -> list[int
 
 
 @dataclass(frozen=True)
-class OpenPgpKey:
-    """One primary key as ``gpg --with-colons`` lists it."""
-
-    fingerprint: str
-    validity: str
-    capabilities: str
-    uids: tuple[str, ...]
-
-    @property
-    def usable(self) -> bool:
-        return self.validity not in _UNUSABLE
-
-    @property
-    def can_encrypt(self) -> bool:
-        # Upper-case letters in field 12 are the capabilities of the key with all its subkeys.
-        return "E" in self.capabilities
-
-    @property
-    def can_sign(self) -> bool:
-        return "S" in self.capabilities
-
-
-def _unescape_colons(value: str) -> str:
-    """gpg escapes ``:`` and other bytes in --with-colons fields as ``\\xHH``."""
-    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
-
-
-def parse_colon_listing(text: str) -> list[OpenPgpKey]:
-    """Primary keys from ``gpg --with-colons --list-keys`` (or ``--list-secret-keys``) output."""
-    keys: list[OpenPgpKey] = []
-    current: dict[str, Any] | None = None
-
-    def flush() -> None:
-        if current is not None and current["fingerprint"]:
-            keys.append(
-                OpenPgpKey(
-                    fingerprint=current["fingerprint"],
-                    validity=current["validity"],
-                    capabilities=current["capabilities"],
-                    uids=tuple(current["uids"]),
-                )
-            )
-
-    for line in text.splitlines():
-        fields = line.split(":")
-        record = fields[0]
-        if record in ("pub", "sec"):
-            flush()
-            current = {"fingerprint": "", "validity": fields[1], "capabilities": fields[11], "uids": []}
-        elif record in ("sub", "ssb"):
-            if current is not None:
-                current["in_subkey"] = True
-        elif record == "fpr" and current is not None and not current.get("in_subkey"):
-            current["fingerprint"] = current["fingerprint"] or fields[9]
-        elif record == "uid" and current is not None:
-            current["uids"].append(_unescape_colons(fields[9]))
-    flush()
-    return keys
-
-
-@dataclass(frozen=True)
 class GnuPG:
-    """``gpg`` on one project-local home directory, in batch mode, passphrases through stdin only."""
+    """Key management on one project-local keyring: what the demo does and the product never does
+    (generate, import, export and certify keys). Invoked as the product invokes gpg
+    (:func:`~supporting_families.transport.openpgp.gpg_command`: batch mode, this home only, no option file,
+    no network), keys read with the product's colon-listing parser; passphrases through stdin only."""
 
     home: Path
     binary: str = GPG
@@ -485,14 +408,16 @@ class GnuPG:
         """Run gpg; the passphrase, when given, goes through fd 0 and never onto the command line."""
         if passphrase is not None and stdin is not None:
             raise ValueError("stdin carries the passphrase; pass data through files")
-        command = [self.binary, "--homedir", str(self.home), "--batch", "--no-tty", "--yes"]
+        command = [*gpg_command(self.home, self.binary), "--yes"]
         if passphrase is not None:
             command += ["--pinentry-mode", "loopback", "--passphrase-fd", "0"]
             stdin = (passphrase + "\n").encode("utf-8")
         command += list(args)
         try:
             # umask 077: gpg would otherwise leave its public keyring world-readable.
-            result = subprocess.run(command, input=stdin, capture_output=True, check=False, umask=0o077)
+            result = subprocess.run(
+                command, input=stdin, capture_output=True, check=False, env=gpg_environment(), umask=0o077
+            )
         except FileNotFoundError as exc:
             raise DemoSecretsError(
                 f"{self.binary} is missing: install the Debian package gnupg (apt-get install -y gnupg)"
@@ -506,19 +431,20 @@ class GnuPG:
             )
         return result
 
-    def list_keys(self, *, secret: bool = False) -> list[OpenPgpKey]:
+    def list_keys(self, *, secret: bool = False) -> list[KeyListing]:
+        """Every key in the keyring (``secret``: those with a secret part), with subkeys and user ids."""
         if not (self.home / "pubring.kbx").exists():
             return []
         listing = "--list-secret-keys" if secret else "--list-keys"
         out = self.run("--with-colons", "--fixed-list-mode", listing).stdout.decode("utf-8", "replace")
-        return parse_colon_listing(out)
+        return parse_key_listing(out)
 
-    def find(self, uid: str, *, secret: bool = False) -> OpenPgpKey | None:
+    def find(self, uid: str, *, secret: bool = False) -> KeyListing | None:
         """The usable key with exactly this user id (the newest when there are several)."""
         matches = [k for k in self.list_keys(secret=secret) if uid in k.uids and k.usable]
         return matches[-1] if matches else None
 
-    def key(self, fingerprint: str) -> OpenPgpKey | None:
+    def key(self, fingerprint: str) -> KeyListing | None:
         return next((k for k in self.list_keys() if k.fingerprint == fingerprint), None)
 
     def stop_agent(self) -> None:
@@ -630,6 +556,31 @@ class _Connections(dict[str, dict[str, Any]]):
         self[conn_id] = value
 
 
+def sftp_connection(endpoint: SftpEndpoint, description: str) -> dict[str, Any]:
+    """The Airflow connection for ``endpoint``, in the shape ``sf_airflow.sftp`` turns back into it and
+    ``SFTPHook`` (the return sensor) reads. Only a key file: the demo keeps no key text in connections."""
+    if endpoint.private_key_path is None:
+        raise DemoSecretsError(f"{endpoint.describe()}: the demo's SFTP connections use a key file")
+    return {
+        "conn_type": "sftp",
+        "description": description,
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "login": endpoint.username,
+        "extra": {
+            "key_file": str(endpoint.private_key_path),
+            # Pinned with its type: the SSH hook reads a bare base64 value as an RSA key.
+            "host_key": endpoint.host_key,
+            "no_host_key_check": False,
+            # Only the key above: never whatever happens to sit in ~/.ssh.
+            "look_for_keys": False,
+            # Payloads are OpenPGP ciphertext, which does not compress; zlib would only cost time.
+            "compress": False,
+            "conn_timeout": int(endpoint.connect_timeout),
+        },
+    }
+
+
 def _connections(
     layout: SecretsLayout, spec: DemoSpec, sftp: SftpEndpoint, fingerprints: OpenPgpFingerprints
 ) -> dict[str, dict[str, Any]]:
@@ -638,25 +589,7 @@ def _connections(
     for conn_id, refs in spec.sftp_connections().items():
         partners = ", ".join(dict.fromkeys(r.partner for r in refs))
         conns.add(
-            conn_id,
-            {
-                "conn_type": "sftp",
-                "description": f"Local partner SFTP server (demo) standing in for {partners}",
-                "host": sftp.host,
-                "port": sftp.port,
-                "login": sftp.login,
-                "extra": {
-                    "key_file": str(layout.sftp_client_key),
-                    # Pinned with its type: the SSH hook reads a bare base64 value as an RSA key.
-                    "host_key": sftp.host_public_key,
-                    "no_host_key_check": False,
-                    # Only the key above: never whatever happens to sit in ~/.ssh.
-                    "look_for_keys": False,
-                    # Payloads are OpenPGP ciphertext, which does not compress; zlib would only cost time.
-                    "compress": False,
-                    "conn_timeout": 10,
-                },
-            },
+            conn_id, sftp_connection(sftp, f"Local partner SFTP server (demo) standing in for {partners}")
         )
     for ref in spec.agreements:
         for version in hmac_key_versions(layout, ref.key_conn_id):
@@ -718,7 +651,7 @@ def _spec(agreements: Iterable[Agreement] | None, agreements_dir: Path | None) -
 
 def generate_demo_secrets(
     state_dir: Path,
-    sftp: SftpEndpoint,
+    sftp: SftpServerInfo,
     agreements: Iterable[Agreement] | None = None,
     *,
     agreements_dir: Path | None = None,
@@ -727,11 +660,16 @@ def generate_demo_secrets(
 ) -> dict[str, Any]:
     """Create whatever the agreements need and is missing, rewrite the derived files if they changed.
 
+    ``sftp``: the local server the SFTP connections point at (its client key is authorised there).
     ``agreements``: already loaded (with ``resolve=False``); else those in ``agreements_dir`` (None: the
     project's). Returns :func:`summarize`.
     """
     spec = _spec(agreements, agreements_dir)
     layout = SecretsLayout(Path(os.path.abspath(state_dir)))
+    try:
+        endpoint = sftp.endpoint(layout.sftp_client_key)
+    except ValueError as exc:  # checked before anything is written, like the agreements
+        raise DemoSecretsError(f"the SFTP server cannot be pinned in a connection: {exc}") from None
     _private_dir(layout.state_dir)
 
     for ref in spec.agreements:
@@ -753,7 +691,7 @@ def generate_demo_secrets(
             )
     fingerprints = ensure_openpgp_keys(layout, generated, gpg_binary)
 
-    conns = _connections(layout, spec, sftp, fingerprints)
+    conns = _connections(layout, spec, endpoint, fingerprints)
     if _write_if_changed(
         layout.connections_file, (json.dumps(conns, indent=2, sort_keys=True) + "\n").encode()
     ):
@@ -901,9 +839,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         if args.sftp_state_dir is not None:
-            sftp = SftpEndpoint.from_server_state(args.sftp_state_dir)
+            sftp = SftpServerInfo.from_server_state(args.sftp_state_dir)
         elif args.sftp_port and args.sftp_host_key_file and args.sftp_authorized_keys:
-            sftp = SftpEndpoint(
+            sftp = SftpServerInfo(
                 port=args.sftp_port,
                 host_public_key=read_public_key(args.sftp_host_key_file),
                 authorized_keys=args.sftp_authorized_keys,

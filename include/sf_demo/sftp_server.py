@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from supporting_families.config.agreements import Agreement, load_agreements
 from supporting_families.transport.paths import check_remote_dir
+from supporting_families.transport.sftp import SftpEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -638,6 +639,44 @@ def read_server_info(state_dir: Path) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise SftpServerError(f"{path} is missing: start the SFTP server first") from exc
     return info
+
+
+@dataclass(frozen=True)
+class SftpServerInfo:
+    """A started server as its clients see it: address, login and pinned host key, plus the
+    ``authorized_keys`` file a client's key is authorised in. Read from ``server.json``; the product's
+    :class:`~supporting_families.transport.sftp.SftpEndpoint` for one client key is :meth:`endpoint`."""
+
+    port: int
+    host_public_key: str
+    authorized_keys: Path
+    host: str = LOOPBACK
+    login: str = field(default_factory=local_user)
+
+    @classmethod
+    def from_server_state(cls, state_dir: Path) -> SftpServerInfo:
+        """Read the ``server.json`` that :meth:`LocalSftpServer.start` leaves in its state directory."""
+        info = read_server_info(state_dir)
+        return cls(
+            port=int(info["port"]),
+            host_public_key=str(info["host_public_key"]),
+            authorized_keys=Path(info["authorized_keys"]),
+            host=str(info["host"]),
+            login=str(info["login"]),
+        )
+
+    def endpoint(self, private_key_path: Path) -> SftpEndpoint:
+        """How a client whose key is ``private_key_path`` (authorised here) reaches this server.
+
+        ValueError when the facts cannot make an endpoint (e.g. a host key that is not a key).
+        """
+        return SftpEndpoint(
+            self.host,
+            self.port,
+            self.login,
+            host_key=self.host_public_key,
+            private_key_path=private_key_path,
+        )
 
 
 # -- CLI ---------------------------------------------------------------------------------------------

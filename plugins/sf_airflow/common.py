@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pendulum
 from airflow.sdk import Asset, ObjectStoragePath
+from upath import UPath
 
 OWNER = "supporting-families-data"
 
@@ -27,19 +28,23 @@ START_DATE = pendulum.datetime(2026, 1, 1, tz="Europe/London")
 INTERNAL_EXTRACTS = Asset("sf_internal_extracts")
 
 
-def storage_path(uri_env: str, conn_id_env: str) -> ObjectStoragePath:
+def storage_path(uri_env: str, conn_id_env: str) -> UPath:
     """The location named by ``$<uri_env>``, reached through the connection ``$<conn_id_env>`` if set (S3).
 
-    Called inside tasks only: URIs and connections are deployment settings, not parse-time facts.
+    An Airflow ``ObjectStoragePath``, typed as the ``UPath`` the core takes. Called inside tasks only: URIs
+    and connections are deployment settings, not parse-time facts.
     """
     uri = os.environ.get(uri_env)
     if not uri:
         raise RuntimeError(f"{uri_env} is not set: source scripts/env.sh or set it in the deployment")
     conn_id = os.environ.get(conn_id_env)
-    return ObjectStoragePath(uri, conn_id=conn_id) if conn_id else ObjectStoragePath(uri)
+    path = ObjectStoragePath(uri, conn_id=conn_id) if conn_id else ObjectStoragePath(uri)
+    # A UPath at run time (upath registers ObjectStoragePath's base, ProxyUPath, as a virtual subclass
+    # of UPath), which a type checker cannot follow.
+    return cast(UPath, path)
 
 
-def store() -> ObjectStoragePath:
+def store() -> UPath:
     """The store's root: ``$SF_STORE_URI`` (file:// by default), with ``$SF_STORE_CONN_ID`` for S3."""
     return storage_path("SF_STORE_URI", "SF_STORE_CONN_ID")
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow.sdk import BaseHook, ObjectStoragePath
+from airflow.sdk import BaseHook
+from upath import UPath
 
 from sf_airflow.common import storage_path
 from supporting_families.audit import ANCHORS_URI_ENV, Ledger, ledger_url
@@ -64,7 +65,7 @@ def ledger() -> Ledger:
     return Ledger(ledger_url())
 
 
-def ledger_anchors() -> ObjectStoragePath:
+def ledger_anchors() -> UPath:
     """Where the ledger's anchors are kept: ``$SF_LEDGER_ANCHORS_URI``, with ``$SF_LEDGER_ANCHORS_CONN_ID``
     for an S3 bucket of its own (kept apart from the store: see supporting_families.audit.anchors)."""
     return storage_path(ANCHORS_URI_ENV, "SF_LEDGER_ANCHORS_CONN_ID")

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from sf_demo.secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
-from sf_demo.secrets import SftpEndpoint as ServerEndpoint
 from sf_demo.sftp_server import LocalSftpServer
+from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from supporting_families.config.agreements import Agreement, load_agreements
 from supporting_families.share.pseudonymise import PseudonymKey
 from supporting_families.store.schemas import REGISTER_SCHEMA

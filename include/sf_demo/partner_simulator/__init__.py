@@ -12,11 +12,12 @@ Public API::
                       partner_fingerprint=..., council_fingerprint=..., partner_truth=..., as_of=...,
                       faults=frozenset({Fault.MISSING_ROWS}), seed=1)
 
-CLI: ``python -m sf_demo.partner_simulator run --agreement dwp-benefits-matching [--fault missing_rows]`` in
-the
-demo environment (``scripts/env.sh``). The matching rules are in :mod:`sf_demo.partner_simulator.answers`,
-what
-each fault leaves in :mod:`sf_demo.partner_simulator.faults`.
+CLI, in the demo environment (``scripts/env.sh``)::
+
+    python -m sf_demo.partner_simulator run --agreement dwp-benefits-matching [--fault missing_rows]
+
+The matching rules are in :mod:`sf_demo.partner_simulator.answers`, what each fault leaves in
+:mod:`sf_demo.partner_simulator.faults`.
 
 Importing the package is cheap (the demo DAG imports :class:`Fault` at parse time): the simulator itself
 is loaded on first use.

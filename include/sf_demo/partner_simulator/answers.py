@@ -73,7 +73,7 @@ PARTNERS = (DWP, POLICE, ONS)
 
 MATCHED = "matched"
 ADDRESS_NOT_CONFIRMED = "address_not_confirmed"
-#: Share of references DWP cannot confirm (the issue's "a share of rows"; 2-3% is what address matching
+#: Share of references DWP cannot confirm (a share of the rows; 2-3% is what address matching
 #: against benefit records typically leaves unresolved).
 NOT_CONFIRMED_RATE = 0.025
 

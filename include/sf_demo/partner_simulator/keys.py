@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sf_demo.secrets import DemoSecretsError, GnuPG
-from supporting_families.transport.openpgp import KeyListing, normalise_fingerprint, parse_key_listing
+from supporting_families.transport.openpgp import KeyListing, normalise_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,7 @@ class Signer:
 
 def secret_keys(gnupg_home: Path) -> list[KeyListing]:
     """Every secret key in ``gnupg_home`` with its subkeys."""
-    if not (gnupg_home / "pubring.kbx").exists():
-        return []
-    out = GnuPG(gnupg_home).run("--with-colons", "--fixed-list-mode", "--list-secret-keys").stdout
-    return parse_key_listing(out.decode("utf-8", "replace"))
+    return GnuPG(gnupg_home).list_keys(secret=True)
 
 
 def own_key_ids(gnupg_home: Path, fingerprint: str) -> frozenset[str]:

@@ -6,7 +6,7 @@ and keeps what it collected in a private folder the council cannot see (``collec
 Per delivery ``sf-<agreement id>-<delivery id>.csv.gpg`` in the inbox:
 
 1. Collect: move it out of the inbox into ``collected_dir`` (a rename, so the council's listing shows it
-   gone at once: issue 5 item 6 records that as the partner's collection). Only regular files with
+   gone at once: the receive DAG records that as the partner's collection). Only regular files with
    exactly that name shape are taken; the council's in-progress uploads are dot-prefixed and never match.
 2. Check it is encrypted to this partner's own key (another partner's delivery must not be readable here,
    even though the demo keeps every partner's key in one keyring), then decrypt it and verify the council's

@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from supporting_families.store.schemas import DERIVED_FIELDS, INTERNAL_ID_FIELDS, SHAREABLE_FIELDS
+from supporting_families.transport.openpgp import InvalidFingerprint, normalise_fingerprint
 from supporting_families.transport.paths import check_remote_dir
 
 __all__ = [
@@ -131,7 +132,6 @@ _CONN_ID = re.compile(r"[A-Za-z0-9_.-]+")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _GLOB = re.compile(r"[A-Za-z0-9._*?\[\]-]+")
 _HEX_SECRET = re.compile(r"[0-9a-fA-F]{32,}")
-_FINGERPRINT = re.compile(r"[0-9A-F]{40}")
 _PLACEHOLDER = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER_NAME = re.compile(r"[A-Z][A-Z0-9_]*_FINGERPRINT")
 
@@ -399,27 +399,23 @@ def _resolve_fingerprint(value: str, env: Mapping[str, str], *, resolve: bool = 
                 f"placeholder ${{{name}}} is unresolved: environment variable {name} is not set "
                 "(the set-up command exports the generated partner fingerprint there)"
             )
-        resolved = _normalise_fingerprint(env[name])
-        if not _FINGERPRINT.fullmatch(resolved):
+        try:
+            return normalise_fingerprint(env[name])
+        except InvalidFingerprint as exc:
             # The environment value is not echoed: only the committed file's own text is.
             raise ValueError(
                 f"environment variable {name} does not hold a 40-hex-digit OpenPGP fingerprint "
-                f"({len(resolved)} characters after removing spaces)"
-            )
-        return resolved
+                f"({exc.characters} characters after removing spaces)"
+            ) from None
     if "$" in raw:
         raise ValueError(f"{value!r} is not a fingerprint or a whole ${{NAME_FINGERPRINT}} placeholder")
-    fingerprint = _normalise_fingerprint(raw)
-    if not _FINGERPRINT.fullmatch(fingerprint):
+    try:
+        return normalise_fingerprint(raw)
+    except InvalidFingerprint:
         raise ValueError(
             f"{value!r} is not an OpenPGP v4 fingerprint: 40 hexadecimal digits (spaces allowed), "
             "not a short key id or a user id"
-        )
-    return fingerprint
-
-
-def _normalise_fingerprint(value: str) -> str:
-    return "".join(value.split()).upper()
+        ) from None
 
 
 class Column(_Strict):

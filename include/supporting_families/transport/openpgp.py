@@ -64,8 +64,10 @@ __all__ = [
     "IntegrityCheckFailed",
     "InvalidFingerprint",
     "KeyExpired",
+    "KeyListing",
     "KeyMismatch",
     "KeyNotCertified",
+    "KeyPart",
     "KeyProblem",
     "KeyRevoked",
     "KeyUnusable",
@@ -83,7 +85,10 @@ __all__ = [
     "WrongSigner",
     "decrypt_and_verify",
     "encrypt_and_sign",
+    "gpg_command",
+    "gpg_environment",
     "normalise_fingerprint",
+    "parse_key_listing",
     "recipient_key_ids",
 ]
 
@@ -142,7 +147,7 @@ _REASON_NOT_SECRET: Final = "9"  # noqa: S105 (a reason code, not a password)
 _REASON_NOT_TRUSTED: Final = "10"
 _REASON_DISABLED: Final = "13"
 
-_HEX_FPR = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+_V4_FINGERPRINT = re.compile(r"[0-9A-F]{40}")
 _STATUS_PREFIX: Final = "[GNUPG:] "
 
 
@@ -158,7 +163,19 @@ class GnuPGUnavailable(OpenPgpError):
 
 
 class InvalidFingerprint(OpenPgpError, ValueError):
-    """A pinned fingerprint is not a full v4 (40 hex digits) or v5 (64) fingerprint."""
+    """A pinned fingerprint is not a full v4 fingerprint (40 hex digits).
+
+    The message gives only the length: the value may come from an environment variable that was meant
+    to hold something else.
+    """
+
+    def __init__(self, characters: int) -> None:
+        super().__init__(
+            f"not a full OpenPGP v4 fingerprint: {characters} characters after removing spaces, "
+            "40 hexadecimal digits expected (key ids are refused)"
+        )
+        #: How many characters were left after removing white space.
+        self.characters = characters
 
 
 class KeyProblem(OpenPgpError):
@@ -309,15 +326,16 @@ class DecryptionResult:
 
 
 def normalise_fingerprint(value: str) -> str:
-    """Upper-case hex without spaces; InvalidFingerprint unless it is a full v4 or v5 fingerprint.
+    """Upper-case hex without white space; InvalidFingerprint unless it is a full v4 fingerprint.
 
-    Short and long key ids are refused: they can be forged (the "Evil 32" key-id collisions).
+    The one rule for every pinned key: the agreements' ``openpgp.partner_fingerprint`` (a v4 fingerprint,
+    ``config/agreements.py``), encryption, verification and the demo kit. White space is allowed, as GnuPG
+    prints fingerprints in groups of four. Short and long key ids are refused: they can be forged (the
+    "Evil 32" key-id collisions). A 64-digit v5 fingerprint is refused too: no agreement may pin one.
     """
     fpr = "".join(value.split()).upper()
-    if not _HEX_FPR.fullmatch(fpr):
-        raise InvalidFingerprint(
-            f"{value!r} is not a full OpenPGP fingerprint (40 or 64 hex digits; key ids are refused)"
-        )
+    if not _V4_FINGERPRINT.fullmatch(fpr):
+        raise InvalidFingerprint(len(fpr))
     return fpr
 
 
@@ -350,39 +368,78 @@ class KeyPart:
 
 @dataclass(frozen=True)
 class KeyListing:
-    """One primary key with its subkeys; ``capabilities`` is field 12 of the primary (``D`` = disabled)."""
+    """One primary key with its subkeys and user ids.
+
+    ``capabilities`` is field 12 of the primary: lower case for the primary's own usage, upper case for
+    what the key can do with all its usable subkeys (``E`` encrypt, ``S`` sign), ``D`` when disabled.
+    """
 
     primary: KeyPart
     subkeys: tuple[KeyPart, ...]
     capabilities: str
+    #: The user ids (``Name <mail>``), unescaped, in listing order.
+    uids: tuple[str, ...] = ()
 
     @property
     def parts(self) -> tuple[KeyPart, ...]:
         return (self.primary, *self.subkeys)
+
+    @property
+    def fingerprint(self) -> str:
+        """The primary key's fingerprint: what an agreement pins."""
+        return self.primary.fingerprint
+
+    @property
+    def validity(self) -> str:
+        """The primary key's validity letter (field 2), as :attr:`KeyPart.validity`."""
+        return self.primary.validity
+
+    @property
+    def usable(self) -> bool:
+        """Neither revoked, expired, invalid, never valid nor disabled."""
+        return not self.primary.unusable and "D" not in self.capabilities
+
+    @property
+    def can_encrypt(self) -> bool:
+        return "E" in self.capabilities
+
+    @property
+    def can_sign(self) -> bool:
+        return "S" in self.capabilities
 
 
 def _int_or_none(value: str) -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
+def _unescape(value: str) -> str:
+    """gpg escapes ``:`` and other bytes in ``--with-colons`` fields as ``\\xHH`` (``doc/DETAILS``)."""
+    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+
+
 def parse_key_listing(text: str) -> list[KeyListing]:
     """Keys from ``--with-colons --fixed-list-mode --list-keys`` or ``--list-secret-keys`` output."""
     # Per key: its pub/sec record then its sub/ssb records, each paired with the fpr record that follows it.
     groups: list[list[tuple[list[str], str]]] = []
+    uids: list[list[str]] = []
     for line in text.splitlines():
         fields = line.split(":")
         kind = fields[0]
         if kind in ("pub", "sec"):
             groups.append([])
+            uids.append([])
         if kind in ("pub", "sec", "sub", "ssb") and groups:
             groups[-1].append(([*fields, *([""] * (20 - len(fields)))], ""))
         elif kind == "fpr" and groups and groups[-1] and not groups[-1][-1][1] and len(fields) > 9:
             record, _ = groups[-1][-1]
             groups[-1][-1] = (record, fields[9].upper())
+        elif kind == "uid" and uids and len(fields) > 9:
+            uids[-1].append(_unescape(fields[9]))
     keys: list[KeyListing] = []
-    for group in groups:
+    for group, names in zip(groups, uids, strict=True):
         parts = [_key_part(record, fingerprint) for record, fingerprint in group]
-        keys.append(KeyListing(primary=parts[0], subkeys=tuple(parts[1:]), capabilities=group[0][0][11]))
+        primary, subkeys = parts[0], tuple(parts[1:])
+        keys.append(KeyListing(primary, subkeys, capabilities=group[0][0][11], uids=tuple(names)))
     return keys
 
 
@@ -406,7 +463,8 @@ def _check_home(gnupg_home: Path) -> Path:
     return gnupg_home
 
 
-def _base_command(gnupg_home: Path, binary: str) -> list[str]:
+def gpg_command(gnupg_home: Path, binary: str = GPG) -> list[str]:
+    """``gpg`` on exactly this home, in batch mode, with no option file and no network (see the top)."""
     return [
         binary,
         "--homedir",
@@ -421,7 +479,8 @@ def _base_command(gnupg_home: Path, binary: str) -> list[str]:
     ]
 
 
-def _environment() -> dict[str, str]:
+def gpg_environment() -> dict[str, str]:
+    """The environment to run :func:`gpg_command` in."""
     # GNUPGHOME dropped so --homedir is the only keyring; C locale so nothing depends on translations.
     env = {k: v for k, v in os.environ.items() if k not in ("GNUPGHOME", "GPG_AGENT_INFO")}
     env["LC_ALL"] = "C"
@@ -436,10 +495,10 @@ def _list_key(
     KeyMismatch when gpg returns more than one key for a full fingerprint (it never should).
     """
     listing = "--list-secret-keys" if secret else "--list-keys"
-    command = [*_base_command(gnupg_home, binary), "--with-colons", "--fixed-list-mode", listing, "--"]
+    command = [*gpg_command(gnupg_home, binary), "--with-colons", "--fixed-list-mode", listing, "--"]
     try:
         done = subprocess.run(
-            [*command, fingerprint], capture_output=True, check=False, env=_environment(), umask=0o077
+            [*command, fingerprint], capture_output=True, check=False, env=gpg_environment(), umask=0o077
         )
     except FileNotFoundError as exc:
         raise GnuPGUnavailable(f"{binary} is not installed (Debian: apt-get install -y gnupg)") from exc
@@ -617,7 +676,7 @@ def _stream_through_gpg(
                 stderr=subprocess.DEVNULL,
                 pass_fds=(status_write, passphrase_read),
                 bufsize=0,
-                env=_environment(),
+                env=gpg_environment(),
                 umask=0o077,
             )
         except FileNotFoundError as exc:
@@ -1071,7 +1130,7 @@ def encrypt_and_sign(
     encryption_key = _recipient_key(home, recipient, gpg_binary)
     signing_key = _signing_key(home, signer, gpg_binary)
     command = [
-        *_base_command(home, gpg_binary),
+        *gpg_command(home, gpg_binary),
         "--sign",
         "--encrypt",
         # '!' forces exactly this (sub)key: no other key, subkey or alias can be substituted.
@@ -1163,7 +1222,7 @@ def decrypt_and_verify(
     _check_paths(ciphertext, plaintext)
     # The expected signer must be in the keyring, as pinned, and usable: refused before any decryption.
     _check_primary("signer", signer, _list_key(home, signer, role="signer", secret=False, binary=gpg_binary))
-    command = [*_base_command(home, gpg_binary), "--decrypt", "--output", "-"]
+    command = [*gpg_command(home, gpg_binary), "--decrypt", "--output", "-"]
     with _atomic_output(plaintext) as (sink, temporary):
         run = _stream_through_gpg(
             command, ciphertext, sink, passphrase=passphrase, max_output=max_plaintext_bytes

@@ -26,6 +26,7 @@ import pytest
 from airflow.providers.sftp.hooks.sftp import SFTPHook
 from airflow.secrets.local_filesystem import LocalFilesystemBackend
 
+from sf_airflow.sftp import endpoint_from_fields
 from sf_demo.secrets import (
     COUNCIL_FINGERPRINT_ENV,
     OPENPGP_COUNCIL_CONN_ID,
@@ -33,14 +34,13 @@ from sf_demo.secrets import (
     DemoSpec,
     GnuPG,
     SecretsLayout,
-    SftpEndpoint,
     generate_demo_secrets,
     main,
     read_fingerprints_env,
     stop_gpg_agents,
     summarize,
 )
-from sf_demo.sftp_server import LocalSftpServer
+from sf_demo.sftp_server import LocalSftpServer, SftpServerInfo
 from supporting_families.config.agreements import Agreement, load_agreements
 from tests.integration.conftest import (
     AGREEMENTS_DIR,
@@ -74,7 +74,7 @@ def _expected_connections(agreements: list[Agreement]) -> set[str]:
 @dataclass(frozen=True)
 class Generated:
     layout: SecretsLayout
-    endpoint: SftpEndpoint
+    server: SftpServerInfo
     summary: dict[str, Any]
     log_text: str
 
@@ -91,19 +91,19 @@ class _Collect(logging.Handler):
 @pytest.fixture(scope="module")
 def generated(sftp_server: LocalSftpServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generated]:
     state_dir = tmp_path_factory.mktemp("secrets") / "secrets"
-    endpoint = SftpEndpoint.from_server_state(sftp_server.state_dir)
+    server = SftpServerInfo.from_server_state(sftp_server.state_dir)
     collect = _Collect()
     logger = logging.getLogger("supporting_families")
     logger.addHandler(collect)
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     try:
-        summary = generate_demo_secrets(state_dir, endpoint)
+        summary = generate_demo_secrets(state_dir, server)
     finally:
         logger.removeHandler(collect)
         logger.setLevel(old_level)
     try:
-        yield Generated(SecretsLayout(state_dir), endpoint, summary, "\n".join(collect.lines))
+        yield Generated(SecretsLayout(state_dir), server, summary, "\n".join(collect.lines))
     finally:
         stop_gpg_agents(state_dir)
 
@@ -146,7 +146,7 @@ def test_every_demo_secret_is_created(generated: Generated, real_agreements: lis
         assert Path(partner["public_key_file"]).read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert re.fullmatch(r"[0-9A-F]{40}", summary["openpgp_council"]["fingerprint"])
     assert layout.sftp_client_key.exists()
-    assert summary["sftp_client_public_key"] in generated.endpoint.authorized_keys.read_text()
+    assert summary["sftp_client_public_key"] in generated.server.authorized_keys.read_text()
 
     assert read_fingerprints_env(layout.fingerprints_env) == {
         COUNCIL_FINGERPRINT_ENV: summary["openpgp_council"]["fingerprint"],
@@ -222,10 +222,10 @@ def test_files_are_0600_and_directories_0700(generated: Generated) -> None:
 
 def test_a_second_run_changes_nothing(generated: Generated) -> None:
     before = _digest_tree(generated.layout)
-    again = generate_demo_secrets(generated.layout.state_dir, generated.endpoint)
+    again = generate_demo_secrets(generated.layout.state_dir, generated.server)
     assert again == generated.summary
     assert _digest_tree(generated.layout) == before
-    authorized = generated.endpoint.authorized_keys.read_text()
+    authorized = generated.server.authorized_keys.read_text()
     assert authorized.count(generated.summary["sftp_client_public_key"].split()[1]) == 1
 
 
@@ -257,6 +257,17 @@ def test_connections_file_is_read_by_airflows_local_filesystem_backend(
         code: partner["openpgp_fingerprint"] for code, partner in generated.summary["partners"].items()
     }
     assert "met-police" in council.extra_dejson["partner_fingerprints"]
+
+
+def test_each_sftp_connection_is_the_endpoint_the_server_describes(generated: Generated) -> None:
+    # What the DAGs build from the connection (sf_airflow.sftp) is the product's endpoint for the server
+    # that set-up pinned, with the council's generated client key: one contract, written and read back.
+    expected = generated.server.endpoint(generated.layout.sftp_client_key)
+    conns = json.loads(generated.layout.connections_file.read_text())
+    for conn_id in generated.summary["sftp_connections"]:
+        conn = conns[conn_id]
+        fields = {"host": conn["host"], "port": conn["port"], "login": conn["login"], "extra": conn["extra"]}
+        assert endpoint_from_fields(conn_id, **fields) == expected, conn_id
 
 
 def _reaches_folders(conns_file: Path, agreements: list[Agreement], define: Callable[..., str]) -> None:
@@ -424,7 +435,7 @@ def test_a_new_partner_is_a_file_and_a_rotation_waits_for_the_agreement(
             .replace("  key_version: 1\n", "  key_version: 2\n  previous_key_versions: [1]\n"),
         )
         summary = generate_demo_secrets(
-            state, SftpEndpoint.from_server_state(server.state_dir), None, agreements_dir=agreements_dir
+            state, SftpServerInfo.from_server_state(server.state_dir), None, agreements_dir=agreements_dir
         )
         conns = json.loads(layout.connections_file.read_text())
         assert conns[DWP_KEY]["extra"] == {"version": 2, "algorithm": "HMAC-SHA256"}
@@ -463,9 +474,9 @@ def test_shared_connections_and_real_partner_keys(
     assert spec.generated_partners() == ("dwp", "met-police")
 
     state = tmp_path / "secrets"
-    endpoint = SftpEndpoint.from_server_state(sftp_server.state_dir)
+    server = SftpServerInfo.from_server_state(sftp_server.state_dir)
     try:
-        summary = generate_demo_secrets(state, endpoint, agreements_dir=agreements_dir)
+        summary = generate_demo_secrets(state, server, agreements_dir=agreements_dir)
         layout = SecretsLayout(state)
         conns = json.loads(layout.connections_file.read_text())
         assert [c for c in conns if c.startswith("sf_sftp_")] == [
@@ -515,7 +526,7 @@ def test_names_that_would_clash_are_refused_before_anything_is_written(
         "shared-variable",
         edits={"ons-evaluation.yaml": [("SF_ONS_PGP_FINGERPRINT", "SF_DWP_PGP_FINGERPRINT")]},
     )
-    endpoint = SftpEndpoint(port=1, host_public_key="ssh-ed25519 AAAA", authorized_keys=tmp_path / "ak")
+    server = SftpServerInfo(port=1, host_public_key="ssh-ed25519 AAAA", authorized_keys=tmp_path / "ak")
     with pytest.raises(DemoSecretsError, match="SF_DWP_PGP_FINGERPRINT"):
-        generate_demo_secrets(tmp_path / "secrets", endpoint, agreements_dir=agreements_dir)
+        generate_demo_secrets(tmp_path / "secrets", server, agreements_dir=agreements_dir)
     assert not (tmp_path / "secrets").exists()

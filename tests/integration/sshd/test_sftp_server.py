@@ -29,6 +29,7 @@ from airflow.providers.sftp.hooks.sftp import SFTPHook
 from sf_demo.sftp_server import (
     LocalSftpServer,
     SftpServerError,
+    SftpServerInfo,
     agreement_folders,
     authorize_key,
     chroot_problems,
@@ -39,6 +40,7 @@ from sf_demo.sftp_server import (
     read_public_key,
 )
 from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.transport.sftp import open_session
 from tests.integration.conftest import NEW_PARTNER_AGREEMENT, NEW_PARTNER_FILE, REPO, MakeAgreementsDir
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("isolated_home")]
@@ -354,6 +356,21 @@ def test_server_listens_on_loopback_only(sftp_server: LocalSftpServer) -> None:
     outward = _non_loopback_address()
     if outward is not None:
         assert not port_accepts(sftp_server.port, outward)
+
+
+def test_server_json_gives_an_endpoint_the_product_client_reaches(
+    sftp_server: LocalSftpServer, sftp_client_key: Path
+) -> None:
+    # What set-up pins in the connections is read back from server.json, not from the running object.
+    info = SftpServerInfo.from_server_state(sftp_server.state_dir)
+    assert (info.host, info.port, info.host_public_key) == (
+        sftp_server.host,
+        sftp_server.port,
+        sftp_server.host_public_key,
+    )
+    assert info.authorized_keys == sftp_server.authorized_keys_file
+    with open_session(info.endpoint(sftp_client_key)) as session:
+        assert set(session.sftp.listdir("dwp")) == {"inbox", "outbox"}
 
 
 def test_start_is_idempotent(sftp_server: LocalSftpServer) -> None:
