@@ -40,7 +40,13 @@ from supporting_families.config.sources import SourceSpec
 from supporting_families.ingest.read import FILE_RULES, ExtractRejected, RawExtract, read_extract_file
 from supporting_families.ingest.standardise import curated_schema, standardise
 from supporting_families.ingest.validate import ROW_RULES, RowVerdict, validate_rows
-from supporting_families.store.io import sha256_bytes, sha256_of, write_bytes_atomic, write_parquet
+from supporting_families.store.io import (
+    delete_file,
+    sha256_bytes,
+    sha256_of,
+    write_bytes_atomic,
+    write_parquet,
+)
 
 __all__ = [
     "FILE_RULES",
@@ -256,7 +262,7 @@ def _clear_quarantine(root: UPath, spec: SourceSpec, file_name: str) -> None:
     for name in (*_QUARANTINE_FILES, file_name):
         path = folder / name
         if path.exists():
-            path.unlink()
+            delete_file(path)
 
 
 def _csv_bytes(table: pa.Table) -> bytes:

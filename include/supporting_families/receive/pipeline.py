@@ -72,7 +72,7 @@ from supporting_families.receive.validate import (
 )
 from supporting_families.share.delivery import DELIVERY_ID_PATTERN, Delivery, local_file, upload
 from supporting_families.share.package import Manifest
-from supporting_families.store.io import sha256_of, write_bytes_atomic, write_parquet
+from supporting_families.store.io import delete_file, sha256_of, write_bytes_atomic, write_parquet
 from supporting_families.transport.openpgp import (
     DecryptionError,
     IntegrityCheckFailed,
@@ -737,7 +737,7 @@ def _quarantine_archived(
         quarantined = _write_quarantine(store, agreement, original, received, exc, ledger=ledger, run=run)
     for leftover in (paths.original, paths.received_path, paths.classified_path):
         if leftover.exists():
-            leftover.unlink()
+            delete_file(leftover)
     with contextlib.suppress(OSError, NotImplementedError):
         paths.folder.rmdir()  # an object store has no folders to remove
     return quarantined

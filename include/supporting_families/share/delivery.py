@@ -43,6 +43,7 @@ from supporting_families.share.pseudonymise import PseudonymKey, references
 from supporting_families.store.io import (
     atomic_writer,
     copy_into,
+    delete_file,
     is_local,
     local_path,
     private_tempdir,
@@ -235,7 +236,7 @@ def encrypt_delivery(
     )
     write_bytes_atomic(delivery.manifest_path, manifest.to_json().encode())
     # Personal data at rest only where needed: the encrypted archive replaces the plaintext.
-    delivery.staging_csv.unlink()
+    delete_file(delivery.staging_csv)
     return manifest
 
 

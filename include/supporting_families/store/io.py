@@ -122,6 +122,19 @@ def write_parquet(table: pa.Table, path: UPath | Path) -> None:
         pq.write_table(table, handle, compression="zstd")
 
 
+def delete_file(path: UPath | Path) -> None:
+    """Delete exactly the file ``path`` names: literally, never as a pattern.
+
+    ``UPath.unlink`` on S3 goes through fsspec's ``rm``, which expands ``*``, ``?`` and ``[`` as a glob, so
+    a partner-chosen name such as ``dwp-return-*.csv.gpg`` would delete every return beside it. Here an
+    object store deletes the one key, and a local file system unlinks the one name.
+    """
+    if isinstance(path, Path) or is_local(path):
+        local_path(path).unlink()
+        return
+    path.fs.rm_file(path.path)
+
+
 def read_parquet(path: UPath) -> pa.Table:
     with path.open("rb") as fh:
         return pq.read_table(fh)

@@ -20,7 +20,12 @@ SEGMENT: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 MAX_NAME_BYTES: Final = 255
 
 #: Reasons that make a listed name dangerous even when it does not match the expected pattern.
-SEVERE_NAME_REASONS: Final = ("path separator", "control or invisible character", "not UTF-8")
+SEVERE_NAME_REASONS: Final = (
+    "path separator",
+    "control or invisible character",
+    "not UTF-8",
+    "glob character",
+)
 
 
 def check_remote_dir(value: str) -> str:
@@ -51,8 +56,9 @@ def unsafe_name_reason(name: str) -> str | None:
     """Why a listed remote ``name`` must not become a local path component (None when it is safe).
 
     No path separators or ``..`` (traversal), no control or invisible characters (log and terminal
-    injection, look-alike names), no leading dot (hidden, and our own in-progress uploads), no leading
-    dash (read as an option by command-line tools such as gpg), at most MAX_NAME_BYTES bytes.
+    injection, look-alike names), no glob characters (a store could expand them), no leading dot
+    (hidden, and our own in-progress uploads), no leading dash (read as an option by command-line tools
+    such as gpg), at most MAX_NAME_BYTES bytes.
     """
     if not name:
         return "empty"
@@ -62,6 +68,10 @@ def unsafe_name_reason(name: str) -> str | None:
         # Cc: NUL, newline, escape, C1; Cf: bidi overrides and zero-width marks; Cs: undecodable bytes
         # kept as surrogate escapes; Zl/Zp: Unicode line and paragraph separators.
         return "control or invisible character"
+    if any(c in name for c in "*?[]"):
+        # A glob character is never part of a name the agreements expect, and a store that expands
+        # patterns (fsspec's rm on S3) would read such a name as many files.
+        return "glob character"
     if ".." in name:
         return "parent reference '..'"
     if name.startswith("."):

@@ -9,12 +9,14 @@ import pytest
 from upath import UPath
 
 from supporting_families.store.io import (
+    delete_file,
     read_parquet,
     sha256_of,
     store_root,
     write_bytes_atomic,
     write_parquet,
 )
+from supporting_families.transport.paths import unsafe_name_reason
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +51,22 @@ def test_store_root_needs_a_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
         store_root()
     with pytest.raises(ValueError, match="no scheme"):
         store_root("/tmp/x")
+
+
+def test_a_delete_is_literal_even_for_a_name_that_looks_like_a_pattern(any_store: UPath) -> None:
+    # A partner-chosen name with glob characters must delete only itself: fsspec's rm (UPath.unlink on
+    # S3) expands it as a pattern and would take every return beside it.
+    folder = any_store / "returns" / "dwp-benefits-matching"
+    hostile = folder / "dwp-return-*.csv.gpg"
+    kept = [folder / "dwp-return-dabcdefghijklmnop.csv.gpg", folder / "dwp-return-dponmlkjihgfedcba.csv.gpg"]
+    for path in (hostile, *kept):
+        write_bytes_atomic(path, b"ciphertext")
+    delete_file(hostile)
+    assert not hostile.exists()
+    assert all(path.read_bytes() == b"ciphertext" for path in kept)
+
+
+def test_remote_names_with_glob_characters_are_refused() -> None:
+    for name in ("dwp-return-*.csv.gpg", "dwp-return-?.csv.gpg", "dwp-return-[ab].csv.gpg"):
+        assert unsafe_name_reason(name) == "glob character"
+    assert unsafe_name_reason("dwp-return-dabcdefghijklmnop.csv.gpg") is None
