@@ -39,7 +39,6 @@ import io
 import json
 import logging
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -72,7 +71,13 @@ from supporting_families.receive.validate import (
 )
 from supporting_families.share.delivery import DELIVERY_ID_PATTERN, Delivery, local_file, upload
 from supporting_families.share.package import Manifest
-from supporting_families.store.io import delete_file, sha256_of, write_bytes_atomic, write_parquet
+from supporting_families.store.io import (
+    delete_file,
+    private_tempdir,
+    sha256_of,
+    write_bytes_atomic,
+    write_parquet,
+)
 from supporting_families.transport.openpgp import (
     DecryptionError,
     IntegrityCheckFailed,
@@ -391,10 +396,8 @@ def fetch_returns(
     fetched: list[str] = []
     quarantined: list[str] = []
     late = 0
-    with tempfile.TemporaryDirectory(prefix="sf-fetch-") as tmp:
-        result = fetch(
-            endpoint, outbox, pattern, Path(tmp), max_bytes=cap, attempts=attempts, backoff=backoff
-        )
+    with private_tempdir("sf-fetch-") as tmp:
+        result = fetch(endpoint, outbox, pattern, tmp, max_bytes=cap, attempts=attempts, backoff=backoff)
         for file in result.fetched:
             state, received = _take_in(store, agreement, file, ledger=ledger, run=run)
             (quarantined if state == "quarantined" else fetched).append(file.name)
@@ -946,8 +949,8 @@ def _take(
     receipt = delivery.receipt()
     if not delivery.manifest_path.exists() or receipt is None:
         raise ReturnRejected(name, "unknown_delivery", f"no delivery {delivery.name} was made")
-    with local_file(paths.original) as cipher, tempfile.TemporaryDirectory(prefix="sf-return-") as tmp:
-        plain = Path(tmp) / _stem(name)
+    with local_file(paths.original) as cipher, private_tempdir("sf-return-") as tmp:
+        plain = tmp / _stem(name)
         plaintext_sha256 = _decrypt(
             cipher, plain, agreement, gnupg_home=gnupg_home, passphrase=passphrase, name=name
         )
