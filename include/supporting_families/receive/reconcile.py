@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from supporting_families.config.agreements import Agreement
+from supporting_families.store.schemas import PARTNER_FLAGS_SCHEMA
 
 __all__ = [
     "CLASSES",
@@ -78,30 +79,6 @@ CLASSIFIED_SCHEMA: Final = pa.schema(
         pa.field("person_id", pa.string()),
         pa.field("class", pa.dictionary(pa.int8(), pa.string()), nullable=False),
         pa.field("row_number", pa.int64()),
-    ]
-)
-
-#: ``register/partner_flags/*.parquet``, read by the criteria engine (criteria.PARTNER_FLAGS_COLUMNS) with
-#: the source of every flag: the partner, the agreement and the SHA-256 of the return file as received.
-#:
-#: Besides its flags, a file records the return's *answers*: one row with a null ``sub_criterion`` (a
-#: marker) for every matched person, flagged or not, because "matched, nothing to flag" is also an answer.
-#: ``answered_at`` is when the delivery the return answers was delivered (its receipt's ``delivered_at``),
-#: so a later question gets a later answer whatever order the returns arrive in. The criteria engine lets a
-#: status without a window (DWP's benefits) count only from the partner's latest answer about the person,
-#: so a later "not on benefits" supersedes an earlier flag. Files merged before this have no
-#: ``answered_at`` and no markers; the engine reads their flags as before (never superseded).
-PARTNER_FLAGS_SCHEMA: Final = pa.schema(
-    [
-        pa.field("person_id", pa.string(), nullable=False),
-        #: null on a marker row: the person was answered about (matched), with or without flags
-        pa.field("sub_criterion", pa.string()),
-        pa.field("evidence_date", pa.date32()),
-        pa.field("partner", pa.string(), nullable=False),
-        pa.field("agreement_id", pa.string(), nullable=False),
-        pa.field("file_sha256", pa.string(), nullable=False),
-        #: null only when the delivery's receipt has no delivered_at (such answers supersede nothing)
-        pa.field("answered_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 
