@@ -21,7 +21,7 @@ from upath import UPath
 
 import supporting_families.ingest.pipeline as ingest
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
-from supporting_families.config.sources import load_sources
+from supporting_families.config import load_sources
 
 
 def main() -> None:

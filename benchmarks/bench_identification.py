@@ -5,8 +5,8 @@
 Writes a borough's extracts to a temporary ``file://`` store, then runs what the DAGs run, in order:
 ``ingest_source`` for every source, ``build_register`` (linkage) and ``identify`` (criteria), and prints
 seconds per stage, pairwise linkage precision and recall against the truth, eligible families against the
-truth's eligible households, and peak memory. Issue 3's budget: linkage and identification of 1,000,000
-persons under 120 s and 8 GiB on these 2 cores (ingest and generation printed apart). Asserts nothing.
+truth's eligible households, and peak memory. The budget: linkage and identification of 1,000,000 persons
+under 120 s and 8 GiB on these 2 cores (ingest and generation printed apart). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +22,15 @@ from upath import UPath
 
 from sf_demo.linkage_eval import pairwise_quality
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
-from supporting_families.config.sources import load_sources
-from supporting_families.identify.criteria import identify, read_latest_curated
-from supporting_families.identify.linkage import build_register, identities_from_curated, save_register
-from supporting_families.ingest.pipeline import ingest_source
+from supporting_families.config import load_sources
+from supporting_families.identify import (
+    build_register,
+    identify,
+    identities_from_curated,
+    read_latest_curated,
+    save_register,
+)
+from supporting_families.ingest import ingest_source
 
 AS_OF = date(2026, 3, 31)
 

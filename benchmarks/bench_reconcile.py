@@ -34,12 +34,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from upath import UPath
 
-from supporting_families.config.agreements import load_agreements
+from supporting_families.config import load_agreements
 from supporting_families.receive.pipeline import merge_flags, read_references
 from supporting_families.receive.reconcile import reconcile
 from supporting_families.receive.validate import validate_return
 from supporting_families.share.pseudonymise import PseudonymKey, references
-from supporting_families.store.io import write_parquet
+from supporting_families.store import write_parquet
 
 BOUND_SECONDS = 2.0
 

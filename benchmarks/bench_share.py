@@ -30,12 +30,12 @@ from sf_demo.secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agent
 from sf_demo.sftp_server import LocalSftpServer
 from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from sf_demo.synthetic import generate_borough
-from supporting_families.config.agreements import load_agreements
+from supporting_families.config import load_agreements
 from supporting_families.rights.restrictions import RESTRICTIONS_SCHEMA, exclude_restricted
 from supporting_families.share.cohort import CohortInputs, select_cohort
 from supporting_families.share.package import minimise, write_partner_csv
 from supporting_families.share.pseudonymise import PseudonymKey, references
-from supporting_families.store.schemas import REGISTER_FIELDS
+from supporting_families.store import REGISTER_FIELDS
 from supporting_families.transport.openpgp import encrypt_and_sign
 from supporting_families.transport.sftp import SftpEndpoint, deliver
 

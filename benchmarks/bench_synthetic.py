@@ -15,7 +15,7 @@ import time
 from datetime import date
 
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
-from supporting_families.store.io import store_root
+from supporting_families.store import store_root
 
 
 def main(argv: list[str] | None = None) -> int:

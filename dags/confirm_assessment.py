@@ -112,7 +112,7 @@ def confirm_assessment() -> None:
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        from supporting_families.identify.assessment import AssessmentError, record_assessment
+        from supporting_families.identify import AssessmentError, record_assessment
 
         assert params is not None
         reviewed = params.get("identification_as_of")

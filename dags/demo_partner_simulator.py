@@ -10,7 +10,7 @@ from airflow.sdk import Param, dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, store
 from sf_demo.partner_simulator.faults import Fault
-from supporting_families.config.agreements import load_agreements
+from supporting_families.config import load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
 FAULTS = [f.value for f in Fault]

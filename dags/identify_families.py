@@ -14,8 +14,7 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, curated_asset, return_asset, store
-from supporting_families.config.agreements import load_agreements
-from supporting_families.config.sources import load_sources
+from supporting_families.config import load_agreements, load_sources
 
 #: Every internal source in include/sources.yaml, in file order.
 SOURCES = list(load_sources().sources)
@@ -80,11 +79,11 @@ by source. Never a name, date of birth, address or id.
 def identify_families() -> None:
     @task
     def build_register() -> dict[str, int]:
-        from supporting_families.identify.criteria import read_latest_curated
-        from supporting_families.identify.linkage import (
+        from supporting_families.identify import (
             build_register,
             identities_from_curated,
             load_register_state,
+            read_latest_curated,
             save_register,
         )
 
@@ -98,7 +97,7 @@ def identify_families() -> None:
 
     @task
     def evaluate_criteria() -> dict[str, Any]:
-        from supporting_families.identify.criteria import identify
+        from supporting_families.identify import identify
 
         counts = identify(store(), SOURCES)
         return {

@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, INTERNAL_EXTRACTS, START_DATE, curated_asset, store
-from supporting_families.config.sources import SourceSpec, load_sources
+from supporting_families.config import SourceSpec, load_sources
 
 #: Production: departments drop their extracts overnight; a morning run picks up whatever has landed even
 #: when no upstream DAG announces it. The demo (and later an SFTP intake) announces INTERNAL_EXTRACTS.
@@ -90,7 +90,7 @@ def build_ingest_dag(spec: SourceSpec) -> Any:
     def ingest_source() -> None:
         @task
         def find() -> list[dict[str, str]]:
-            from supporting_families.ingest.pipeline import pending_extracts
+            from supporting_families.ingest import pending_extracts
 
             return [{"file_name": name} for name in pending_extracts(store(), spec)]
 
@@ -98,7 +98,7 @@ def build_ingest_dag(spec: SourceSpec) -> Any:
         def ingest(file_name: str) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from supporting_families.ingest.pipeline import ExtractRejected, ingest_extract
+            from supporting_families.ingest import ExtractRejected, ingest_extract
 
             try:
                 report = ingest_extract(store(), spec, file_name)
@@ -111,7 +111,7 @@ def build_ingest_dag(spec: SourceSpec) -> Any:
         def announce(found: list[dict[str, str]], outlet_events: Any = None) -> dict[str, int]:
             from airflow.sdk.exceptions import AirflowSkipException
 
-            from supporting_families.ingest.pipeline import read_report
+            from supporting_families.ingest import read_report
 
             root = store()
             reports = [read_report(root, spec, f["file_name"]) for f in found]
@@ -132,7 +132,7 @@ def build_ingest_dag(spec: SourceSpec) -> Any:
         def verdict(found: list[dict[str, str]]) -> dict[str, int]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from supporting_families.ingest.pipeline import read_report
+            from supporting_families.ingest import read_report
 
             root = store()
             reports = {f["file_name"]: read_report(root, spec, f["file_name"]) for f in found}

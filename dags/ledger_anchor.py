@@ -9,7 +9,7 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, return_asset
-from supporting_families.config.agreements import load_agreements
+from supporting_families.config import load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
 # Every delivery and every return appends to the ledger; the daily run also covers entries that come

@@ -7,7 +7,7 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE
-from supporting_families.config.agreements import load_agreements
+from supporting_families.config import load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
 

@@ -18,7 +18,7 @@ from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, return_asset, store
 from sf_airflow.receive_sensor import PinnedSFTPSensor, return_deadline_missed, return_not_received
-from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.config import Agreement, load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
 

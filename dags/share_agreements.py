@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, delivery_asset, store
-from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.config import Agreement, load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
 
@@ -80,7 +80,7 @@ def build_share_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             from sf_airflow.credentials import pseudonym_key
-            from supporting_families.identify.criteria import latest_identification
+            from supporting_families.identify import latest_identification
             from supporting_families.share import (
                 Delivery,
                 MinimisationError,

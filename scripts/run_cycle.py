@@ -20,8 +20,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from supporting_families.config.agreements import load_agreements
-from supporting_families.config.sources import load_sources
+from supporting_families.config import load_agreements, load_sources
 
 #: (stage, how, DAG id, summary task). "trigger" starts a run; "await" waits for the run that asset
 #: scheduling started for that DAG, the first one queued after the earliest run of the stage before: what a

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from sf_demo.synthetic import Borough, SourcesConfig, read_extract
 from sf_demo.synthetic.sources import SourceSpec, encode_extract
-from supporting_families.identify.linkage import identities_from_curated
+from supporting_families.identify import identities_from_curated
 
 _NAME_FIELDS = ("given_name", "family_name")
 _ADDRESS_FIELDS = ("address_line_1", "address_line_2", "town")

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from sf_demo.sftp_server import SftpServerInfo, authorize_key, ensure_ssh_keypair, read_public_key
-from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.config import Agreement, load_agreements
 from supporting_families.share.pseudonymise import KEY_BYTES
 from supporting_families.transport.openpgp import (
     InvalidFingerprint,

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.config import Agreement, load_agreements
 from supporting_families.transport.paths import check_remote_dir
 from supporting_families.transport.sftp import SftpEndpoint
 

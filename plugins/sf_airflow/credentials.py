@@ -13,7 +13,7 @@ from upath import UPath
 
 from sf_airflow.common import storage_path
 from supporting_families.audit import ANCHORS_URI_ENV, Ledger, ledger_url
-from supporting_families.config.agreements import Agreement, load_agreement
+from supporting_families.config import Agreement, load_agreement
 from supporting_families.share import PseudonymKey
 
 COUNCIL_OPENPGP_CONN_ID = "sf_openpgp_council"

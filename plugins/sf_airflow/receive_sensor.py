@@ -55,7 +55,7 @@ def _record(
     agreement_id: str, outcome: str, run_id: str | None, dag_id: str | None, task_id: str | None
 ) -> None:
     from sf_airflow.credentials import ledger
-    from supporting_families.config.agreements import load_agreements
+    from supporting_families.config import load_agreements
     from supporting_families.receive import RunInfo, deadline_entry
 
     agreement = {a.id: a for a in load_agreements(resolve=False)}[agreement_id]

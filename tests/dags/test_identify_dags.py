@@ -14,8 +14,8 @@ import pytest
 from upath import UPath
 
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
-from supporting_families.config.sources import load_sources
-from supporting_families.store.io import read_parquet
+from supporting_families.config import load_sources
+from supporting_families.store import read_parquet
 
 pytestmark = pytest.mark.dags
 
@@ -53,7 +53,7 @@ def test_identify_families_runs_on_all_curated_sources_or_any_flag_return(dagbag
 
 def test_the_assessment_form_offers_reason_codes_and_no_free_text(dagbag: Any) -> None:
     """Form values are stored in the metadata database: only ids and codes, nothing typed freely."""
-    from supporting_families.identify.assessment import ALL_REASONS, DECISIONS
+    from supporting_families.identify import ALL_REASONS, DECISIONS
 
     params = dagbag.dags["confirm_assessment"].params
     assert params.get_param("reason").schema["enum"] == list(ALL_REASONS)
@@ -70,7 +70,7 @@ def _states(run: Any) -> dict[str, str]:
 def test_a_run_identifies_the_truths_eligible_households_and_a_practitioner_confirms_one(
     dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from supporting_families.ingest.pipeline import ingest_source
+    from supporting_families.ingest import ingest_source
 
     root = UPath(tmp_path.as_uri())
     monkeypatch.setenv("SF_STORE_URI", tmp_path.as_uri())

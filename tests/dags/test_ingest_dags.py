@@ -11,7 +11,7 @@ import pytest
 from upath import UPath
 
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
-from supporting_families.config.sources import load_sources
+from supporting_families.config import load_sources
 
 pytestmark = pytest.mark.dags
 

@@ -12,7 +12,7 @@ from upath import UPath
 
 from supporting_families.audit import TABLE_NAME, Ledger, NewEntry
 from supporting_families.audit.anchors import read_anchors
-from supporting_families.config.agreements import load_agreements
+from supporting_families.config import load_agreements
 from tests.unit.audit.test_anchors import T0, truncate_tail
 
 pytestmark = pytest.mark.dags

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from supporting_families.audit import Ledger
-from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.config import Agreement, load_agreements
 
 pytestmark = pytest.mark.dags
 

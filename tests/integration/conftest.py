@@ -27,7 +27,7 @@ from sf_demo.sftp_server import (
     ensure_ssh_keypair,
     local_user,
 )
-from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.config import Agreement, load_agreements
 
 REPO = Path(__file__).resolve().parents[2]
 # sshd's ChrootDirectory rejects any path with a non-root or group/world-writable component, and pytest's

@@ -14,9 +14,9 @@ import pytest
 from sf_demo.secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
 from sf_demo.sftp_server import LocalSftpServer
 from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
-from supporting_families.config.agreements import Agreement, load_agreements
+from supporting_families.config import Agreement, load_agreements
 from supporting_families.share.pseudonymise import PseudonymKey
-from supporting_families.store.schemas import REGISTER_SCHEMA
+from supporting_families.store import REGISTER_SCHEMA
 from supporting_families.transport.sftp import SftpEndpoint
 
 

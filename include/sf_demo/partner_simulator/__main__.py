@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here so `faults` and `--help` answer without loading pyarrow and the agreements.
     from sf_demo.partner_simulator.answers import SimulatorError
     from sf_demo.partner_simulator.environment import DemoEnvironment
-    from supporting_families.config.agreements import AgreementError
+    from supporting_families.config import AgreementError
     from supporting_families.transport.openpgp import OpenPgpError
 
     try:

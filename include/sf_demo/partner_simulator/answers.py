@@ -59,7 +59,7 @@ import pyarrow.csv as pacsv
 
 from sf_demo.partner_simulator.determinism import unit
 from sf_demo.synthetic.dates import window_start
-from supporting_families.config.agreements import Agreement
+from supporting_families.config import Agreement
 
 log = logging.getLogger(__name__)
 

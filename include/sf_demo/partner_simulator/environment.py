@@ -26,8 +26,8 @@ from sf_demo.partner_simulator.answers import SimulatorError
 from sf_demo.partner_simulator.faults import Fault
 from sf_demo.partner_simulator.simulator import SimulationReport, simulate
 from sf_demo.secrets import COUNCIL_FINGERPRINT_ENV, SecretsLayout, read_fingerprints_env
-from supporting_families.config.agreements import Agreement, load_agreements
-from supporting_families.store.io import store_root
+from supporting_families.config import Agreement, load_agreements
+from supporting_families.store import store_root
 
 SFTP_ROOT_ENV = "SF_SFTP_ROOT"
 SIMULATOR_DIR_ENV = "SF_PARTNER_SIMULATOR_DIR"

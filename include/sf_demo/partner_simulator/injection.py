@@ -12,7 +12,7 @@ from pathlib import Path
 from sf_demo.partner_simulator.answers import Answer, Row
 from sf_demo.partner_simulator.determinism import digest, hex_digits, pick, share_of
 from sf_demo.partner_simulator.faults import Fault
-from supporting_families.config.agreements import Agreement
+from supporting_families.config import Agreement
 
 MISSING_SHARE = 0.05
 DUPLICATE_SHARE = 0.03

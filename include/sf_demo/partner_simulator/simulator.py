@@ -67,7 +67,7 @@ from sf_demo.partner_simulator.answers import (
 from sf_demo.partner_simulator.faults import Fault
 from sf_demo.partner_simulator.injection import apply_row_faults, malform_csv, tamper
 from sf_demo.partner_simulator.keys import Signer, other_signer, outsider_signer, own_key_ids
-from supporting_families.config.agreements import Agreement
+from supporting_families.config import Agreement
 from supporting_families.store.io import fsync_dir, read_parquet, write_bytes_atomic
 from supporting_families.transport.openpgp import (
     DecryptionError,

@@ -18,7 +18,7 @@ from sf_demo.synthetic.borough import Borough, generate_borough, write_borough
 from sf_demo.synthetic.dirt import DirtConfig
 from sf_demo.synthetic.sources import read_extract
 from sf_demo.synthetic.truth import HEADLINE_PROBLEMS, MIN_PROBLEMS, SUB_CRITERIA, SubCriterion
-from supporting_families.config.sources import (
+from supporting_families.config import (
     ColumnSpec,
     SourcesConfig,
     SourcesConfigError,

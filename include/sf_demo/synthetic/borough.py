@@ -49,7 +49,7 @@ from sf_demo.synthetic.sources import (
 )
 from sf_demo.synthetic.truth import HEADLINE_PROBLEMS, MIN_PROBLEMS, SUB_CRITERIA, build_truth
 from sf_demo.synthetic.vocab import vocabularies
-from supporting_families.store.io import write_bytes_atomic
+from supporting_families.store import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +194,10 @@ def generate_borough(
         raise ValueError("seed must be a non-negative integer")
     sources = sources if sources is not None else load_sources()
     if set(sources.sources) != set(SOURCE_GENERATORS):
-        raise SourcesConfigError(
-            f"sources.yaml lists {sorted(sources.sources)} "
-            f"but the generator makes {sorted(SOURCE_GENERATORS)}"
+        raise SourcesConfigError.one(
+            "sources.yaml",
+            "sources",
+            f"lists {sorted(sources.sources)} but the generator makes {sorted(SOURCE_GENERATORS)}",
         )
     pop = build_population(n_persons, seed, as_of, dirt)
     ids = {

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from supporting_families.config.sources import (
+from supporting_families.config import (
     DEFAULT_SOURCES_PATH,
     IDENTITY_FIELDS,
     ColumnSpec,
@@ -69,7 +69,7 @@ def _code_text(values: Any, codes: dict[str, str | bool], rng: np.random.Generat
     raw_by_value = {v: [raw for raw, std in codes.items() if std == v] for v in standard_values}
     index = pc.index_in(values, value_set=pa.array(standard_values))
     if index.null_count > values.null_count:
-        raise SourcesConfigError("a value has no raw code in sources.yaml")
+        raise SourcesConfigError.one("sources.yaml", "codes", "a generated value has no raw code")
     idx = np.asarray(pc.fill_null(index, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     counts = np.array([len(raw_by_value[v]) for v in standard_values], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -97,9 +97,11 @@ def render_extract(canonical: pa.Table, spec: SourceSpec, rng: np.random.Generat
     missing = [c.standard for c in spec.columns if c.standard not in canonical.column_names]
     extra = [n for n in canonical.column_names if n not in spec.by_standard]
     if missing or extra:
-        raise SourcesConfigError(
-            f"sources.yaml and the generator disagree on source {spec.name!r}: "
-            f"named in the file but not generated {missing}, generated but not in the file {extra}"
+        raise SourcesConfigError.one(
+            "sources.yaml",
+            f"sources.{spec.name}.columns",
+            f"the file and the generator disagree: named in the file but not generated {missing}, "
+            f"generated but not in the file {extra}",
         )
     out = []
     for col in spec.columns:

@@ -1,6 +1,6 @@
 """Data agreements: one YAML file per share, validated by a strict schema when it is loaded.
 
-A data agreement is the single source of truth for a share (ARCHITECTURE.md): who the partner is, why and
+A data agreement is the single source of truth for a share (docs/ARCHITECTURE.md): who the partner is, why and
 under which law the council shares, which people and which fields leave in which order, how the fields are
 pseudonymised, when and where the file goes, which key it is encrypted to, what comes back and how long it
 is all kept. The share and receive DAG factories build one DAG of each kind per file, so adding a partner
@@ -8,36 +8,43 @@ means adding a file, not Python.
 
 The schema is strict on purpose: an unknown key is rejected rather than ignored (a misspelt ``remote_inbx``
 must not silently fall back to a default), and every rule that spans keys is checked here, at DAG parse
-time, before anything can leave the building. Every failure is reported as ``file: key.path: message``.
+time, before anything can leave the building. Every failure is reported as ``file: key.path: message``
+(:mod:`supporting_families.config.loader`, the loader all three configuration files share).
 
 Loading is cheap (no network, no Airflow): the DAG processor loads every agreement on each parse.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, NamedTuple, get_args
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from supporting_families.config.loader import (
+    CONFIG_DIR,
+    ROOT_KEY,
+    ConfigError,
+    Problem,
+    Rules,
+    read_mapping,
+    validate,
+)
 from supporting_families.store.schemas import DERIVED_FIELDS, INTERNAL_ID_FIELDS, SHAREABLE_FIELDS
 from supporting_families.transport.openpgp import InvalidFingerprint, normalise_fingerprint
 from supporting_families.transport.paths import check_remote_dir
@@ -165,7 +172,7 @@ def _email(value: str) -> str:
 
 def _shareable(value: str) -> str:
     # Internal ids never leave: a stable id shared with two partners would let them link their files,
-    # which the per-agreement pseudonymous references exist to prevent (register.INTERNAL_ID_FIELDS).
+    # which the per-agreement pseudonymous references exist to prevent (store/schemas.py, INTERNAL_ID_FIELDS).
     if value in INTERNAL_ID_FIELDS:
         ref = "family_ref" if value in ("family_id", "household_id") else "person_ref"
         raise ValueError(
@@ -186,36 +193,6 @@ ConnId = Annotated[str, AfterValidator(_conn_id)]
 RemoteDir = Annotated[str, AfterValidator(check_remote_dir)]
 ShareableField = Annotated[str, AfterValidator(_shareable)]
 Text = Annotated[str, Field(min_length=1)]
-
-
-Loc = tuple[str | int, ...]
-
-
-class _Violations(ValueError):
-    """Cross-field rule failures, each with the key path (relative to the model) it is about.
-
-    Pydantic reports a model validator's error at the model's own location; carrying the key lets
-    :class:`AgreementError` name the exact key instead (``returns.reference.refers_to``, not ``returns``).
-    """
-
-    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
-        super().__init__("; ".join(message for _, message in problems))
-        self.problems = problems
-
-
-class _Rules:
-    """Collects every cross-field failure of one model, so a file's author sees them all at once."""
-
-    def __init__(self) -> None:
-        self.problems: list[tuple[Loc, str]] = []
-
-    def fail(self, key: str | Loc, message: str) -> None:
-        loc = tuple(key.split(".")) if isinstance(key, str) else key
-        self.problems.append((loc if key else (), message))
-
-    def check(self) -> None:
-        if self.problems:
-            raise _Violations(self.problems)
 
 
 def _duplicates(values: tuple[Any, ...]) -> list[Any]:
@@ -255,7 +232,8 @@ class Partner(_Strict):
 class Pseudonymisation(_Strict):
     """How internal ids become the per-agreement references ``person_ref`` / ``family_ref``."""
 
-    # Keyed HMAC, never a plain hash: dates of birth and postcodes can be enumerated in seconds (issue 4).
+    # Keyed HMAC, never a plain hash: ids, dates of birth and postcodes can be enumerated in seconds, so a
+    # plain hash is undone by hashing every candidate; without the key nobody can.
     algorithm: Literal["hmac-sha256"] = "hmac-sha256"
     #: Id of the Airflow connection (or secrets-backend entry) holding the 256-bit key. Never the key.
     key_conn_id: ConnId
@@ -267,7 +245,7 @@ class Pseudonymisation(_Strict):
     @field_validator("key_conn_id")
     @classmethod
     def _not_a_secret(cls, value: str) -> str:
-        # Secrets live in connections or a secrets backend, never in YAML (ARCHITECTURE.md).
+        # Secrets live in connections or a secrets backend, never in YAML (docs/ARCHITECTURE.md).
         if _HEX_SECRET.fullmatch(value):
             raise ValueError(
                 "looks like a key, not the id of the connection holding it: secrets never go in an "
@@ -277,7 +255,7 @@ class Pseudonymisation(_Strict):
 
     @model_validator(mode="after")
     def _versions(self) -> Pseudonymisation:
-        rules = _Rules()
+        rules = Rules()
         for i, version in enumerate(self.previous_key_versions):
             if version >= self.key_version:
                 rules.fail(
@@ -351,7 +329,7 @@ class Sftp(_Strict):
         inbox, outbox = self.remote_inbox + "/", self.remote_outbox + "/"
         # One folder inside the other would let the return sensor pick up the council's own deliveries.
         if inbox.startswith(outbox) or outbox.startswith(inbox):
-            rules = _Rules()
+            rules = Rules()
             rules.fail("remote_outbox", f"{self.remote_outbox!r} overlaps remote_inbox {self.remote_inbox!r}")
             rules.check()
         return self
@@ -428,7 +406,7 @@ class Column(_Strict):
 
     @model_validator(mode="after")
     def _allowed(self) -> Column:
-        rules = _Rules()
+        rules = Rules()
         if self.allowed is not None:
             if self.type != "string":
                 rules.fail("allowed", f"only a string column can list allowed values, not {self.type}")
@@ -491,7 +469,7 @@ class ReturnSpec(_Strict):
     file_pattern: Text
     #: Format of the decrypted content.
     format: Literal["csv"]
-    #: Refuse anything larger before downloading it (issue 5: a size limit on what the server offers).
+    #: Refuse anything larger before downloading it: a size limit on what the partner's server offers.
     max_size_mib: int = Field(gt=0, le=4096)
     #: Days after delivery by which the return is due; later than that raises an alert.
     deadline_days: int = Field(gt=0, le=365)
@@ -501,7 +479,7 @@ class ReturnSpec(_Strict):
     status: ReturnStatus | None = None
     #: ...receipts (ONS) say which columns carry the row count and hash instead.
     receipt: Receipt | None = None
-    #: Which columns of a per-reference return become partner flags in the register (issue 5 item 4).
+    #: Which columns of a per-reference return become partner flags in the register.
     #: Empty: the return is reconciled but adds no flags.
     flags: tuple[ReturnFlag, ...] = ()
 
@@ -532,7 +510,7 @@ class ReturnSpec(_Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> ReturnSpec:
-        rules = _Rules()
+        rules = Rules()
         names = tuple(c.name for c in self.columns)
         for name in _duplicates(names):
             rules.fail("columns", f"column {name!r} is listed twice")
@@ -572,7 +550,7 @@ class ReturnSpec(_Strict):
         rules.check()
         return self
 
-    def _flag_rules(self, rules: _Rules, by_name: dict[str, Column], names: tuple[str, ...]) -> None:
+    def _flag_rules(self, rules: Rules, by_name: dict[str, Column], names: tuple[str, ...]) -> None:
         if not self.flags:
             return
         if self.reference is None:
@@ -625,7 +603,7 @@ class Retention(_Strict):
         # A delivery's manifest (which references went where) answers subject access and rectification
         # for as long as the data it describes exists, so it must not be deleted first.
         if days.manifests < max(days.deliveries, days.returns):
-            rules = _Rules()
+            rules = Rules()
             rules.fail(
                 "days_after_programme_end.manifests",
                 "manifests must be kept at least as long as the deliveries and returns they describe",
@@ -666,7 +644,7 @@ class Agreement(_Strict):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Agreement:
-        rules = _Rules()
+        rules = Rules()
         for name in _duplicates(self.fields):
             rules.fail("fields", f"{name!r} is listed twice; each field leaves once")
         if "person_ref" not in self.fields:
@@ -745,137 +723,8 @@ class Agreement(_Strict):
 # ---------------------------------------------------------------------------------------------------------
 
 
-class Problem(NamedTuple):
-    file: str
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.key}: {self.message}"
-
-
-class AgreementError(ValueError):
+class AgreementError(ConfigError):
     """Agreement files failed validation. One line per problem: ``file: key.path: message``."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems: tuple[Problem, ...] = tuple(problems)
-        super().__init__("\n".join(map(str, self.problems)))
-
-
-_ROOT = "(document)"
-
-try:  # libyaml is several times faster; the pure-Python loader behaves the same.
-    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _BaseLoader = yaml.SafeLoader
-
-
-def _key_path(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or _ROOT
-
-
-def _duplicate_keys(node: yaml.Node, loc: Loc) -> Iterator[tuple[Loc, str]]:
-    # YAML lets a later key silently replace an earlier one; in an agreement that could hide a second
-    # `fields:` list from a reviewer, so a repeated key is an error.
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                yield (
-                    (*loc, key),
-                    f"duplicate key (lines {seen[key]} and {line}); YAML would keep only the last",
-                )
-            else:
-                seen[key] = line
-            yield from _duplicate_keys(value_node, (*loc, key))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*loc, i))
-
-
-def _read_yaml(path: Path, text: str) -> Any:
-    loader = _BaseLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        dupes = [Problem(path.name, _key_path(loc), msg) for loc, msg in _duplicate_keys(node, ())]
-        if dupes:
-            raise AgreementError(dupes)
-        return loader.construct_document(node)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else _ROOT
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise AgreementError([Problem(path.name, where, f"not valid YAML: {problem}")]) from None
-    finally:
-        loader.dispose()
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The model class that owns the mapping at ``loc`` (to list its keys when one is unknown)."""
-    model: type[BaseModel] = Agreement
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        found = _find_model(field.annotation) if field is not None else None
-        if found is None:
-            return None
-        model = found
-    return model
-
-
-def _find_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _find_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _problems(file: str, exc: ValidationError) -> list[Problem]:
-    problems: list[Problem] = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        kind = err["type"]
-        ctx = err.get("ctx") or {}
-        error = ctx.get("error")
-        if isinstance(error, _Violations):
-            problems.extend(Problem(file, _key_path(loc + sub), msg) for sub, msg in error.problems)
-            continue
-        if kind == "missing":
-            message = "field required"
-        elif kind == "extra_forbidden":
-            message = _unknown_key_message(loc)
-        elif kind == "literal_error":
-            message = f"{err['input']!r} is not allowed; expected {ctx.get('expected')}"
-        elif isinstance(error, Exception):
-            message = str(error)
-        else:
-            msg = err["msg"]
-            message = msg[:1].lower() + msg[1:]
-            if kind not in ("model_type", "dict_type"):
-                message = f"{err['input']!r}: {message}"
-        problems.append(Problem(file, _key_path(loc), message))
-    return problems
-
-
-def _unknown_key_message(loc: Loc) -> str:
-    model = _model_at(loc[:-1])
-    if model is None:
-        return "unknown key"
-    allowed = list(model.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown key; {hint}allowed here: {', '.join(allowed)}"
 
 
 def load_agreement(
@@ -889,29 +738,19 @@ def load_agreement(
     """
     path = Path(path)
     name = path.name
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise AgreementError([Problem(name, _ROOT, f"cannot read the file ({exc.strerror})")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise AgreementError([Problem(name, _ROOT, "not UTF-8 text")]) from None
-    data = _read_yaml(path, text)
-    if not isinstance(data, dict):
-        found = "an empty file" if data is None else f"a {type(data).__name__}"
-        raise AgreementError([Problem(name, _ROOT, f"must be a mapping of keys, found {found}")])
-    try:
-        agreement = Agreement.model_validate(
-            data, context={"env": os.environ if env is None else env, "resolve": resolve}
-        )
-    except ValidationError as exc:
-        raise AgreementError(_problems(name, exc)) from None
+    data, raw = read_mapping(path, AgreementError)
+    agreement = validate(
+        Agreement,
+        data,
+        name,
+        AgreementError,
+        context={"env": os.environ if env is None else env, "resolve": resolve},
+    )
     # The id names DAGs, keys and ledger entries; tying it to the file name means renaming a file without
     # changing its id (or the reverse) is caught here, not discovered as a "new" agreement in the ledger.
     if agreement.id != path.stem:
-        raise AgreementError(
-            [Problem(name, "id", f"{agreement.id!r} does not match the file name; expected {path.stem!r}")]
+        raise AgreementError.one(
+            name, "id", f"{agreement.id!r} does not match the file name; expected {path.stem!r}"
         )
     agreement._source_path = path
     agreement._source_sha256 = hashlib.sha256(raw).hexdigest()
@@ -923,18 +762,18 @@ def default_agreements_dir() -> Path:
     override = os.environ.get(AGREEMENTS_DIR_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "agreements"
+    return CONFIG_DIR / "agreements"
 
 
 def agreement_paths(directory: str | os.PathLike[str] | None = None) -> list[Path]:
     """The agreement files in ``directory``, sorted by name (so DAGs come out in a stable order)."""
     folder = Path(directory) if directory is not None else default_agreements_dir()
     if not folder.is_dir():
-        raise AgreementError([Problem(str(folder), _ROOT, "agreements directory does not exist")])
+        raise AgreementError.one(str(folder), ROOT_KEY, "agreements directory does not exist")
     strays = sorted(p.name for p in folder.glob("*.yml"))
     if strays:
         # A .yml file would otherwise be skipped silently, and with it a whole share.
-        raise AgreementError([Problem(s, _ROOT, "agreement files must end in .yaml") for s in strays])
+        raise AgreementError([Problem(s, ROOT_KEY, "agreement files must end in .yaml") for s in strays])
     return sorted(folder.glob("*.yaml"))
 
 
@@ -956,7 +795,7 @@ def load_agreements(
         except AgreementError as exc:
             problems.extend(exc.problems)
     # One key per agreement: the same key in two agreements would give a person the same reference at
-    # two partners, letting them link their files (issue 4: "unrelated references in different agreements").
+    # two partners, letting them link their files; unrelated references per agreement exist to prevent that.
     owner: dict[str, str] = {}
     for agreement in agreements:
         key = agreement.pseudonymisation.key_conn_id

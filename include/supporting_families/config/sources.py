@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from supporting_families.store.schemas import REGISTER_FIELDS
+from supporting_families.config.loader import CONFIG_DIR, ConfigError, read_mapping, validate
+from supporting_families.store.schemas import INTERNAL_ID_FIELDS, REGISTER_FIELDS
 
 __all__ = [
     "DEFAULT_SOURCES_PATH",
@@ -29,19 +29,16 @@ __all__ = [
 ]
 
 #: Identity fields a source column may carry: the register's personal fields plus the source's own record id.
-IDENTITY_FIELDS = (
-    "record_id",
-    *[f for f in REGISTER_FIELDS if f not in ("person_id", "household_id", "family_id")],
-)
+IDENTITY_FIELDS: Final = ("record_id", *[f for f in REGISTER_FIELDS if f not in INTERNAL_ID_FIELDS])
 
-#: ``include/sources.yaml``, next to this package.
-DEFAULT_SOURCES_PATH = Path(__file__).resolve().parents[2] / "sources.yaml"
+#: ``include/sources.yaml``.
+DEFAULT_SOURCES_PATH: Final = CONFIG_DIR / "sources.yaml"
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class SourcesConfigError(ValueError):
-    """``sources.yaml`` is invalid or disagrees with the generator; the message names the file and key."""
+class SourcesConfigError(ConfigError):
+    """``sources.yaml`` is invalid (or disagrees with the generator): ``file: key.path: message`` each."""
 
 
 class ColumnSpec(BaseModel):
@@ -202,16 +199,10 @@ class SourcesConfig(BaseModel):
 
 
 def load_sources(path: Path | str | None = None) -> SourcesConfig:
-    """Load and validate ``sources.yaml`` (by default ``include/sources.yaml``)."""
+    """Load and validate ``sources.yaml`` (by default ``include/sources.yaml``).
+
+    Raises :class:`SourcesConfigError` naming the file and every failing key.
+    """
     path = Path(path) if path is not None else DEFAULT_SOURCES_PATH
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SourcesConfigError(f"{path}: cannot read: {exc}") from exc
-    try:
-        return SourcesConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise SourcesConfigError(f"{path}: {problems}") from exc
+    data, _raw = read_mapping(path, SourcesConfigError)
+    return validate(SourcesConfig, data, path.name, SourcesConfigError)

@@ -1,8 +1,7 @@
 """Practitioners' assessments: the only way a family becomes "assessed as meeting the criteria".
 
 The criteria engine (:mod:`supporting_families.identify.criteria`) produces a worklist with reasons; it
-decides
-nothing. UK GDPR Article 22 gives a person the right not to be subject to a decision based solely on
+decides nothing. UK GDPR Article 22 gives a person the right not to be subject to a decision based solely on
 automated processing, and the notice repeats it ("You have a right not to be subject to automated
 decision-making including profiling"). So a family's programme state comes only from a decision a named
 practitioner records here, after reviewing the worklist's reasons with the family's lead professional (the
@@ -43,8 +42,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
-from supporting_families.identify.criteria import identification_dir, latest_identification
+from supporting_families.identify.store import latest_identification, worklist_file
 from supporting_families.store.io import sha256_of, write_parquet
+from supporting_families.store.layout import register_file
+
+__all__ = [
+    "ALL_REASONS",
+    "ASSESSMENT_SCHEMA",
+    "DECISIONS",
+    "PROGRAMME_STATUS",
+    "REASONS",
+    "AssessmentError",
+    "Decision",
+    "Recorded",
+    "assessment_status",
+    "record_assessment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +83,6 @@ REASONS: Final[dict[str, tuple[str, ...]]] = {
     "withdrawn": ("recorded_in_error", "family_objected", "family_moved_away"),
 }
 ALL_REASONS: Final = tuple(dict.fromkeys(r for rs in REASONS.values() for r in rs))
-
-ASSESSMENTS_FILE = "register/assessments.parquet"
 
 ASSESSMENT_SCHEMA: Final = pa.schema(
     [
@@ -126,7 +137,7 @@ class Recorded:
 
 
 def _read_assessments(store: UPath) -> pa.Table:
-    path = store / ASSESSMENTS_FILE
+    path = register_file(store, "assessments")
     if not path.exists():
         return ASSESSMENT_SCHEMA.empty_table()
     with path.open("rb") as fh:
@@ -197,7 +208,7 @@ def record_assessment(
                 already_recorded=True,
             )
 
-    persons = store / "register" / "persons.parquet"
+    persons = register_file(store, "persons")
     if not persons.exists():
         raise AssessmentError("family_id: there is no register yet (rule: family in the register)")
     if not _contains(_family_ids(persons), family_id):
@@ -218,7 +229,7 @@ def record_assessment(
                 f"({current.isoformat() if current else 'none'}); review the current worklist "
                 "(rule: family on the current worklist)"
             )
-        worklist = identification_dir(store, reviewed) / "worklist.parquet"
+        worklist = worklist_file(store, reviewed)
         if not worklist.exists():
             raise AssessmentError(
                 f"as_of: no worklist for {reviewed.isoformat()} (rule: family on the current worklist)"
@@ -250,7 +261,7 @@ def record_assessment(
         },
         schema=ASSESSMENT_SCHEMA,
     )
-    write_parquet(pa.concat_tables([existing, row_table]), store / ASSESSMENTS_FILE)
+    write_parquet(pa.concat_tables([existing, row_table]), register_file(store, "assessments"))
     log.info("recorded a %s decision; %d assessments in total", decision, existing.num_rows + 1)
     return Recorded(digest[:32], decision, status, reviewed, recorded_at, already_recorded=False)
 

@@ -2,9 +2,10 @@
 
 The privacy notice: "To be eligible for the programme a family must be experiencing at least two of the
 following", then six headline problems with their sub-criteria. ``include/criteria.yaml`` holds them as rules
-(thresholds, windows, codes, the minimum number of problems) because national guidance changes them; this
-module loads that file strictly and applies it, vectorised, to the curated extracts, the person register and
-the partners' returned flags.
+(thresholds, windows, codes, the minimum number of problems) because national guidance changes them;
+:mod:`supporting_families.config.criteria` loads that file strictly, and this module applies it, vectorised,
+to tables: the curated extracts, the person register and the partners' returned flags in, the tables below
+out. Reading them from the store and writing the answer back is :mod:`supporting_families.identify.store`.
 
 What comes out is evidence for practitioners, never a decision about a person (UK GDPR Article 22; the
 notice: "You have a right not to be subject to automated decision-making including profiling"):
@@ -24,7 +25,7 @@ property: the same UPRN, else the same normalised first address line and postcod
 ``household_id``. The engine itself only reads ``persons.family_id``, so a finer family definition later
 changes no code here. The synthetic generator's truth has finer families; tests score at household level.
 
-The rules reproduce ``supporting_families/synthetic/truth.py`` exactly (its docstring is the specification):
+The rules reproduce ``include/sf_demo/synthetic/truth.py`` exactly (its docstring is the specification):
 the 12-month window is ``[as_of minus 12 calendar months, as_of]`` closed (29 February minus a year is
 28 February), "active on as_of" includes an episode ending on as_of, ages are completed years (a 29 February
 birthday counts from 1 March in a common year), attendance is the mean over the pupil's terms, each once.
@@ -33,303 +34,38 @@ birthday counts from 1 March in a common year), attendance is the mean over the 
 from __future__ import annotations
 
 import calendar
-import hashlib
-import json
 import logging
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from upath import UPath
 
-from supporting_families.config.sources import SourcesConfig, SourcesConfigError, load_sources
-from supporting_families.store.io import write_bytes_atomic, write_parquet
+from supporting_families.config.criteria import (
+    ActiveOnAsOf,
+    AgedOnAsOf,
+    AtLeast,
+    CriteriaConfig,
+    InternalRule,
+    MeanBelow,
+    WithinWindow,
+)
+from supporting_families.store.schemas import PARTNER_FLAGS_SCHEMA
 
-log = logging.getLogger(__name__)
-
-#: ``include/criteria.yaml``, next to this package.
-DEFAULT_CRITERIA_PATH = Path(__file__).resolve().parents[2] / "criteria.yaml"
-
-# --- configuration ---------------------------------------------------------------------------------------
-
-_SNAKE = r"^[a-z][a-z0-9_]*$"
-Snake = Annotated[str, Field(pattern=_SNAKE)]
-PartnerCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")]
-Text = Annotated[str, Field(min_length=3)]
-Age = Annotated[int, Field(ge=0, le=130)]
-Months = Annotated[int, Field(ge=1, le=120)]
-
-
-class CriteriaConfigError(ValueError):
-    """``criteria.yaml`` is invalid: the message names the file and, per problem, the key and the rule."""
-
-    def __init__(self, file: str, problems: list[str]) -> None:
-        self.file = file
-        self.problems = problems
-        super().__init__(f"{file}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CodeFilter(_Strict):
-    """Only rows whose code ``column`` holds one of ``values`` (standard values from sources.yaml)."""
-
-    column: Snake
-    values: tuple[Snake, ...] = Field(min_length=1)
-
-
-class _InternalRule(_Strict):
-    source: Snake
-    codes: CodeFilter | None = None
-    #: The date column shown to the practitioner as the evidence date (default: see each rule).
-    evidence_date: Snake | None = None
-
-    def column_needs(self) -> dict[str, tuple[str, tuple[str, ...]]]:
-        """Config key -> (column, allowed sources.yaml types), checked against sources.yaml at load."""
-        needs: dict[str, tuple[str, tuple[str, ...]]] = {}
-        if self.codes is not None:
-            needs["codes.column"] = (self.codes.column, ("code",))
-        if self.evidence_date is not None:
-            needs["evidence_date"] = (self.evidence_date, ("date", "datetime"))
-        return needs
-
-
-class MeanBelow(_InternalRule):
-    """The person's mean of ``measure`` over periods (each period once) below ``threshold``."""
-
-    rule: Literal["mean_below"]
-    measure: Snake
-    per: tuple[Snake, ...] = Field(min_length=1)
-    threshold: float = Field(ge=0)
-    comparison: Literal["below", "at_or_below"]
-
-    def column_needs(self) -> dict[str, tuple[str, tuple[str, ...]]]:
-        needs = super().column_needs()
-        needs["measure"] = (self.measure, ("decimal", "integer"))
-        any_type = ("string", "code", "boolean", "date", "datetime", "integer", "decimal")
-        needs.update({f"per.{i}": (c, any_type) for i, c in enumerate(self.per)})
-        return needs
-
-
-class ActiveOnAsOf(_InternalRule):
-    """A row whose ``start``..``end`` (end empty = open) contains as_of."""
-
-    rule: Literal["active_on_as_of"]
-    start: Snake
-    end: Snake
-
-    def column_needs(self) -> dict[str, tuple[str, tuple[str, ...]]]:
-        return {**super().column_needs(), "start": (self.start, ("date",)), "end": (self.end, ("date",))}
-
-
-class AtLeast(_InternalRule):
-    """``column >= minimum``, unless the boolean column ``unless`` is true."""
-
-    rule: Literal["at_least"]
-    column: Snake
-    minimum: float
-    unless: Snake | None = None
-
-    def column_needs(self) -> dict[str, tuple[str, tuple[str, ...]]]:
-        needs = super().column_needs()
-        needs["column"] = (self.column, ("decimal", "integer"))
-        if self.unless is not None:
-            needs["unless"] = (self.unless, ("boolean",))
-        return needs
-
-
-class AgedOnAsOf(_InternalRule):
-    """The person aged ``min_age`` to ``max_age`` (inclusive, completed years) on as_of."""
-
-    rule: Literal["aged_on_as_of"]
-    min_age: Age
-    max_age: Age
-
-    @model_validator(mode="after")
-    def _ordered(self) -> AgedOnAsOf:
-        if self.min_age > self.max_age:
-            raise ValueError(f"min_age {self.min_age} is above max_age {self.max_age}")
-        return self
-
-
-class WithinWindow(_InternalRule):
-    """``date`` (a datetime by its date) in ``[as_of - window_months, as_of]``, optionally by age then."""
-
-    rule: Literal["within_window"]
-    date: Snake
-    window_months: Months
-    max_age_at_event: Age | None = None
-
-    def column_needs(self) -> dict[str, tuple[str, tuple[str, ...]]]:
-        return {**super().column_needs(), "date": (self.date, ("date", "datetime"))}
-
-
-InternalRule = Annotated[
-    MeanBelow | ActiveOnAsOf | AtLeast | AgedOnAsOf | WithinWindow, Field(discriminator="rule")
+__all__ = [
+    "FAMILY_PROBLEMS_SCHEMA",
+    "PARTNER_FLAGS_COLUMNS",
+    "PERSON_FLAGS_SCHEMA",
+    "WORKLIST_SCHEMA",
+    "Identification",
+    "completed_years",
+    "evaluate",
+    "months_before",
 ]
 
-
-class PartnerEvidence(_Strict):
-    """Flags a partner returns for this sub-criterion count, with an optional window and age limit."""
-
-    #: The partner's code in its data agreement (``partner.code``), as written in ``partner_flags``.
-    partner: PartnerCode
-    window_months: Months | None = None
-    max_age_at_event: Age | None = None
-
-
-class SubCriterion(_Strict):
-    #: The notice's own words for this sub-criterion.
-    notice: Text
-    #: What the practitioner reads: the rule in plain words, never a personal value.
-    reason: Text
-    internal: tuple[InternalRule, ...] = ()
-    partners: tuple[PartnerEvidence, ...] = ()
-
-    @model_validator(mode="after")
-    def _has_evidence(self) -> SubCriterion:
-        if not self.internal and not self.partners:
-            raise ValueError("a sub-criterion needs at least one internal rule or partner")
-        codes = [p.partner for p in self.partners]
-        dupes = sorted({c for c in codes if codes.count(c) > 1})
-        if dupes:
-            raise ValueError(f"partner {dupes[0]!r} is listed twice")
-        return self
-
-
-class HeadlineProblem(_Strict):
-    title: Text
-    notice: Text
-    sub_criteria: dict[Snake, SubCriterion] = Field(min_length=1)
-
-
-class CriteriaConfig(_Strict):
-    """``include/criteria.yaml``, validated. Frozen: build a new one to change a rule."""
-
-    version: Literal[1]
-    framework: Text
-    #: Notice: "a family must be experiencing at least two of the following".
-    min_problems: int = Field(ge=1)
-    headline_problems: dict[Snake, HeadlineProblem] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> CriteriaConfig:
-        if self.min_problems > len(self.headline_problems):
-            raise ValueError(
-                f"min_problems {self.min_problems} is more than the {len(self.headline_problems)} "
-                "headline problems: no family could ever be eligible"
-            )
-        seen: dict[str, str] = {}
-        for headline, problem in self.headline_problems.items():
-            for code in problem.sub_criteria:
-                if code in seen:
-                    raise ValueError(
-                        f"sub-criterion {code!r} is under both {seen[code]!r} and {headline!r}; "
-                        "each sub-criterion belongs to one headline problem"
-                    )
-                seen[code] = headline
-        return self
-
-    def sub_criteria(self) -> Iterator[tuple[str, str, SubCriterion]]:
-        """(headline, code, sub-criterion) in file order."""
-        for headline, problem in self.headline_problems.items():
-            for code, sub in problem.sub_criteria.items():
-                yield headline, code, sub
-
-
-def _check_against_sources(config: CriteriaConfig, sources: SourcesConfig) -> list[str]:
-    """Every source, column and code a rule names exists in sources.yaml with a type the rule can use."""
-    problems: list[str] = []
-    for headline, code, sub in config.sub_criteria():
-        for i, rule in enumerate(sub.internal):
-            loc = f"headline_problems.{headline}.sub_criteria.{code}.internal.{i}"
-            spec = sources.sources.get(rule.source)
-            if spec is None:
-                problems.append(
-                    f"{loc}.source: unknown source {rule.source!r}; sources.yaml has "
-                    f"{', '.join(sorted(sources.sources))}"
-                )
-                continue
-            for key, (column, types) in rule.column_needs().items():
-                col = spec.by_standard.get(column)
-                if col is None:
-                    problems.append(f"{loc}.{key}: source {rule.source!r} has no column {column!r}")
-                elif col.type not in types:
-                    problems.append(
-                        f"{loc}.{key}: column {column!r} of {rule.source!r} is of type {col.type}, "
-                        f"the rule needs {' or '.join(types)}"
-                    )
-            if rule.codes is not None:
-                col = spec.by_standard.get(rule.codes.column)
-                if col is not None and col.codes:
-                    known = {str(v) for v in col.codes.values()}
-                    unknown = [v for v in rule.codes.values if v not in known]
-                    if unknown:
-                        problems.append(
-                            f"{loc}.codes.values: {unknown} are not standard values of "
-                            f"{rule.source}.{rule.codes.column} ({', '.join(sorted(known))})"
-                        )
-            needs_age = isinstance(rule, AgedOnAsOf) or (
-                isinstance(rule, WithinWindow) and rule.max_age_at_event is not None
-            )
-            if needs_age and "date_of_birth" not in spec.by_standard:
-                problems.append(f"{loc}: an age rule needs date_of_birth, which {rule.source!r} lacks")
-    return problems
-
-
-def _pydantic_problems(exc: ValidationError) -> list[str]:
-    out = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        out.append(f"{loc}: {msg}")
-    return out
-
-
-def load_criteria(path: Path | str | None = None, sources: SourcesConfig | None = None) -> CriteriaConfig:
-    """Load and validate ``criteria.yaml`` (default ``include/criteria.yaml``) against ``sources.yaml``.
-
-    Raises :class:`CriteriaConfigError` naming the file and every failing key.
-    """
-    path = Path(path) if path is not None else DEFAULT_CRITERIA_PATH
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CriteriaConfigError(path.name, [f"cannot read the file ({exc.strerror})"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise CriteriaConfigError(path.name, [f"not valid YAML{where}"]) from None
-    if not isinstance(data, dict):
-        raise CriteriaConfigError(path.name, ["must be a mapping of keys"])
-    try:
-        config = CriteriaConfig.model_validate(data)
-    except ValidationError as exc:
-        raise CriteriaConfigError(path.name, _pydantic_problems(exc)) from None
-    try:
-        sources = sources if sources is not None else load_sources()
-    except SourcesConfigError as exc:
-        raise CriteriaConfigError(path.name, [f"cannot check against sources.yaml: {exc}"]) from None
-    problems = _check_against_sources(config, sources)
-    if problems:
-        raise CriteriaConfigError(path.name, problems)
-    return config
-
-
-def config_sha256(path: Path | str | None = None) -> str:
-    """SHA-256 of the criteria file, recorded with each identification (which rules produced it)."""
-    path = Path(path) if path is not None else DEFAULT_CRITERIA_PATH
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+log = logging.getLogger(__name__)
 
 
 # --- calendar --------------------------------------------------------------------------------------------
@@ -402,20 +138,13 @@ WORKLIST_SCHEMA = pa.schema(
     ]
 )
 
-#: What the partner_flags files hold (issue 5 writes them under ``register/partner_flags/``; the schema is
-#: receive_reconcile.PARTNER_FLAGS_SCHEMA). A row with a null ``sub_criterion`` is an answer marker: the
-#: partner matched the person, and it never counts as a flag. ``answered_at`` dates the answer.
-PARTNER_FLAGS_COLUMNS = (
-    "person_id",
-    "sub_criterion",
-    "evidence_date",
-    "partner",
-    "agreement_id",
-    "answered_at",
-)
+#: The columns of ``PARTNER_FLAGS_SCHEMA`` the engine reads: all but the return file's SHA-256, which is
+#: there for the auditor. A row with a null ``sub_criterion`` is an answer marker: the partner matched the
+#: person, and it never counts as a flag. ``answered_at`` dates the answer.
+PARTNER_FLAGS_COLUMNS: Final = tuple(name for name in PARTNER_FLAGS_SCHEMA.names if name != "file_sha256")
 #: Columns a partner_flags table may lack: files merged before answers were recorded have no answered_at.
 _OPTIONAL_PARTNER_FLAGS_COLUMNS = frozenset({"answered_at"})
-_ANSWERED_AT_TYPE = pa.timestamp("us", tz="UTC")
+_ANSWERED_AT_TYPE = PARTNER_FLAGS_SCHEMA.field("answered_at").type
 
 _HITS_SCHEMA = pa.schema(
     [
@@ -941,138 +670,3 @@ def evaluate(
     person_flags = flags.select(PERSON_FLAGS_SCHEMA.names).cast(PERSON_FLAGS_SCHEMA)
     family_problems = problems.select(FAMILY_PROBLEMS_SCHEMA.names).cast(FAMILY_PROBLEMS_SCHEMA)
     return Identification(as_of, person_flags, family_problems, worklist, counts)
-
-
-# --- the store -------------------------------------------------------------------------------------------
-
-IDENTIFICATION_DIR = "identification"
-#: Register columns the engine reads: ids and date of birth only (UK GDPR Article 5(1)(c), minimisation).
-_REGISTER_COLUMNS = ["person_id", "family_id", "date_of_birth"]
-_LINK_COLUMNS = ["source", "record_id", "person_id"]
-
-
-def _read(path: UPath, columns: list[str] | None = None) -> pa.Table:
-    with path.open("rb") as fh:
-        return pq.read_table(fh, columns=columns)
-
-
-def curated_files(store: UPath, source: str) -> dict[date, UPath]:
-    """The curated files of ``source`` by extract date: ``curated/<source>/<source>_<YYYY-MM-DD>.parquet``."""
-    folder = store / "curated" / source
-    if not folder.exists():
-        return {}
-    found: dict[date, UPath] = {}
-    for path in folder.glob(f"{source}_*.parquet"):
-        stem = path.name.removesuffix(".parquet").removeprefix(f"{source}_")
-        try:
-            found[date.fromisoformat(stem)] = path
-        except ValueError:
-            log.warning("curated/%s: a file name without an extract date is ignored", source)
-    return found
-
-
-def read_latest_curated(
-    store: UPath, sources: list[str], as_of: date | None = None
-) -> tuple[dict[str, pa.Table], date | None]:
-    """Each source's latest curated extract (on or before ``as_of`` if given), and the latest extract date.
-
-    Without ``as_of``, identification runs on the latest extract date among the sources, because that is
-    the newest day the council has facts for; a source whose latest extract is older still contributes its
-    latest snapshot (the rules are applied on that date), and the counts name sources with no extract.
-    """
-    tables: dict[str, pa.Table] = {}
-    for source in sources:
-        files = {d: p for d, p in curated_files(store, source).items() if as_of is None or d <= as_of}
-        if files:
-            tables[source] = _read(files[max(files)])
-    dates = [pc.max(t.column("extract_date")).as_py() for t in tables.values() if t.num_rows]
-    return tables, (max(dates) if dates else None)
-
-
-def read_register(store: UPath) -> tuple[pa.Table, pa.Table]:
-    """(persons, links) from ``register/``, with only the columns the criteria need."""
-    persons = _read(store / "register" / "persons.parquet", _REGISTER_COLUMNS)
-    links = _read(store / "register" / "links.parquet", _LINK_COLUMNS)
-    return persons, links
-
-
-def read_partner_flags(store: UPath) -> pa.Table | None:
-    """Every merged partner return under ``register/partner_flags/``, or None before the first."""
-    folder = store / "register" / "partner_flags"
-    if not folder.exists():
-        return None
-    paths = sorted(folder.glob("*.parquet"), key=lambda p: p.name)
-    if not paths:
-        return None
-    tables = []
-    for path in paths:
-        with path.open("rb") as fh:
-            parquet = pq.ParquetFile(fh)
-            # Files merged before answers were recorded lack answered_at: read what they have, and the
-            # permissive concatenation (or _partner_hits) fills it with nulls, which supersede nothing.
-            have = set(parquet.schema_arrow.names)
-            tables.append(parquet.read(columns=[c for c in PARTNER_FLAGS_COLUMNS if c in have]))
-    return pa.concat_tables(tables, promote_options="permissive")
-
-
-def identification_dir(store: UPath, as_of: date) -> UPath:
-    return store / IDENTIFICATION_DIR / as_of.isoformat()
-
-
-def write_identification(
-    identification: Identification, store: UPath, criteria_sha256: str | None = None
-) -> dict[str, str]:
-    """Write the three tables and a summary (counts only) under ``identification/<as_of>/``.
-
-    Each file is replaced whole (readers see the old or the new file), so re-running a day's identification
-    gives the same files. Returns the written paths, relative to the store.
-    """
-    folder = identification_dir(store, identification.as_of)
-    written: dict[str, str] = {}
-    for name, table in (
-        ("person_flags", identification.person_flags),
-        ("family_problems", identification.family_problems),
-        ("worklist", identification.worklist),
-    ):
-        write_parquet(table, folder / f"{name}.parquet")
-        written[name] = f"{IDENTIFICATION_DIR}/{identification.as_of.isoformat()}/{name}.parquet"
-    summary = {**identification.counts, "criteria_sha256": criteria_sha256}
-    write_bytes_atomic(
-        folder / "summary.json", json.dumps(summary, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-    )
-    written["summary"] = f"{IDENTIFICATION_DIR}/{identification.as_of.isoformat()}/summary.json"
-    return written
-
-
-def latest_identification(store: UPath) -> date | None:
-    """The as_of of the newest identification written under the store, or None."""
-    folder = store / IDENTIFICATION_DIR
-    if not folder.exists():
-        return None
-    days = []
-    for path in folder.iterdir():
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", path.name) and (path / "worklist.parquet").exists():
-            days.append(date.fromisoformat(path.name))
-    return max(days) if days else None
-
-
-def identify(
-    store: UPath,
-    sources: list[str],
-    as_of: date | None = None,
-    config_path: Path | str | None = None,
-) -> dict[str, Any]:
-    """Read the curated extracts, the register and any partner flags; evaluate; write; return counts.
-
-    ``as_of`` defaults to the latest extract date among the curated files. The one call the
-    ``identify_families`` DAG makes; what it returns is numbers only, safe for XCom and logs.
-    """
-    config = load_criteria(config_path)
-    curated, latest = read_latest_curated(store, sources, as_of)
-    as_of = as_of or latest
-    if as_of is None:
-        raise ValueError("no curated extracts under curated/: ingest before identifying families")
-    persons, links = read_register(store)
-    result = evaluate(curated, links, persons, as_of, config, read_partner_flags(store))
-    written = write_identification(result, store, config_sha256(config_path))
-    return {**result.counts, "written": written}

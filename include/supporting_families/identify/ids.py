@@ -12,7 +12,7 @@ another person (with the id that now holds them). The rules, in :func:`assign_pe
   one), handed out in order of each new cluster's smallest (source, record_id), so ids never depend on the
   order of input rows;
 * a record missing from this run's input keeps its row in the map, so that its person keeps the same id if
-  it comes back (erasure, a later issue, removes rows by person).
+  it comes back (erasure, a data subject right the rights package builds, removes rows by person).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The person register: link the internal sources' records to stable persons, and persons to households.
 
-What it does (issue 3, items 2 and 3)
+What it does
     Records about the same person in different departments' systems link to one internal ``person_id``
     that stays the same from run to run; persons group into households by the property they live at.
     ``build_register(identities, previous)`` does it all; ``identities_from_curated`` builds its input from
@@ -11,11 +11,11 @@ Method
     1. **Records.** Rows repeating within a source (same ``source`` + ``record_id``: terms, episodes,
        incidents) are one record; its identity is taken from its latest extract.
     2. **Keys.** Names are case-folded to letters only, accents removed, with the nickname lines a given
-       name is on (Bill and William share one) and a Soundex key (:mod:`linkage_names`); postcodes lose
+       name is on (Bill and William share one) and a Soundex key (``names.py``); postcodes lose
        their space; address line 1 keeps letters and digits only.
     3. **Exact rules**, which need no model: (a) same family name, given name, date of birth and postcode;
        (b) same UPRN, date of birth and family name, and the same or nickname-equivalent given name.
-    4. **Probabilistic linker** (Fellegi-Sunter; :mod:`linkage_model`) for the rest. Candidate pairs come
+    4. **Probabilistic linker** (Fellegi-Sunter; ``model.py``) for the rest. Candidate pairs come
        from three blocking rules: same date of birth; same family-name Soundex, given-name initial and birth
        year; same postcode and given-name initial (the last two find pairs whose dates of birth disagree).
        Each pair is compared on five fields, each with levels: given name (exact, nickname or prefix,
@@ -27,7 +27,7 @@ Method
        * ``u`` (how often two *different* persons agree at a level) comes from random pairs of records.
        * ``m`` (how often records of the *same* person agree) is estimated by expectation maximisation on
          the pairs blocked on date of birth, the way splink trains, except for date of birth itself, whose
-         ``m`` is fixed from published error rates of administrative data (``linkage_model.DOB_M``).
+         ``m`` is fixed from published error rates of administrative data (``model.DOB_M``).
        * Exact agreement on a name or a date of birth is weighted by how common the value is (term
          frequency; the full name has its own frequency): two records of a common name born on one day are
          far weaker evidence than two of a rare name, which is what keeps precision when a family has moved
@@ -43,7 +43,7 @@ Method
        two records of one source that are neither identical nor (same date of birth and postcode) linked
        to each other directly at ``same_source_threshold``: a source's own record id is meant to be one per
        person, so two of its records in one person are a duplicate registration or a mistake.
-    6. **Stable ids** (:mod:`linkage_ids`): ``register/id_map.parquet`` keeps (source, record_id) ->
+    6. **Stable ids** (``ids.py``): ``register/id_map.parquet`` keeps (source, record_id) ->
        person_id. A cluster holding known records keeps the oldest id among them; when clusters merge, the
        other ids are retired (``register/retired_ids.parquet``, with the id they were merged into); new
        clusters get ids from a counter persisted through the map, handed out in order of each cluster's
@@ -62,7 +62,8 @@ Why not splink
     the same three blocking rules, u by random sampling, two EM sessions) and no term-frequency adjustment:
     87 s (68 s training, 17 s predicting, 1 s clustering), 2.4 GiB peak, pairwise precision 0.73 and recall
     0.986 at a 0.9 clustering threshold before any tuning. Its training alone would leave too little of
-    the issue's 120 s for the criteria engine, and its connected-components clustering has no guard against
+    the 120 s that linkage and criteria have together (``benchmarks/bench_identification.py``) for the
+    criteria engine, and its connected-components clustering has no guard against
     chaining (same-source or date-of-birth conflicts). The same Fellegi-Sunter model here scores the few
     hundred distinct comparison patterns with numpy and does the pairwise work in DuckDB (already a
     dependency): about 15 s at 1,000,000 persons, and no new package.
@@ -104,6 +105,7 @@ from supporting_families.identify.model import (
 )
 from supporting_families.identify.names import nickname_lines, normalise_name, soundex
 from supporting_families.store.io import read_parquet, write_parquet
+from supporting_families.store.layout import register_file
 from supporting_families.store.schemas import REGISTER_SCHEMA
 
 __all__ = [
@@ -127,7 +129,6 @@ __all__ = [
     "identities_from_curated",
     "load_register",
     "load_register_state",
-    "register_dir",
     "save_register",
 ]
 
@@ -703,46 +704,31 @@ def build_register(
 
 # --- the store -------------------------------------------------------------------------------------------
 
-REGISTER_DIR: Final = "register"
-REGISTER_FILES: Final = {
-    "persons": "persons.parquet",
-    "links": "links.parquet",
-    "id_map": "id_map.parquet",
-    "retired": "retired_ids.parquet",
-}
-
-
-def register_dir(root: UPath) -> UPath:
-    return root / REGISTER_DIR
-
 
 def load_register_state(root: UPath) -> RegisterState | None:
     """The id map and retired ids under ``<root>/register/``, or None on the first run."""
-    folder = register_dir(root)
-    id_map_path = folder / REGISTER_FILES["id_map"]
+    id_map_path = register_file(root, "id_map")
     if not id_map_path.exists():
         return None
-    retired_path = folder / REGISTER_FILES["retired"]
+    retired_path = register_file(root, "retired")
     retired = read_parquet(retired_path) if retired_path.exists() else RETIRED_SCHEMA.empty_table()
     return RegisterState(read_parquet(id_map_path).cast(ID_MAP_SCHEMA), retired.cast(RETIRED_SCHEMA))
 
 
 def load_register(root: UPath) -> tuple[pa.Table, pa.Table]:
     """(persons, links) as last saved."""
-    folder = register_dir(root)
     return (
-        read_parquet(folder / REGISTER_FILES["persons"]).cast(REGISTER_SCHEMA),
-        read_parquet(folder / REGISTER_FILES["links"]).cast(LINKS_SCHEMA),
+        read_parquet(register_file(root, "persons")).cast(REGISTER_SCHEMA),
+        read_parquet(register_file(root, "links")).cast(LINKS_SCHEMA),
     )
 
 
 def save_register(result: RegisterResult, root: UPath) -> dict[str, str]:
     """Write persons, links, id map and retired ids under ``<root>/register/``; returns their paths.
 
-    Each file is replaced whole (``storage.write_parquet``). The id map is written last, so that a run that
+    Each file is replaced whole (``store.io.write_parquet``). The id map is written last, so that a run that
     fails half-way leaves the previous map, and the next run reproduces the same ids.
     """
-    folder = register_dir(root)
     tables = {
         "persons": result.persons,
         "links": result.links,
@@ -751,7 +737,7 @@ def save_register(result: RegisterResult, root: UPath) -> dict[str, str]:
     }
     paths = {}
     for name, table in tables.items():
-        path = folder / REGISTER_FILES[name]
+        path = register_file(root, name)
         write_parquet(table, path)
         paths[name] = str(path)
     log.info("saved the register: %d persons, %d links", result.persons.num_rows, result.links.num_rows)

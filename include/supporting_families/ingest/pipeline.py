@@ -1,6 +1,7 @@
 """Ingest the internal departments' extracts: strict read, lazy validation, curated Parquet, quarantine.
 
-Issue 3, item 1. For one source (``include/sources.yaml``) and the store root (docs/STORE.md):
+For one source (``include/sources.yaml``) and the store root (docs/STORE.md; every path comes from
+:mod:`supporting_families.store.layout`):
 
 * :func:`pending_extracts` lists the files under ``landing/`` that match the source's ``file_glob`` and have
   not been ingested yet. The ingest report is the marker: a file whose report carries the same SHA-256 is
@@ -40,6 +41,7 @@ from supporting_families.config.sources import SourceSpec
 from supporting_families.ingest.read import FILE_RULES, ExtractRejected, RawExtract, read_extract_file
 from supporting_families.ingest.standardise import curated_schema, standardise
 from supporting_families.ingest.validate import ROW_RULES, RowVerdict, validate_rows
+from supporting_families.store import layout
 from supporting_families.store.io import (
     delete_file,
     sha256_bytes,
@@ -77,7 +79,7 @@ Status = Literal["ingested", "rejected"]
 
 def landing_dir(root: UPath, spec: SourceSpec) -> UPath:
     """The folder a source's extracts land in: ``file_glob`` is relative to ``<store>/landing``."""
-    return root / "landing" / posixpath.dirname(spec.file_glob)
+    return layout.landing_dir(root, spec.file_glob)
 
 
 def _name_glob(spec: SourceSpec) -> str:
@@ -102,25 +104,24 @@ def extract_date_of(spec: SourceSpec, file_name: str) -> date:
         ) from None
 
 
-def _curated_rel(spec: SourceSpec, extract_date: date) -> str:
-    return f"curated/{spec.name}/{spec.name}_{extract_date.isoformat()}.parquet"
-
-
-def _quarantine_rel(spec: SourceSpec, file_name: str) -> str:
-    return f"quarantine/{spec.name}/{file_name}"
+def _relative(root: UPath, path: UPath) -> str:
+    """``path`` relative to the store's root, as the ingest report records it."""
+    return "/".join(path.parts[len(root.parts) :])
 
 
 def curated_path(root: UPath, spec: SourceSpec, extract_date: date) -> UPath:
     """``curated/<source>/<source>_<YYYY-MM-DD>.parquet``: one file per extract file."""
-    return root / _curated_rel(spec, extract_date)
+    return layout.curated_file(root, spec.name, extract_date)
 
 
 def quarantine_dir(root: UPath, spec: SourceSpec, file_name: str) -> UPath:
-    return root / _quarantine_rel(spec, file_name)
+    """``quarantine/<source>/<file name>/``: a file rejected whole, or the rejected rows, with reports."""
+    return layout.ingest_quarantine_dir(root, spec.name, file_name)
 
 
 def report_path(root: UPath, spec: SourceSpec, file_name: str) -> UPath:
-    return root / "ingest_reports" / spec.name / f"{_stem(file_name)}.json"
+    """``ingest_reports/<source>/<file stem>.json``: counts only; written last, the file's done-marker."""
+    return layout.ingest_report_file(root, spec.name, _stem(file_name))
 
 
 # --- the ingest report: counts only ----------------------------------------------------------------------
@@ -306,7 +307,7 @@ def _quarantine_whole(
         "detail": error.detail,
     }
     write_bytes_atomic(folder / "reason.json", json.dumps(reason, indent=2, sort_keys=True).encode() + b"\n")
-    return _quarantine_rel(spec, file_name)
+    return _relative(root, folder)
 
 
 # --- ingesting -------------------------------------------------------------------------------------------
@@ -427,7 +428,7 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
         folder = quarantine_dir(root, spec, file_name)
         write_bytes_atomic(folder / "rejected_rows.csv", _rejected_rows_csv(extract, ~verdict.accepted))
         write_bytes_atomic(folder / "report.csv", _report_csv(file_name, verdict.failures))
-        quarantine = _quarantine_rel(spec, file_name)
+        quarantine = _relative(root, folder)
     target = curated_path(root, spec, extract_date)
     write_parquet(curated, target)
     rules, columns = _broken(verdict.failures)
@@ -443,7 +444,7 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
         rejected=rejected,
         rules_broken=rules,
         columns_broken=columns,
-        curated=_curated_rel(spec, extract_date),
+        curated=_relative(root, target),
         quarantine=quarantine,
         landed_stamp=stamp,
     )

@@ -1,8 +1,8 @@
 """Accepted rows into the curated table: the register's names and types, one vocabulary downstream.
 
-The curated contract (docs/STORE.md, issue 3): lineage columns (source, extract_date, file_sha256,
-row_number), ``record_id``, the identity columns the source has under the person register's names
-(``supporting_families/register.py``), then the source's measures by their ``standard`` names, typed.
+The curated contract (docs/STORE.md): lineage columns (source, extract_date, file_sha256, row_number),
+``record_id``, the identity columns the source has under the person register's names
+(``store/schemas.py``, ``REGISTER_SCHEMA``), then the source's measures by their ``standard`` names, typed.
 """
 
 from __future__ import annotations

@@ -34,8 +34,7 @@ from upath import UPath
 
 from supporting_families.audit import NewEntry, idempotency_key
 from supporting_families.config.agreements import Agreement
-from supporting_families.identify.assessment import assessment_status
-from supporting_families.identify.criteria import identification_dir, latest_identification
+from supporting_families.identify import assessment_status, latest_identification
 from supporting_families.rights.restrictions import read_restrictions
 from supporting_families.share.cohort import CohortInputs, select_cohort
 from supporting_families.share.package import Manifest, minimise, new_manifest, write_partner_csv
@@ -52,6 +51,7 @@ from supporting_families.store.io import (
     write_bytes_atomic,
     write_parquet,
 )
+from supporting_families.store.layout import identification_dir
 from supporting_families.transport.openpgp import encrypt_and_sign
 from supporting_families.transport.sftp import SftpEndpoint, deliver
 

@@ -24,10 +24,10 @@ from upath import UPath
 
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
 from supporting_families.audit import Ledger
-from supporting_families.config.sources import load_sources
-from supporting_families.identify.assessment import record_assessment
-from supporting_families.ingest.pipeline import ingest_source
-from supporting_families.store.io import read_parquet
+from supporting_families.config import load_sources
+from supporting_families.identify import record_assessment
+from supporting_families.ingest import ingest_source
+from supporting_families.store import read_parquet
 from supporting_families.transport.openpgp import decrypt_and_verify
 from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env
 

@@ -19,7 +19,7 @@ from supporting_families.share.delivery import (
     package_delivery,
     share_view,
 )
-from supporting_families.store.io import store_root
+from supporting_families.store import store_root
 from supporting_families.transport.openpgp import decrypt_and_verify
 from tests.integration.platform_fixtures import PlatformEnv, small_register
 from tests.store_walk import permission_problems

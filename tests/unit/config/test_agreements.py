@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 import yaml
 
-from supporting_families.config.agreements import (
+from supporting_families.config import (
     Agreement,
     AgreementError,
     default_agreements_dir,
     load_agreement,
     load_agreements,
 )
-from supporting_families.store.schemas import INTERNAL_ID_FIELDS, SHAREABLE_FIELDS
+from supporting_families.store import INTERNAL_ID_FIELDS, SHAREABLE_FIELDS
 
 REPO = Path(__file__).resolve().parents[3]
 AGREEMENTS_DIR = REPO / "include" / "agreements"
@@ -288,7 +288,7 @@ def test_there_is_a_fixture_for_each_failure_the_brief_names() -> None:
         "person-ref-not-sent",
         "programme-status-missing",
         "deadline-not-positive",
-        # issue 5: the return side's configuration
+        # the return side's configuration
         "return-flag-not-a-column",
         "return-flag-not-boolean-or-date",
         "return-flag-mapped-twice",
@@ -316,7 +316,7 @@ def test_invalid_fixture_fails_naming_file_and_key(path: Path) -> None:
         assert any(fragment in m for m in messages), f"{key}: expected {fragment!r} in {messages}"
 
 
-# --- what the return side takes into the register (issue 5) ----------------------------------------------
+# --- what the return side takes into the register -----------------------------------------------------
 
 
 def test_return_flags_map_columns_to_the_criteria_partner_sub_criteria(agreements: list[Agreement]) -> None:
@@ -339,7 +339,7 @@ def test_return_flags_map_columns_to_the_criteria_partner_sub_criteria(agreement
 @pytest.mark.parametrize("path", AGREEMENT_FILES, ids=[_label(p) for p in AGREEMENT_FILES])
 def test_every_flag_is_one_the_criteria_take_from_that_partner(path: Path) -> None:
     # A flag the criteria do not take from this partner would be merged and then silently ignored.
-    from supporting_families.identify.criteria import load_criteria
+    from supporting_families.config import load_criteria
 
     agreement = load_agreement(path, env=FINGERPRINTS)
     taken = {

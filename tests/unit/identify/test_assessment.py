@@ -14,17 +14,16 @@ import pyarrow as pa
 import pytest
 from upath import UPath
 
-from supporting_families.identify.assessment import (
+from supporting_families.identify import (
     ALL_REASONS,
-    ASSESSMENTS_FILE,
     REASONS,
+    WORKLIST_SCHEMA,
     AssessmentError,
     Recorded,
     assessment_status,
     record_assessment,
 )
-from supporting_families.identify.criteria import WORKLIST_SCHEMA
-from supporting_families.store.io import read_parquet, write_parquet
+from supporting_families.store import read_parquet, register_file, write_parquet
 
 AS_OF = date(2025, 3, 31)
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
@@ -98,7 +97,7 @@ def test_only_a_recorded_decision_makes_a_family_assessed(store: UPath) -> None:
     )
     assert rec.programme_status == "assessed_as_meeting_criteria" and not rec.already_recorded
     assert _status(store) == {"FAM-A": ("meets_criteria", "assessed_as_meeting_criteria")}
-    row = read_parquet(store / ASSESSMENTS_FILE).to_pylist()[0]
+    row = read_parquet(register_file(store, "assessments")).to_pylist()[0]
     assert row["practitioner"] == "pr.jones-01" and row["identification_as_of"] == AS_OF
     assert row["worklist_sha256"] and len(row["worklist_sha256"]) == 64, "the evidence reviewed is pinned"
     assert row["recorded_at"] == T0 and row["reason"] == "confirmed_with_lead_professional"
@@ -115,7 +114,10 @@ def test_meets_criteria_needs_the_family_on_the_current_worklist(store: UPath) -
         decide(store, "FAM-A", "meets_criteria", "pr.jones-01")
     rec = decide(store, "FAM-C", "meets_criteria", "pr.jones-01")  # default: the current worklist
     assert rec.identification_as_of == date(2025, 4, 30)
-    assert not (store / ASSESSMENTS_FILE).exists() or read_parquet(store / ASSESSMENTS_FILE).num_rows == 1
+    assert (
+        not (register_file(store, "assessments")).exists()
+        or read_parquet(register_file(store, "assessments")).num_rows == 1
+    )
 
 
 def test_does_not_meet_needs_only_a_family_in_the_register(store: UPath) -> None:
@@ -151,7 +153,9 @@ def test_the_latest_decision_wins_and_withdrawn_clears_the_state(store: UPath) -
     # Two decisions at the same instant: the one recorded last wins.
     decide(store, "FAM-C", "withdrawn", "pr.smith", now=T0)
     assert _status(store)["FAM-C"] == ("withdrawn", None)
-    assert read_parquet(store / ASSESSMENTS_FILE).num_rows == 5, "every decision is kept: an audit trail"
+    assert read_parquet(register_file(store, "assessments")).num_rows == 5, (
+        "every decision is kept: an audit trail"
+    )
     assert assessment_status(store).column("reason").to_pylist() == ["recorded_in_error", "recorded_in_error"]
 
 
@@ -166,7 +170,7 @@ def test_a_retried_request_is_recorded_once(store: UPath) -> None:
         now=T0 + timedelta(minutes=5),
     )
     assert again.already_recorded and again.assessment_id == first.assessment_id
-    assert read_parquet(store / ASSESSMENTS_FILE).num_rows == 1
+    assert read_parquet(register_file(store, "assessments")).num_rows == 1
     assert not list((Path(store.path) / "register").glob(".*partial")), "appends leave no partial file behind"
 
 
@@ -209,7 +213,7 @@ def test_invalid_requests_fail_naming_field_and_rule(
     assert fragment in message and "(rule: " in message
     if field == "reason" and value:
         assert value not in message, "what was typed is never echoed"
-    assert not (store / ASSESSMENTS_FILE).exists()
+    assert not (register_file(store, "assessments")).exists()
 
 
 def test_every_decision_has_its_reasons() -> None:

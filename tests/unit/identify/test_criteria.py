@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,28 +20,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-import yaml
 from upath import UPath
 
-from sf_demo.synthetic import MIN_PROBLEMS, SUB_CRITERIA, Borough, DirtConfig, generate_borough
+from sf_demo.synthetic import MIN_PROBLEMS, Borough, DirtConfig, generate_borough
 from sf_demo.synthetic.dates import ages_on, window_start
 from sf_demo.synthetic.sources import encode_extract, read_extract
-from supporting_families.config.sources import SourceSpec, load_sources
-from supporting_families.identify.criteria import (
-    PARTNER_FLAGS_COLUMNS,
+from supporting_families.config import (
     CriteriaConfig,
-    CriteriaConfigError,
+    SourceSpec,
+    load_criteria,
+    load_sources,
+)
+from supporting_families.identify import (
     Identification,
-    completed_years,
     evaluate,
     identify,
-    load_criteria,
-    months_before,
     read_latest_curated,
     read_partner_flags,
 )
-from supporting_families.receive.reconcile import PARTNER_FLAGS_SCHEMA
-from supporting_families.store.io import write_parquet
+from supporting_families.identify.criteria import PARTNER_FLAGS_COLUMNS, completed_years, months_before
+from supporting_families.store import PARTNER_FLAGS_SCHEMA, write_parquet
 
 REPO = Path(__file__).resolve().parents[3]
 CRITERIA = REPO / "include" / "criteria.yaml"
@@ -799,165 +796,6 @@ def test_reasons_are_templates_without_personal_values(scenario: Scenario) -> No
     }
     leaks = sum(1 for r in texts if postcode.search(r) or iso_date.search(r))
     assert leaks == 0, "a reason holds a postcode or a date"
-
-
-# --- configuration ----------------------------------------------------------------------------------------
-
-
-def test_the_committed_criteria_are_the_notice_and_the_truths_rules() -> None:
-    assert CONFIG.min_problems == MIN_PROBLEMS == 2
-    partner_code = {"dwp": "dwp", "met_police": "met-police"}
-    ours = {
-        code: (headline, tuple(r.source for r in sub.internal), tuple(p.partner for p in sub.partners))
-        for headline, code, sub in CONFIG.sub_criteria()
-    }
-    truth = {
-        s.code: (s.headline, s.internal_sources, tuple(partner_code[p] for p in s.partner_sources))
-        for s in SUB_CRITERIA
-    }
-    assert ours == truth
-    notice = " ".join(NOTICE.read_text(encoding="utf-8").split())
-    for headline, code, sub in CONFIG.sub_criteria():
-        assert " ".join(sub.notice.split()) in notice, f"{headline}.{code}: notice quote not verbatim"
-        assert " ".join(CONFIG.headline_problems[headline].notice.split()) in notice, headline
-
-
-def _yaml() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(CRITERIA.read_text(encoding="utf-8"))
-    return data
-
-
-def _sub(data: dict[str, Any], headline: str, code: str) -> dict[str, Any]:
-    sub: dict[str, Any] = data["headline_problems"][headline]["sub_criteria"][code]
-    return sub
-
-
-def _attendance_rule(data: dict[str, Any]) -> dict[str, Any]:
-    rule: dict[str, Any] = _sub(data, "school_attendance", "attendance_below_90")["internal"][0]
-    return rule
-
-
-def _move_neet_under_health(d: dict[str, Any]) -> None:
-    d["headline_problems"]["health"]["sub_criteria"]["neet"] = _sub(
-        d, "worklessness_financial_exclusion", "neet"
-    )
-
-
-INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
-    (
-        "misspelt-key",
-        lambda d: _attendance_rule(d).update(threshhold=90.0),
-        "headline_problems.school_attendance.sub_criteria.attendance_below_90.internal.0.mean_below.threshhold",
-        "unknown key",
-    ),
-    (
-        "unknown-rule-kind",
-        lambda d: _attendance_rule(d).update(rule="mean_above"),
-        "internal.0",
-        "does not match",
-    ),
-    ("comparison-missing", lambda d: _attendance_rule(d).pop("comparison"), "comparison", "Field required"),
-    (
-        "unknown-source",
-        lambda d: _attendance_rule(d).update(source="schools"),
-        "internal.0.source",
-        "unknown source 'schools'",
-    ),
-    (
-        "unknown-column",
-        lambda d: _attendance_rule(d).update(measure="attendance"),
-        "internal.0.measure",
-        "has no column 'attendance'",
-    ),
-    (
-        "wrong-column-type",
-        lambda d: _attendance_rule(d).update(measure="term"),
-        "internal.0.measure",
-        "is of type code",
-    ),
-    (
-        "unknown-code",
-        lambda d: _sub(d, "worklessness_financial_exclusion", "neet")["internal"][0]["codes"].update(
-            values=["neet_seeking", "neet_resting"]
-        ),
-        "neet.internal.0.codes.values",
-        "['neet_resting'] are not standard values",
-    ),
-    (
-        "min-problems-above-headlines",
-        lambda d: d.update(min_problems=7),
-        "<root>",
-        "more than the 6 headline problems",
-    ),
-    ("min-problems-zero", lambda d: d.update(min_problems=0), "min_problems", "greater than or equal to 1"),
-    (
-        "sub-criterion-under-two-headlines",
-        _move_neet_under_health,
-        "<root>",
-        "each sub-criterion belongs to one headline problem",
-    ),
-    (
-        "no-evidence",
-        lambda d: _sub(d, "worklessness_financial_exclusion", "rent_arrears").pop("internal"),
-        "rent_arrears",
-        "at least one internal rule or partner",
-    ),
-    (
-        "min-age-above-max-age",
-        lambda d: _sub(d, "worklessness_financial_exclusion", "neet")["internal"][0].update(min_age=25),
-        "neet.internal.0.aged_on_as_of",
-        "min_age 25 is above max_age 24",
-    ),
-    (
-        "window-zero",
-        lambda d: _sub(d, "crime_asb", "asb_intervention")["internal"][0].update(window_months=0),
-        "window_months",
-        "greater than or equal to 1",
-    ),
-    (
-        "partner-not-a-code",
-        lambda d: _sub(d, "crime_asb", "asb_intervention")["partners"][0].update(partner="Met Police"),
-        "partners.0.partner",
-        "should match pattern",
-    ),
-    (
-        "headline-not-snake-case",
-        lambda d: d["headline_problems"].update({"Crime ASB": d["headline_problems"].pop("crime_asb")}),
-        "headline_problems.Crime ASB",
-        "should match pattern",
-    ),
-]
-
-
-@pytest.mark.parametrize(("mutate", "key", "fragment"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
-def test_invalid_configuration_fails_naming_file_key_and_rule(
-    tmp_path: Path, mutate: Callable[[dict[str, Any]], None], key: str, fragment: str
-) -> None:
-    data = _yaml()
-    mutate(data)
-    path = tmp_path / "criteria.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    with pytest.raises(CriteriaConfigError) as caught:
-        load_criteria(path)
-    message = str(caught.value)
-    assert message.startswith("criteria.yaml: ")
-    assert any(key in line and fragment in line for line in caught.value.problems), message
-
-
-@pytest.mark.parametrize(
-    ("text", "fragment"),
-    [
-        ("version: [1\n", "not valid YAML at line"),
-        ("- a list\n", "must be a mapping of keys"),
-        ("", "must be a mapping"),
-    ],
-    ids=["invalid-yaml", "a-list", "empty"],
-)
-def test_unreadable_configuration_fails_clearly(tmp_path: Path, text: str, fragment: str) -> None:
-    path = tmp_path / "criteria.yaml"
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(CriteriaConfigError, match=re.escape(fragment)):
-        load_criteria(path)
 
 
 # --- calendar rules: the same as the generator's ----------------------------------------------------------

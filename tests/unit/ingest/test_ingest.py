@@ -28,8 +28,8 @@ from upath import UPath
 
 from sf_demo.synthetic import Borough, DirtConfig, generate_borough, read_extract, write_borough
 from sf_demo.synthetic.sources import encode_extract
-from supporting_families.config.sources import SourceSpec, load_sources
-from supporting_families.ingest.pipeline import (
+from supporting_families.config import SourceSpec, load_sources
+from supporting_families.ingest import (
     FILE_RULES,
     ROW_RULES,
     ExtractRejected,
@@ -44,7 +44,7 @@ from supporting_families.ingest.pipeline import (
 )
 from supporting_families.ingest.read import read_extract_file
 from supporting_families.ingest.validate import validate_rows
-from supporting_families.store.schemas import REGISTER_SCHEMA
+from supporting_families.store import REGISTER_SCHEMA
 
 AS_OF = date(2025, 3, 31)
 SOURCES = load_sources()
@@ -133,7 +133,7 @@ _MEASURE_TYPES = {
 
 
 def _contract(spec: SourceSpec) -> list[tuple[str, pa.DataType]]:
-    """The curated contract of issue 3, written out independently of the implementation."""
+    """The curated contract (docs/STORE.md), written out independently of the implementation."""
     register = {f.name: f.type for f in REGISTER_SCHEMA}
     out = [
         ("source", pa.string()),

@@ -7,10 +7,9 @@ import pickle
 import pyarrow as pa
 import pytest
 
-from supporting_families.ingest.read import ExtractRejected
+from supporting_families.ingest import ExtractRejected
 from supporting_families.receive.validate import PROBLEMS_SCHEMA, ReturnRejected
-from supporting_families.validation import csv_rules as csv_checks
-from supporting_families.validation.csv_rules import (
+from supporting_families.validation import (
     FileRejected,
     blank_to_null,
     check_duplicate_headers,
@@ -20,6 +19,7 @@ from supporting_families.validation.csv_rules import (
     split_first_line,
     split_header,
 )
+from supporting_families.validation import csv_rules as csv_checks
 
 SECRET = "Zebedee"  # stands for a personal value: it must never reach a message
 
