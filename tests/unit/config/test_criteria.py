@@ -1,7 +1,9 @@
 """include/criteria.yaml: the committed rules are the notice's, and every invalid file fails naming its key.
 
 The rules themselves are tested where they are applied (tests/unit/identify/test_criteria.py); this is the
-file's model and its loading, the same strict loader as the agreements' and sources.yaml's.
+file's model and its loading, the same strict loader as the agreements' and sources.yaml's. Each fixture in
+``tests/fixtures/criteria/invalid/`` is an otherwise valid file with one thing wrong; its header lists the
+expected problems as ``# expect: key.path: message fragment``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from supporting_families.config import CriteriaConfigError, load_criteria
 REPO = Path(__file__).resolve().parents[3]
 CRITERIA = REPO / "include" / "criteria.yaml"
 NOTICE = REPO / "docs" / "supporting-families-privacy-notice.txt"
+INVALID_DIR = REPO / "tests" / "fixtures" / "criteria" / "invalid"
+INVALID_FILES = sorted(INVALID_DIR.glob("*.yaml"))
 CONFIG = load_criteria()
 
 
@@ -178,3 +182,41 @@ def test_unreadable_configuration_fails_clearly(tmp_path: Path, text: str, fragm
     path.write_text(text, encoding="utf-8")
     with pytest.raises(CriteriaConfigError, match=re.escape(fragment)):
         load_criteria(path)
+
+
+def _expectations(path: Path) -> list[tuple[str, str]]:
+    expected = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# expect: "):
+            key, _, fragment = line.removeprefix("# expect: ").partition(": ")
+            expected.append((key, fragment))
+    return expected
+
+
+def test_there_is_a_fixture_for_each_repeated_key_the_loader_refuses() -> None:
+    assert {"duplicate-threshold", "duplicate-sub-criterion"} <= {p.stem for p in INVALID_FILES}
+
+
+@pytest.mark.parametrize("path", INVALID_FILES, ids=[f"invalid/{p.stem}" for p in INVALID_FILES])
+def test_invalid_fixture_fails_naming_file_and_key(path: Path) -> None:
+    expected = _expectations(path)
+    assert expected, f"{path.name} has no '# expect: key: fragment' line"
+
+    with pytest.raises(CriteriaConfigError) as caught:
+        load_criteria(path)
+
+    problems = caught.value.problems
+    assert all(line.startswith(f"{path.name}: ") for line in str(caught.value).splitlines())
+    assert sorted(p.key for p in problems) == sorted(key for key, _ in expected), str(caught.value)
+    for key, fragment in expected:
+        messages = [p.message for p in problems if p.key == key]
+        assert any(fragment in m for m in messages), f"{key}: expected {fragment!r} in {messages}"
+
+
+@pytest.mark.parametrize("path", INVALID_FILES, ids=[f"invalid/{p.stem}" for p in INVALID_FILES])
+def test_each_invalid_fixture_is_valid_but_for_its_repeated_key(path: Path, tmp_path: Path) -> None:
+    # What YAML alone makes of the file (the last of two equal keys wins) is valid criteria, so the fixture
+    # fails for its repeated key and for nothing else.
+    last_wins = tmp_path / path.name
+    last_wins.write_text(yaml.safe_dump(yaml.safe_load(path.read_text(encoding="utf-8"))), encoding="utf-8")
+    assert load_criteria(last_wins).min_problems == 1

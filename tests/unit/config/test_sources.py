@@ -23,6 +23,9 @@ from supporting_families.store import REGISTER_FIELDS
 
 RAW = yaml.safe_load(DEFAULT_SOURCES_PATH.read_text(encoding="utf-8"))
 CONFIG = load_sources()
+#: One otherwise valid file per key YAML would silently repeat; each header says ``# expect: key: fragment``.
+INVALID_DIR = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "sources" / "invalid"
+INVALID_FILES = sorted(INVALID_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("source", list(CONFIG.sources), ids=str)
@@ -100,6 +103,44 @@ def test_invalid_sources_file_fails_naming_the_file_and_key(case: str, tmp_path:
     message = str(info.value)
     assert all(line.startswith(f"{path.name}: ") for line in message.splitlines()), message
     assert any(problem.key.startswith(key) for problem in info.value.problems), message
+
+
+def _expectations(path: Path) -> list[tuple[str, str]]:
+    expected = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# expect: "):
+            key, _, fragment = line.removeprefix("# expect: ").partition(": ")
+            expected.append((key, fragment))
+    return expected
+
+
+def test_there_is_a_fixture_for_each_repeated_key_the_loader_refuses() -> None:
+    assert {"duplicate-source", "duplicate-column-key"} <= {p.stem for p in INVALID_FILES}
+
+
+@pytest.mark.parametrize("path", INVALID_FILES, ids=[f"invalid/{p.stem}" for p in INVALID_FILES])
+def test_invalid_fixture_fails_naming_file_and_key(path: Path) -> None:
+    expected = _expectations(path)
+    assert expected, f"{path.name} has no '# expect: key: fragment' line"
+
+    with pytest.raises(SourcesConfigError) as caught:
+        load_sources(path)
+
+    problems = caught.value.problems
+    assert all(line.startswith(f"{path.name}: ") for line in str(caught.value).splitlines())
+    assert sorted(p.key for p in problems) == sorted(key for key, _ in expected), str(caught.value)
+    for key, fragment in expected:
+        messages = [p.message for p in problems if p.key == key]
+        assert any(fragment in m for m in messages), f"{key}: expected {fragment!r} in {messages}"
+
+
+@pytest.mark.parametrize("path", INVALID_FILES, ids=[f"invalid/{p.stem}" for p in INVALID_FILES])
+def test_each_invalid_fixture_is_valid_but_for_its_repeated_key(path: Path, tmp_path: Path) -> None:
+    # What YAML alone makes of the file (the last of two equal keys wins) is a valid sources file, so the
+    # fixture fails for its repeated key and for nothing else.
+    last_wins = tmp_path / path.name
+    last_wins.write_text(yaml.safe_dump(yaml.safe_load(path.read_text(encoding="utf-8"))), encoding="utf-8")
+    assert list(load_sources(last_wins).sources) == ["asb"]
 
 
 def _config_with(mutate: Callable[[dict[str, Any]], None]) -> SourcesConfig:
