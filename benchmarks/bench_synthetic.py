@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_synthetic.py --persons 1000000 --out file:///tmp/sf-bench
 
-A script, not a test: the figure it prints is the one issue 2 asks for (1,000,000 persons in under 60 s).
+A script, not a test: the figure it prints is the generator's budget (1,000,000 persons in under 60 s).
 Only counts and timings are printed, never a row.
 """
 

@@ -1,6 +1,6 @@
 """Receive a partner's return: fetch safely, archive, verify, validate, reconcile, merge, or quarantine.
 
-Issue 5 items 2-6. One return answers one delivery and is named after it (docs/STORE.md):
+One return answers one delivery and is named after it (docs/STORE.md):
 ``<return prefix>-<delivery id>.csv.gpg``, the agreement's ``returns.file_pattern`` with its one ``*`` being
 the delivery id. The steps, each idempotent per (agreement, file name, SHA-256 of the file as received):
 

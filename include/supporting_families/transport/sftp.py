@@ -804,7 +804,7 @@ def _remove_quietly(sftp: paramiko.SFTPClient, remote_dir: str, names: list[str]
 # -- fetch -------------------------------------------------------------------------------------------
 
 #: Why an entry was not fetched. ``unsafe_name``, ``not_regular_file`` and ``too_large`` are the partner's
-#: folder holding something it should not (quarantine and alert: issue 5 item 5); ``changed_while_reading``
+#: folder holding something it should not (quarantine and alert); ``changed_while_reading``
 #: is usually a file still being written (fetch again later); ``local_conflict`` means ``local_dir``
 #: already holds different bytes under that name, which the caller must resolve.
 RejectReason = Literal[
