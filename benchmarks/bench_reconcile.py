@@ -35,7 +35,8 @@ import pyarrow.csv as pacsv
 from upath import UPath
 
 from supporting_families.config import load_agreements
-from supporting_families.receive.pipeline import merge_flags, read_references
+from supporting_families.receive.merge import merge_flags
+from supporting_families.receive.process import read_references
 from supporting_families.receive.reconcile import reconcile
 from supporting_families.receive.validate import validate_return
 from supporting_families.share.pseudonymise import PseudonymKey, references

@@ -1,7 +1,7 @@
 """One receive DAG per data agreement from ``include/agreements/*.yaml`` (``receive__<agreement>``).
 
 Adding a partner is a new agreement file: this factory builds its receive DAG with no Python change. Each
-task reads its context and calls one function of ``supporting_families.receive.pipeline``; XCom carries
+task reads its context and calls one function of ``supporting_families.receive``; XCom carries
 counts and
 the names of the agreement's own return files (to map one processing task per file), never a row.
 """

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from supporting_families.config.agreements import Agreement
-from supporting_families.receive.pipeline import return_file_name
+from supporting_families.receive.records import return_file_name
 from supporting_families.share.delivery import DELIVERY_ID_PATTERN, delivery_id_for
 
 

@@ -28,20 +28,12 @@ from upath import UPath
 
 from supporting_families.audit import Ledger
 from supporting_families.config.agreements import Agreement
-from supporting_families.receive.pipeline import (
-    ReturnPaths,
-    ReturnQuarantined,
-    RunInfo,
-    clear_outbox,
-    deadline_entry,
-    fetch_returns,
-    handled_state,
-    process_return,
-    quarantine_reason,
-    record_collections,
-    return_file_name,
-    run_problems,
-)
+from supporting_families.receive.deadlines import deadline_entry
+from supporting_families.receive.fetch import fetch_returns
+from supporting_families.receive.outbox import clear_outbox, record_collections, run_problems
+from supporting_families.receive.process import process_return
+from supporting_families.receive.quarantine import ReturnQuarantined, handled_state, quarantine_reason
+from supporting_families.receive.records import ReturnPaths, RunInfo, return_file_name
 from supporting_families.share.delivery import (
     Delivery,
     deliver_delivery,
@@ -589,7 +581,7 @@ def test_a_late_return_is_taken_in_with_a_deadline_alert(
         platform_env, agreement, shared.return_name, render(columns(agreement), police_rows(shared)), tmp_path
     )
 
-    with caplog.at_level(logging.ERROR, logger="supporting_families.receive.pipeline"):
+    with caplog.at_level(logging.ERROR, logger="supporting_families.receive"):
         [outcome] = receive(platform_env, shared, ledger)
 
     assert outcome.status == "accepted" and outcome.late is True and outcome.days_after_delivery == 13

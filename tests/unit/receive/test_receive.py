@@ -17,21 +17,16 @@ from upath import UPath
 
 from supporting_families.config.agreements import Agreement, load_agreements
 from supporting_families.receive import reconcile as receive_reconcile
-from supporting_families.receive.pipeline import (
-    MergeConflict,
-    ReturnRejected,
-    check_receipt,
-    delivery_id_of,
-    merge_flags,
-    return_file_name,
-)
+from supporting_families.receive.merge import MergeConflict, merge_flags
+from supporting_families.receive.process import check_receipt
 from supporting_families.receive.reconcile import (
     CLASSES,
     ReconciliationError,
     partner_flags,
     reconcile,
 )
-from supporting_families.receive.validate import validate_return
+from supporting_families.receive.records import delivery_id_of, return_file_name
+from supporting_families.receive.validate import ReturnRejected, validate_return
 from supporting_families.share.package import Manifest
 
 FINGERPRINTS = {
