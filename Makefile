@@ -45,17 +45,20 @@ test:  ## the README's test command: installs what the tests need, then runs the
 test-unit:
 	$(PY) -m pytest -q tests/unit
 
-check: lint types  ## format check, lint, types
+check: lint types  ## format check, lint, mypy --strict (core, demo kit, plugins/, dags/); CI runs it (.ci/run)
 
-fmt:
+fmt: $(VENV)/bin/ruff
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-lint:
+lint: $(VENV)/bin/ruff
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
-types:
+types: $(VENV)/bin/mypy  ## mypy --strict over the files pyproject.toml lists
 	$(VENV)/bin/mypy
+
+$(VENV)/bin/ruff $(VENV)/bin/mypy:
+	@echo "$@ is missing: run 'make install' (bash scripts/setup.sh --install-only) first" >&2; exit 1
 
 import-errors:
 	$(ENV) airflow dags list-import-errors --local

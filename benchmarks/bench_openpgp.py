@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from supporting_families.transport.openpgp import decrypt_and_verify, encrypt_and_sign
+from supporting_families.transport.openpgp import decrypt_and_verify, encrypt_and_sign, parse_key_listing
 
 PASSPHRASE = "benchmark passphrase, not a secret"  # noqa: S105 (throw-away keys)
 COUNCIL_UID = "Council (benchmark) <council@bench.invalid>"
@@ -52,8 +52,8 @@ def _gpg(home: Path, *args: str, passphrase: str | None = None) -> bytes:
 
 def _fingerprints(home: Path, uid: str) -> list[str]:
     """Fingerprints of ``uid``'s key: the primary first, then its subkeys."""
-    listing = _gpg(home, "--with-colons", "--list-keys", uid).decode().splitlines()
-    return [line.split(":")[9] for line in listing if line.startswith("fpr:")]
+    [key] = parse_key_listing(_gpg(home, "--with-colons", "--fixed-list-mode", "--list-keys", uid).decode())
+    return [part.fingerprint for part in key.parts]
 
 
 def make_keyrings(base: Path) -> tuple[Path, Path, str, str, str]:

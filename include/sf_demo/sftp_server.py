@@ -15,10 +15,13 @@ server is chrooted, so the same connection and agreement work in both modes.
 
 CLI, for the set-up script and the Makefile::
 
-    python -m sf_demo.sftp_server start  --state-dir var/sftp/state --root var/sftp/root \
+    python -m sf_demo.sftp_server start  --state-dir var/sftp --root var/sftp/root \
         [--agreements-dir DIR | --folders dwp/inbox,dwp/outbox | --partners dwp,ons]
-    python -m sf_demo.sftp_server status --state-dir var/sftp/state
-    python -m sf_demo.sftp_server stop   --state-dir var/sftp/state
+    python -m sf_demo.sftp_server status --state-dir var/sftp
+    python -m sf_demo.sftp_server stop   --state-dir var/sftp
+
+``start`` leaves ``server.json`` in the state directory: what :class:`SftpServerInfo` reads back for the
+secrets generator (``python -m sf_demo.secrets --sftp-state-dir var/sftp``).
 """
 
 from __future__ import annotations
