@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_openpgp.py [--size-mib 256] [--repeat 2] [--workdir /tmp]
 
-Share issue item 7 and receive issue item 2: ``supporting_families.transport.openpgp`` streams the data
+``supporting_families.transport.openpgp`` streams the data
 through gpg's
 pipes and hashes both sides (SHA-256) on the way; the command line reads and writes files itself and hashes
 nothing. Both use the same fresh keyrings (an ed25519/cv25519 council key behind a passphrase, the partner's

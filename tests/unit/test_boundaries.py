@@ -253,7 +253,7 @@ def test_the_cycle_guard_allows_a_face_over_its_own_modules(tmp_path: Path) -> N
 PROSE_SUFFIXES = {".py", ".sh", ".yaml", ".yml", ".toml", ".c", ".md", ".txt", ".in", ".cfg"}
 PROSE_ROOTS = ("include", "dags", "plugins", "scripts", "tests", "benchmarks", "docs", ".ci")
 PROSE_FILES = ("Makefile", "README.md", "Dockerfile", "docker-compose.yml", "setup.py", "pyproject.toml")
-ISSUE_CITATION = re.compile(r"\b[Ii]ssues?\s+#?\d+")
+ISSUE_CITATION = re.compile(r"\b[Ii]ssues?,?\s+(?:#?\d+|items?\s+\d+)")
 #: Documents the shared design notes name that this repository does not carry.
 FOREIGN_DOCUMENTS = re.compile(r"\bAIRFLOW-NOTES\b|\bSTYLE\.md\b|\bARCHITECTURE\b(?!\.md)")
 #: A cited document: a Markdown file, or anything under docs/ (data file names such as ``batch.txt`` are not
@@ -312,6 +312,7 @@ def test_comments_cite_only_what_a_reader_of_the_repository_can_follow() -> None
     [
         ("# issue 5 item 6: a late return raises a visible alert", True),
         ("Issue 4 item 9; see the ledger", True),
+        ("Share issue, item 7: a delivery is encrypted", True),
         ('"""The faults the simulator injects (issue 5 item 1)."""', True),
         ("# see docs/AIRFLOW-NOTES: windows of 32 MiB collapse downloads", True),
         ("# (ARCHITECTURE: partner servers, host keys pinned)", True),

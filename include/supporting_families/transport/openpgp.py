@@ -1,8 +1,8 @@
 """OpenPGP with GnuPG: encrypt and sign a delivery to a pinned partner key; decrypt and verify a return.
 
-Share issue, item 7: a delivery is encrypted to the partner's key pinned by fingerprint in its data agreement
+Sharing: a delivery is encrypted to the partner's key pinned by fingerprint in its data agreement
 and signed with the council's key, without compression; an expired, revoked or mismatched key stops the run
-with a clear error, and success is read from gpg's status output, not its exit code. Receive issue, item 2:
+with a clear error, and success is read from gpg's status output, not its exit code. Receiving:
 a return's signature is verified against the partner's pinned fingerprint, and a message without integrity
 protection (no MDC, no AEAD) is refused.
 
@@ -1140,7 +1140,7 @@ def encrypt_and_sign(
         f"{signing_key.fingerprint}!",
         "--no-encrypt-to",
         "--no-throw-keyids",
-        # Share issue item 7: compression costs about 9x in throughput here, and only OpenPGP would use it.
+        # Compression costs about 9x in throughput here, and only OpenPGP would use it.
         "--compress-algo",
         "none",
         "--personal-cipher-preferences",

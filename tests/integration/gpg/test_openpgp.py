@@ -1,4 +1,4 @@
-"""OpenPGP with the real ``gpg``: share issue item 7 and the decrypt/verify half of receive issue item 2.
+"""OpenPGP with the real ``gpg``: encryption for a share, and the decrypt/verify half of receiving a return.
 
 The keyrings are the demo's own (``demo_secrets.ensure_openpgp_keys``: a passphrase-protected council key,
 unprotected partner keys in a separate simulator keyring, each side's public keys certified by the other),
