@@ -18,13 +18,14 @@ if [ -x .venv/bin/python ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
 fi
 PY=
 for candidate in python3.11 /usr/bin/python3.11 python3; do
-  if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys, venv; assert sys.version_info[:2] >= (3, 11)' 2>/dev/null; then
+  if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; assert sys.version_info[:2] >= (3, 11)' 2>/dev/null; then
     PY=$(command -v "$candidate"); break
   fi
 done
-[ -n "$PY" ] || { echo "setup.sh: need Python >= 3.11 with venv" >&2; exit 1; }
+[ -n "$PY" ] || { echo "setup.sh: need Python >= 3.11" >&2; exit 1; }
 echo "==> building benchmarks/peers/.venv with $("$PY" --version) and the pinned peers"
-[ -x .venv/bin/python ] || "$PY" -m venv --without-pip .venv
+# uv makes the environment too: it needs no python3-venv and no pip inside (nothing but uv installs here).
+[ -x .venv/bin/python ] || "$UV" venv -q -p "$PY" .venv
 # sync, not install: a pin removed from requirements.txt leaves the environment too.
 "$UV" pip sync -q -p .venv/bin/python requirements.txt
 echo "$want" >"$STAMP"
