@@ -18,6 +18,10 @@ Timed, per repeat (wall seconds, as one receive task runs them):
 
 ``total`` is their sum: the figure the issue bounds. With ``--validate`` the strict CSV reading and pandera
 validation of the same return is timed as well (not part of the bound). Only sizes and times are printed.
+
+With the peers' environment (``make bench-peers``), the same tables are then classified by datacompy and
+by DuckDB (benchmarks/peers/reconcile_peers.py), and their times are printed beside ours with ratios and a
+check that their five class counts equal ours.
 """
 
 from __future__ import annotations
