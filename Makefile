@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/env.sh &&
 
-.PHONY: runs ledger-verify ledger-show help demo setup install services-start services-stop sftp-start sftp-stop cycle test test-unit check fmt lint types lock import-errors bench stop clean
+.PHONY: runs ledger-verify ledger-show help demo setup install services-start services-stop sftp-start sftp-stop cycle test test-unit check fmt lint types lock import-errors bench bench-peers lock-peers stop clean
 
 demo:  ## set up everything and run the exchange cycle (idempotent)
 	bash scripts/setup.sh --run
@@ -75,6 +75,12 @@ bench:  ## benchmarks print figures; they assert nothing (1,000,000 persons; tak
 	$(PY) benchmarks/bench_find_work.py --days 3
 	$(PY) benchmarks/bench_sftp.py --mib 256
 	$(PY) benchmarks/bench_openpgp.py
+
+bench-peers:  ## the peers' separate pinned venv (benchmarks/peers/.venv) that bench_reconcile compares against
+	UV=$(abspath $(VENV))/bin/uv bash benchmarks/peers/setup.sh
+
+lock-peers:  ## re-pin benchmarks/peers/requirements.txt from its requirements.in
+	$(VENV)/bin/uv pip compile -q benchmarks/peers/requirements.in -o benchmarks/peers/requirements.txt -p 3.11
 
 clean: stop
 	rm -rf var

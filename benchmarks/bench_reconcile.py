@@ -18,20 +18,29 @@ Timed, per repeat (wall seconds, as one receive task runs them):
 
 ``total`` is their sum: the figure the issue bounds. With ``--validate`` the strict CSV reading and pandera
 validation of the same return is timed as well (not part of the bound). Only sizes and times are printed.
+
+With the peers' environment (``make bench-peers``), the same tables are then classified by datacompy and
+by DuckDB (benchmarks/peers/reconcile_peers.py), and their times are printed beside ours with ratios and a
+check that their five class counts equal ours.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
+import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 from upath import UPath
 
 from supporting_families.config import load_agreements
@@ -43,6 +52,7 @@ from supporting_families.share.pseudonymise import PseudonymKey, references
 from supporting_families.store import write_parquet
 
 BOUND_SECONDS = 2.0
+PEERS_DIR = Path(__file__).resolve().parent / "peers"
 
 
 def make_delivery(n: int) -> pa.Table:
@@ -79,6 +89,61 @@ def make_return(sent: pa.Table, rows: int, rng: np.random.Generator) -> pa.Table
     )
 
 
+def compare_with_peers(
+    sent_refs: pa.Table,
+    returned: pa.Table,
+    agreement: Any,
+    stage_times: list[dict[str, float]],
+    counts: Mapping[str, int],
+    repeat: int,
+) -> None:
+    """Classify the same return with the peers (datacompy, DuckDB) in their own venv, and print their
+    times beside ours and whether their per-class counts agree with ``counts`` (ours, the five classes).
+
+    The peers need pandas < 3.1 (datacompy), so they run in benchmarks/peers/.venv as a subprocess, on the
+    same tables written to Parquet. Ours is timed on the in-memory tables (as the receive task has them);
+    the peers' ``classify`` is the comparable figure, their ``read`` (both files) is shown apart.
+    """
+    python = PEERS_DIR / ".venv" / "bin" / "python"
+    if not python.exists():
+        print("peers: not compared (no benchmarks/peers/.venv): run `make bench-peers` to build it")
+        return
+    spec = agreement.returns
+    assert spec.reference is not None
+    command = [str(python), str(PEERS_DIR / "reconcile_peers.py"), "--repeat", str(repeat)]
+    command += ["--reference-column", spec.reference.column]
+    command += ["--status-column", spec.status.column if spec.status is not None else ""]
+    for value in spec.status.rejected if spec.status is not None else ():
+        command += ["--rejected", value]
+    with tempfile.TemporaryDirectory(prefix="sf-bench-peers-") as tmp:
+        refs = sent_refs.select(["person_id", spec.reference.refers_to])
+        refs = refs.rename_columns(["person_id", spec.reference.column])
+        pq.write_table(refs, Path(tmp) / "sent.parquet")
+        pq.write_table(returned, Path(tmp) / "return.parquet")
+        done = subprocess.run([*command, tmp], capture_output=True, text=True, check=False)
+    if done.returncode:
+        # The error's type only: a traceback can quote the data (references).
+        last = (done.stderr.strip().splitlines() or [""])[-1].split(":")[0]
+        print(f"peers: reconcile_peers.py failed (exit {done.returncode}, {last or 'no message'})")
+        return
+    ours = min(t["reconcile"] for t in stage_times)
+    ours_read = min(t["read refs"] for t in stage_times)
+    print(f"peers (best of {repeat}; ratio = ours / peer, below 1 means ours is faster):")
+    print(f"  {'ours':<10} read refs {ours_read:.3f} s  reconcile {ours:.3f} s")
+    for name, peer in json.loads(done.stdout)["peers"].items():
+        classify = peer["classify_seconds"]
+        print(
+            f"  {name:<10} read both {peer['read_seconds']:.3f} s  classify {classify:.3f} s  "
+            f"ratio {ours / classify:.2f}  ({peer['version']})"
+        )
+        mine = {k: int(v) for k, v in counts.items()}
+        theirs = {k: int(peer["counts"].get(k, -1)) for k in mine}
+        if theirs == mine:
+            print(f"  {name:<10} class counts agree with ours: {mine}")
+        else:
+            print(f"  {name:<10} CLASS COUNT MISMATCH: ours {mine}, {name} {theirs}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -100,6 +165,7 @@ def main() -> None:
             f"(set up in {time.perf_counter() - started:.1f} s)"
         )
         totals = []
+        stage_times: list[dict[str, float]] = []
         for attempt in range(1, args.repeat + 1):
             folder = store / "returns" / agreement.id / f"attempt-{attempt}"
             name = f"dwp-return-d{attempt:016x}.csv.gpg"
@@ -125,6 +191,7 @@ def main() -> None:
             times["merge"] = time.perf_counter() - t
             total = sum(times.values())
             totals.append(total)
+            stage_times.append(times)
             stages = "  ".join(f"{k} {v:.3f}" for k, v in times.items())
             print(f"run {attempt}: {stages}  total {total:.3f} s  ({merged.flags:,} flags merged)")
             print(f"        counts: {result.report()}")
@@ -151,6 +218,8 @@ def main() -> None:
             validated = validate_return(csv_path, agreement)
             seconds = time.perf_counter() - t
             print(f"strict read + pandera validation of {validated.rows:,} rows: {seconds:.3f} s")
+
+        compare_with_peers(sent_refs, returned, agreement, stage_times, result.counts, args.repeat)
 
 
 if __name__ == "__main__":
