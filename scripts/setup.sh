@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MODE="${1:-}"
 # gcc and python3-dev build the optional compiled HMAC (setup.py); without them pseudonymisation falls back
 # to a slower SQL path.
-APT_PACKAGES=(openssh-server gnupg curl python3-venv gcc python3-dev make)
+APT_PACKAGES=(openssh-server gnupg curl python3-venv gcc python3-dev make jq)
 PG_PACKAGES=(postgresql)
 UV_VERSION=0.13.8
 
@@ -22,7 +22,7 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 # --- system packages --------------------------------------------------------------------------------
 have_system_packages() {
   [ -x /usr/sbin/sshd ] && command -v gpg >/dev/null && command -v curl >/dev/null \
-    && command -v ssh-keygen >/dev/null && command -v gcc >/dev/null && command -v make >/dev/null \
+    && command -v ssh-keygen >/dev/null && command -v gcc >/dev/null && command -v make >/dev/null && command -v jq >/dev/null \
     && python_for_venv >/dev/null
 }
 python_for_venv() {

@@ -292,7 +292,7 @@ def test_clients_cannot_see_outside_the_sftp_root(
     sftp_server: LocalSftpServer, pinned_sftp_conn: str
 ) -> None:
     if not sftp_server.uses_chroot:
-        pytest.skip("sshd chroots only when started as root")
+        pytest.fail("sshd chroots only when started as root: run the tests as root, as CI does")
     # "/" is the SFTP root, whose entries are the first segments of the agreements' folders.
     top_level = sorted({folder.split("/")[0] for folder in sftp_server.remote_dirs})
     hook = _hook(pinned_sftp_conn)
@@ -415,7 +415,7 @@ def test_missing_sshd_names_the_debian_package(tmp_path: Path) -> None:
 
 def test_unsafe_chroot_parents_are_explained(tmp_path: Path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("chroot is only attempted as root")
+        pytest.fail("chroot is only attempted as root: run the tests as root, as CI does")
     # pytest's tmp dir sits under /tmp, which everyone may write: sshd would refuse to chroot there.
     problems = chroot_problems(tmp_path)
     if not problems:

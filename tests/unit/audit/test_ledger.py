@@ -233,7 +233,6 @@ def test_an_auditor_recomputes_every_hash_with_the_stdlib(filled: Ledger, url: s
     assert len(lines) == 6
 
 
-@pytest.mark.skipif(shutil.which("jq") is None, reason="jq not installed")
 def test_the_jq_recipe_reproduces_the_hash(ledger: Ledger, url: str) -> None:
     agreement = next(a for a in load_agreements(resolve=False) if a.id == "ons-evaluation")
     ledger.append(  # ONS's purpose has typographic quotes: non-ASCII must hash as UTF-8, unescaped
