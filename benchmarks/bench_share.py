@@ -31,7 +31,7 @@ from sf_demo.sftp_server import LocalSftpServer
 from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from sf_demo.synthetic import generate_borough
 from supporting_families.config import load_agreements
-from supporting_families.rights.restrictions import RESTRICTIONS_SCHEMA, exclude_restricted
+from supporting_families.registers.restrictions import RESTRICTIONS_SCHEMA, exclude_restricted
 from supporting_families.share.cohort import CohortInputs, select_cohort
 from supporting_families.share.package import minimise, write_partner_csv
 from supporting_families.share.pseudonymise import PseudonymKey, references

@@ -79,21 +79,16 @@ by source. Never a name, date of birth, address or id.
 def identify_families() -> None:
     @task
     def build_register() -> dict[str, int]:
-        from supporting_families.identify import (
-            build_register,
-            identities_from_curated,
-            load_register_state,
-            read_latest_curated,
-            save_register,
-        )
+        from airflow.sdk.exceptions import AirflowNotFoundException
 
-        root = store()
-        curated, _as_of = read_latest_curated(root, SOURCES)
-        if not curated:
-            raise RuntimeError("no curated extracts under curated/: run the ingest DAGs first")
-        result = build_register(identities_from_curated(curated.values()), load_register_state(root))
-        save_register(result, root)
-        return result.stats.as_dict()
+        from sf_airflow.credentials import tombstone_key
+        from supporting_families.identify import refresh_register
+
+        try:
+            key: bytes | None = tombstone_key()
+        except AirflowNotFoundException:
+            key = None  # no erasure yet on this installation; with tombstones present the core refuses
+        return refresh_register(store(), SOURCES, tombstone_key=key)
 
     @task
     def evaluate_criteria() -> dict[str, Any]:

@@ -96,12 +96,17 @@ def build_ingest_dag(spec: SourceSpec) -> Any:
 
         @task(map_index_template="{{ task.op_kwargs['file_name'] }}")
         def ingest(file_name: str) -> dict[str, Any]:
-            from airflow.sdk.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
+            from sf_airflow.credentials import tombstone_key
             from supporting_families.ingest import ExtractRejected, ingest_extract
 
             try:
-                report = ingest_extract(store(), spec, file_name)
+                key: bytes | None = tombstone_key()
+            except AirflowNotFoundException:
+                key = None  # no erasure yet on this installation; with tombstones present the core refuses
+            try:
+                report = ingest_extract(store(), spec, file_name, tombstone_key=key)
             except ExtractRejected as exc:
                 # Retrying cannot fix a malformed file: fail now, visibly; the message has no values.
                 raise AirflowFailException(str(exc)) from None

@@ -79,7 +79,7 @@ def build_share_dag(agreement: Agreement) -> Any:
         def prepare(run_id: str | None = None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-            from sf_airflow.credentials import pseudonym_key
+            from sf_airflow.credentials import data_keys, pseudonym_key
             from supporting_families.identify import latest_identification
             from supporting_families.share import (
                 Delivery,
@@ -95,7 +95,9 @@ def build_share_dag(agreement: Agreement) -> Any:
                 raise AirflowSkipException("no identification yet: nothing to share")
             delivery = Delivery(root, agreement.id, delivery_id_for(agreement.id, run_id))
             try:
-                return prepare_delivery(delivery, agreement, pseudonym_key(agreement), run_id)
+                return prepare_delivery(
+                    delivery, agreement, pseudonym_key(agreement), run_id, keys=data_keys()
+                )
             except MinimisationError as exc:
                 raise AirflowFailException(str(exc)) from None
 

@@ -72,6 +72,12 @@ OPENPGP_COUNCIL_CONN_ID = "sf_openpgp_council"
 COUNCIL_FINGERPRINT_ENV = "SF_COUNCIL_PGP_FINGERPRINT"
 #: The public key file of the council; a partner code may therefore not be ``council``.
 COUNCIL_KEY_NAME = "council"
+DPO_UID = "Data protection officer (demo) <dpo@council.invalid>"
+DPO_KEY_NAME = "dpo"
+#: The rights tooling's connection: the DPO's OpenPGP fingerprint (bundles are encrypted to it).
+RIGHTS_CONN_ID = "sf_rights"
+#: The council's tombstone key (HMAC-SHA256 of an erased person's identifying keys).
+TOMBSTONE_CONN_ID = "sf_tombstone_key"
 
 _VERSION_RE = re.compile(r"v([1-9][0-9]*)")
 _HEX_RE = re.compile(r"[0-9a-f]{64}")
@@ -250,6 +256,20 @@ class SecretsLayout:
     def gnupg_partners(self) -> Path:
         """The partner simulator's keyring: the only place partner private keys exist."""
         return self.state_dir / "gnupg-partners"
+
+    @property
+    def gnupg_dpo(self) -> Path:
+        """The data protection officer's keyring: stands for the DPO's own machine, where bundles are read."""
+        return self.state_dir / "gnupg-dpo"
+
+    @property
+    def tombstone_key_file(self) -> Path:
+        return self.state_dir / "tombstone.key"
+
+    @property
+    def data_keys_dir(self) -> Path:
+        """The file key store of data keys per retention period (supporting_families.store.keystore)."""
+        return self.state_dir / "data_keys"
 
     @property
     def council_passphrase_file(self) -> Path:
@@ -511,6 +531,7 @@ class OpenPgpFingerprints:
     council: str
     #: Generated partner keys, by partner code.
     partners: dict[str, str]
+    dpo: str = ""
 
 
 def ensure_openpgp_keys(
@@ -534,14 +555,22 @@ def ensure_openpgp_keys(
     if partner_fprs:
         first = next(iter(partner_fprs.values()))
         _import_and_certify(simulator, layout.public_key_file(COUNCIL_KEY_NAME), council_fpr, first, "")
-    return OpenPgpFingerprints(council=council_fpr, partners=partner_fprs)
+    # The DPO reads subject access bundles on their own machine: their private key never enters the
+    # council platform's keyring, only their public key, certified like a partner's.
+    dpo = GnuPG(_private_dir(layout.gnupg_dpo), gpg_binary)
+    dpo_fpr = _ensure_openpgp_key(dpo, DPO_UID, "")
+    _export_public(dpo, dpo_fpr, layout.public_key_file(DPO_KEY_NAME))
+    _import_and_certify(council, layout.public_key_file(DPO_KEY_NAME), dpo_fpr, council_fpr, passphrase)
+    _import_and_certify(dpo, layout.public_key_file(COUNCIL_KEY_NAME), council_fpr, dpo_fpr, "")
+    return OpenPgpFingerprints(council=council_fpr, partners=partner_fprs, dpo=dpo_fpr)
 
 
 def stop_gpg_agents(state_dir: Path) -> None:
     """Stop the gpg-agents of both keyrings (tests call this; the demo may leave them running)."""
     layout = SecretsLayout(Path(state_dir))
-    for home in (layout.gnupg_council, layout.gnupg_partners):
-        GnuPG(home).stop_agent()
+    for home in (layout.gnupg_council, layout.gnupg_partners, layout.gnupg_dpo):
+        if home.exists():
+            GnuPG(home).stop_agent()
 
 
 # -- connections -------------------------------------------------------------------------------------
@@ -623,6 +652,24 @@ def _connections(
                 "gnupg_home": str(layout.gnupg_council),
                 "partner_fingerprints": dict(fingerprints.partners),
             },
+        },
+    )
+    conns.add(
+        RIGHTS_CONN_ID,
+        {
+            "conn_type": "generic",
+            "description": "Data subjects' rights: the DPO's OpenPGP key, and the data keys' store",
+            "extra": {"dpo_fingerprint": fingerprints.dpo, "data_keys_dir": str(layout.data_keys_dir)},
+        },
+    )
+    if not layout.tombstone_key_file.exists():
+        _create_secret_file(layout.tombstone_key_file, (secrets.token_hex(32) + "\n").encode("ascii"))
+    conns.add(
+        TOMBSTONE_CONN_ID,
+        {
+            "conn_type": "generic",
+            "description": "HMAC-SHA256 key of erased persons' tombstones",
+            "password": layout.tombstone_key_file.read_text(encoding="ascii").strip(),
         },
     )
     return dict(conns)

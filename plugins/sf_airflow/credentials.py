@@ -15,6 +15,7 @@ from sf_airflow.common import storage_path
 from supporting_families.audit import ANCHORS_URI_ENV, Ledger, ledger_url
 from supporting_families.config import Agreement, load_agreement
 from supporting_families.share import PseudonymKey
+from supporting_families.store import FileKeyStore
 
 COUNCIL_OPENPGP_CONN_ID = "sf_openpgp_council"
 
@@ -69,3 +70,22 @@ def ledger_anchors() -> UPath:
     """Where the ledger's anchors are kept: ``$SF_LEDGER_ANCHORS_URI``, with ``$SF_LEDGER_ANCHORS_CONN_ID``
     for an S3 bucket of its own (kept apart from the store: see supporting_families.audit.anchors)."""
     return storage_path(ANCHORS_URI_ENV, "SF_LEDGER_ANCHORS_CONN_ID")
+
+
+RIGHTS_CONN_ID = "sf_rights"
+TOMBSTONE_CONN_ID = "sf_tombstone_key"
+
+
+def dpo_fingerprint() -> str:
+    """The data protection officer's OpenPGP fingerprint: subject access bundles are encrypted to it."""
+    return str(BaseHook.get_connection(RIGHTS_CONN_ID).extra_dejson["dpo_fingerprint"])
+
+
+def data_keys() -> FileKeyStore:
+    """The data keys per retention period (the controller-side copies are sealed under them)."""
+    return FileKeyStore(Path(str(BaseHook.get_connection(RIGHTS_CONN_ID).extra_dejson["data_keys_dir"])))
+
+
+def tombstone_key() -> bytes:
+    """The council's tombstone key (32 bytes, hex in the connection's password)."""
+    return bytes.fromhex((BaseHook.get_connection(TOMBSTONE_CONN_ID).password or "").strip())

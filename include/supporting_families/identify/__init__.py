@@ -47,12 +47,14 @@ from supporting_families.identify.linkage import (
     load_register_state,
     save_register,
 )
+from supporting_families.identify.refresh import refresh_register
 from supporting_families.identify.store import (
     identify,
     latest_identification,
     read_latest_curated,
     read_partner_flags,
     read_register,
+    restricted_for_identification,
     worklist_file,
     write_identification,
 )
@@ -88,6 +90,8 @@ __all__ = [
     "read_partner_flags",
     "read_register",
     "record_assessment",
+    "refresh_register",
+    "restricted_for_identification",
     "save_register",
     "worklist_file",
     "write_identification",

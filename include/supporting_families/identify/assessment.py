@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
+from supporting_families.identify.decisions import ASSESSMENT_SCHEMA, _read_assessments, assessment_status
 from supporting_families.identify.store import latest_identification, worklist_file
 from supporting_families.store.io import sha256_of, write_parquet
 from supporting_families.store.layout import register_file
@@ -84,26 +85,6 @@ REASONS: Final[dict[str, tuple[str, ...]]] = {
 }
 ALL_REASONS: Final = tuple(dict.fromkeys(r for rs in REASONS.values() for r in rs))
 
-ASSESSMENT_SCHEMA: Final = pa.schema(
-    [
-        pa.field("assessment_id", pa.string(), nullable=False),
-        pa.field("family_id", pa.string(), nullable=False),
-        pa.field("decision", pa.string(), nullable=False),
-        pa.field("programme_status", pa.string()),
-        #: the practitioner's id in the council's directory (never a name)
-        pa.field("practitioner", pa.string(), nullable=False),
-        #: the identification (worklist) the practitioner reviewed
-        pa.field("identification_as_of", pa.date32()),
-        #: SHA-256 of that worklist file: which evidence the decision was made on
-        pa.field("worklist_sha256", pa.string()),
-        pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        #: one of REASONS[decision]
-        pa.field("reason", pa.string(), nullable=False),
-        #: the caller's idempotency key (the DAG run id): a retried request is recorded once
-        pa.field("request_id", pa.string()),
-    ]
-)
-
 #: Practitioner ids as the council's directory issues them: letters, digits and . _ - @, no spaces.
 _PRACTITIONER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 
@@ -134,14 +115,6 @@ class Recorded:
             "recorded_at": self.recorded_at.isoformat(),
             "already_recorded": self.already_recorded,
         }
-
-
-def _read_assessments(store: UPath) -> pa.Table:
-    path = register_file(store, "assessments")
-    if not path.exists():
-        return ASSESSMENT_SCHEMA.empty_table()
-    with path.open("rb") as fh:
-        return pq.read_table(fh).cast(ASSESSMENT_SCHEMA)
 
 
 def _family_ids(path: UPath) -> pa.Array:
@@ -264,32 +237,3 @@ def record_assessment(
     write_parquet(pa.concat_tables([existing, row_table]), register_file(store, "assessments"))
     log.info("recorded a %s decision; %d assessments in total", decision, existing.num_rows + 1)
     return Recorded(digest[:32], decision, status, reviewed, recorded_at, already_recorded=False)
-
-
-def assessment_status(store: UPath) -> pa.Table:
-    """The latest decision per family (by time recorded, then order of recording).
-
-    Columns: family_id, decision, reason, programme_status (null after ``withdrawn``), practitioner,
-    identification_as_of, recorded_at, assessment_id. The share DAGs read ``programme_status`` from here.
-    """
-    table = _read_assessments(store)
-    columns = [
-        "family_id",
-        "decision",
-        "reason",
-        "programme_status",
-        "practitioner",
-        "identification_as_of",
-        "recorded_at",
-        "assessment_id",
-    ]
-    if table.num_rows == 0:
-        return table.select(columns)
-    table = table.append_column("_seq", pa.array(range(table.num_rows), pa.int64()))
-    ordered = table.sort_by([("family_id", "ascending"), ("recorded_at", "ascending"), ("_seq", "ascending")])
-    family = ordered.column("family_id").combine_chunks()
-    n = len(family)
-    # The last row of each family's run in the sorted table is its latest decision.
-    is_last = pc.not_equal(family.slice(0, n - 1), family.slice(1)) if n > 1 else pa.array([], pa.bool_())
-    last = pa.concat_arrays([is_last, pa.array([True])])
-    return ordered.filter(last).select(columns)

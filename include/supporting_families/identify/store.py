@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +22,12 @@ from upath import UPath
 
 from supporting_families.config.criteria import config_sha256, load_criteria
 from supporting_families.identify.criteria import PARTNER_FLAGS_COLUMNS, Identification, evaluate
+from supporting_families.identify.decisions import assessment_status
+from supporting_families.registers.restrictions import (
+    objecting_families,
+    read_restrictions,
+    restricted_persons,
+)
 from supporting_families.store import layout
 from supporting_families.store.io import write_bytes_atomic, write_parquet
 
@@ -155,11 +161,30 @@ def latest_identification(store: UPath) -> date | None:
     return max(days) if days else None
 
 
+def restricted_for_identification(store: UPath, persons: pa.Table, today: date) -> pa.Array:
+    """Persons identification leaves out: a restriction, objection or consent withdrawal in force today, or
+    a member of a family whose practitioner recorded that it objected.
+
+    The notice: the right "to object and restrict further processing of your data; however, this may affect
+    service delivery to you". Identification is further processing, so these persons are not flagged and
+    their family is worked out without them (docs/ARCHITECTURE.md, "Rights"). Their register entry stays:
+    keeping the data is storage, which a restriction allows (UK GDPR Article 18(2)).
+    """
+    blocked = restricted_persons(read_restrictions(store), today)
+    families = objecting_families(assessment_status(store))
+    if len(families):
+        members = persons.filter(pc.is_in(persons["family_id"], value_set=families))["person_id"]
+        blocked = pc.unique(pa.concat_arrays([blocked, members.combine_chunks().cast(pa.string())]))
+    return blocked
+
+
 def identify(
     store: UPath,
     sources: list[str],
     as_of: date | None = None,
     config_path: Path | str | None = None,
+    *,
+    today: date | None = None,
 ) -> dict[str, Any]:
     """Read the curated extracts, the register and any partner flags; evaluate; write; return counts.
 
@@ -172,6 +197,18 @@ def identify(
     if as_of is None:
         raise ValueError("no curated extracts under curated/: ingest before identifying families")
     persons, links = read_register(store)
-    result = evaluate(curated, links, persons, as_of, config, read_partner_flags(store))
+    partner_flags = read_partner_flags(store)
+    blocked = restricted_for_identification(store, persons, today or datetime.now(UTC).date())
+    left_out = 0
+    if len(blocked):
+        keep = pc.invert(pc.is_in(persons["person_id"], value_set=blocked))
+        left_out = persons.num_rows - int(pc.sum(keep.cast(pa.int64())).as_py() or 0)
+        persons = persons.filter(keep)
+        links = links.filter(pc.invert(pc.is_in(links["person_id"], value_set=blocked)))
+        if partner_flags is not None:
+            partner_flags = partner_flags.filter(
+                pc.invert(pc.is_in(partner_flags["person_id"], value_set=blocked))
+            )
+    result = evaluate(curated, links, persons, as_of, config, partner_flags)
     written = write_identification(result, store, config_sha256(config_path))
-    return {**result.counts, "written": written}
+    return {**result.counts, "left_out_by_restriction": left_out, "written": written}

@@ -41,6 +41,7 @@ from supporting_families.config.sources import SourceSpec
 from supporting_families.ingest.read import FILE_RULES, ExtractRejected, RawExtract, read_extract_file
 from supporting_families.ingest.standardise import curated_schema, standardise
 from supporting_families.ingest.validate import ROW_RULES, RowVerdict, validate_rows
+from supporting_families.registers.tombstones import drop_tombstoned, read_tombstones
 from supporting_families.store import layout
 from supporting_families.store.io import (
     delete_file,
@@ -155,6 +156,9 @@ class IngestReport:
     report_version: int = REPORT_VERSION
     #: size and modification time of the landed file, taken before it was read (see landed_stamp)
     landed_stamp: str | None = None
+    #: accepted rows left out because the person was erased (a tombstone on their keys): counted among
+    #: ``accepted`` (they passed every rule) but not curated
+    dropped_by_tombstone: int = 0
     #: not stored: True when this call found the file already dealt with and did nothing
     skipped: bool = False
 
@@ -177,6 +181,7 @@ class IngestReport:
             "received": self.received,
             "accepted": self.accepted,
             "rejected": self.rejected,
+            "dropped_by_tombstone": self.dropped_by_tombstone,
             "skipped": self.skipped,
         }
 
@@ -367,7 +372,9 @@ def _reject_whole(
     return error
 
 
-def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestReport:
+def ingest_extract(
+    root: UPath, spec: SourceSpec, file_name: str, *, tombstone_key: bytes | None = None
+) -> IngestReport:
     """Ingest one landed file of ``spec`` by name; idempotent per file content.
 
     Returns the ingest report (``skipped`` when the same content was already ingested). Raises
@@ -377,6 +384,9 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
     A file re-sent under the same name replaces the earlier version's curated rows and quarantine. If the
     re-sent version is rejected whole, the earlier version's curated rows stay (the last good data for that
     extract date; their ``file_sha256`` column says which version they came from).
+
+    Rows of erased persons (a tombstone on their keys, :mod:`supporting_families.registers.tombstones`) are
+    not curated; ``tombstone_key`` is needed once any tombstone exists.
     """
     path = landing_dir(root, spec) / file_name
     # Taken before reading: a file replaced while it is read gets a newer stamp and is looked at again.
@@ -421,6 +431,8 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
     )
     if curated.num_rows != accepted:
         raise RuntimeError(f"{spec.name}: {file_name}: curated {curated.num_rows} rows, accepted {accepted}")
+    # An erased person is not brought back by the department's next extract (UK GDPR Article 17).
+    curated, dropped = drop_tombstoned(tombstone_key, curated, read_tombstones(root))
 
     _clear_quarantine(root, spec, file_name)
     quarantine: str | None = None
@@ -447,6 +459,7 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
         curated=_relative(root, target),
         quarantine=quarantine,
         landed_stamp=stamp,
+        dropped_by_tombstone=dropped,
     )
     _write_report(root, spec, report)  # last: the marker that the file is done
     log.info(
@@ -460,12 +473,12 @@ def ingest_extract(root: UPath, spec: SourceSpec, file_name: str) -> IngestRepor
     return report
 
 
-def ingest_source(root: UPath, spec: SourceSpec) -> list[IngestReport]:
+def ingest_source(root: UPath, spec: SourceSpec, *, tombstone_key: bytes | None = None) -> list[IngestReport]:
     """Ingest every pending file of one source; a file rejected whole is reported, not raised."""
     reports = []
     for file_name in pending_extracts(root, spec):
         try:
-            reports.append(ingest_extract(root, spec, file_name))
+            reports.append(ingest_extract(root, spec, file_name, tombstone_key=tombstone_key))
         except ExtractRejected:
             report = read_report(root, spec, file_name)
             if report is None:  # pragma: no cover - _reject_whole always writes one

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from upath import UPath
 
@@ -16,6 +17,7 @@ from supporting_families.receive.reconcile import (
     partner_flags,
 )
 from supporting_families.receive.records import ReturnPaths
+from supporting_families.registers.restrictions import read_restrictions, restricted_persons
 from supporting_families.store.io import (
     write_parquet,
 )
@@ -62,6 +64,12 @@ def merge_flags(
             return MergeResult(path, int(written.get(b"flags", metadata.num_rows)), "already_merged")
         raise MergeConflict(f"{agreement.id}: {path.name} was merged from a different file")
     rows = partner_flags(accepted, agreement, file_sha256, answered_at=answered_at)
+    # A restriction, objection or consent withdrawal in force today stops the merging of answers about the
+    # person (further processing; docs/ARCHITECTURE.md, "Rights"). The return file itself is kept as
+    # received; only the flags stay out of the register.
+    blocked = restricted_persons(read_restrictions(store), datetime.now(UTC).date())
+    if len(blocked):
+        rows = rows.filter(pc.invert(pc.is_in(rows["person_id"], value_set=blocked)))
     flags = rows.num_rows - rows.column("sub_criterion").null_count
     rows = rows.replace_schema_metadata(
         {

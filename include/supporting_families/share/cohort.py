@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from supporting_families.config.agreements import Agreement
-from supporting_families.rights.restrictions import exclude_restricted
+from supporting_families.registers.restrictions import exclude_restricted, objecting_families
 
 #: Age of criminal responsibility in England and Wales (Children and Young Persons Act 1933 s.50): the
 #: police can hold nothing relevant about a younger child, so sending one would not be necessary.
@@ -32,8 +32,11 @@ class CohortInputs:
     family_problems: pa.Table  # identification: family_id, headline, ...
     assessments: pa.Table  # assessment_status(): family_id, programme_status, ...
     other_services: pa.Array  # person ids known to a non-criterion service (children's centres)
-    restrictions: pa.Table  # rights.read_restrictions()
-    as_of: date
+    restrictions: pa.Table  # registers.read_restrictions()
+    as_of: date  # the identification's date: the cohort rules' facts are as of this day
+    #: the day of the share: restrictions and objections are checked on it, not on ``as_of``, so one
+    #: recorded after the latest extract still keeps the person out of today's share
+    share_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Cohort:
     table: pa.Table  # person_id (+ programme_status for ONS)
     selected: int  # before restrictions
     excluded_by_restriction: int
+    #: members of families whose practitioner recorded a withdrawal because the family objected
+    excluded_by_objection: int = 0
 
 
 def _members(persons: pa.Table, family_ids: pa.Array | pa.ChunkedArray) -> pa.Table:
@@ -109,7 +114,19 @@ RULES = {
 
 
 def select_cohort(agreement: Agreement, inputs: CohortInputs) -> Cohort:
-    """The agreement's cohort, less anyone with an active restriction or objection."""
+    """The agreement's cohort, less anyone with a restriction, objection or consent withdrawal in force on
+    the day of the share, and less every member of a family that objected (docs/ARCHITECTURE.md, "Rights").
+    The ONS comparison group is no exception: an objection is to the processing, whatever its purpose."""
     selected = RULES[agreement.cohort](inputs)
-    kept, excluded = exclude_restricted(selected, inputs.restrictions, inputs.as_of)
-    return Cohort(kept, int(selected.num_rows), excluded)
+    kept, excluded = exclude_restricted(selected, inputs.restrictions, inputs.share_date or inputs.as_of)
+    objected = objecting_families(inputs.assessments)
+    by_objection = 0
+    if len(objected):
+        members = inputs.persons.filter(pc.is_in(inputs.persons["family_id"], value_set=objected))[
+            "person_id"
+        ]
+        keep = pc.invert(pc.is_in(kept["person_id"], value_set=members.combine_chunks()))
+        before = kept.num_rows
+        kept = kept.filter(keep)
+        by_objection = before - kept.num_rows
+    return Cohort(kept, int(selected.num_rows), excluded, by_objection)

@@ -7,7 +7,13 @@ the same files). Its folder in the store holds everything the council keeps abou
     deliveries/<agreement>/<delivery_id>/references.parquet  person_id/family_id -> references sent (PD by id)
     deliveries/<agreement>/<delivery_id>/<name>.csv.gpg     the encrypted file exactly as delivered
     deliveries/<agreement>/<delivery_id>/receipt.json       where and when it was delivered
+    deliveries/<agreement>/<delivery_id>/sent.parquet.sealed  what was sent, readable by the council only
     staging/<agreement>/<delivery_id>/<name>.csv            plaintext, deleted once encrypted
+
+The partner's file is encrypted to the partner alone (one OpenPGP recipient), so the council keeps its own
+copy of exactly what was sent: the agreed fields with the person id, sealed under the data key of its
+retention period (:mod:`supporting_families.store.sealed`), never as a second OpenPGP recipient. Subject
+access reads it; shredding the period's key ends it.
 
 The per-delivery reference list is what later answers a subject access request ("which partner received
 which of my fields, when") and a rectification ("who received the old value") without putting personal
@@ -24,7 +30,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +41,16 @@ from upath import UPath
 from supporting_families.audit import NewEntry, idempotency_key
 from supporting_families.config.agreements import Agreement
 from supporting_families.identify import assessment_status, latest_identification
-from supporting_families.rights.restrictions import read_restrictions
+from supporting_families.registers.restrictions import read_restrictions
 from supporting_families.share.cohort import CohortInputs, select_cohort
-from supporting_families.share.package import Manifest, minimise, new_manifest, write_partner_csv
+from supporting_families.share.package import (
+    Manifest,
+    minimise,
+    neutralise_formulas,
+    new_manifest,
+    to_csv_text_columns,
+    write_partner_csv,
+)
 from supporting_families.share.pseudonymise import PseudonymKey, references
 from supporting_families.store.io import (
     atomic_writer,
@@ -51,7 +64,9 @@ from supporting_families.store.io import (
     write_bytes_atomic,
     write_parquet,
 )
+from supporting_families.store.keystore import KeyStore, period_of
 from supporting_families.store.layout import identification_dir
+from supporting_families.store.sealed import write_sealed_table
 from supporting_families.transport.openpgp import encrypt_and_sign
 from supporting_families.transport.sftp import SftpEndpoint, deliver
 
@@ -76,6 +91,10 @@ def delivery_id_for(agreement_id: str, run_id: str) -> str:
 _HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
 #: What :func:`delivery_id_for` produces; partners' return names carry it (docs/STORE.md).
 DELIVERY_ID_PATTERN = r"d[a-p]{16}"
+
+
+#: The controller-side copy's file name in a delivery's folder.
+SENT_COPY = "sent.parquet.sealed"
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,15 @@ class Delivery:
     @property
     def references_path(self) -> UPath:
         return self.folder / "references.parquet"
+
+    @property
+    def sent_copy_path(self) -> UPath:
+        return self.folder / SENT_COPY
+
+    @property
+    def sent_copy_context(self) -> str:
+        """The sealed copy's associated data: its place in the store."""
+        return f"deliveries/{self.agreement_id}/{self.delivery_id}/{SENT_COPY}"
 
     @property
     def receipt_path(self) -> UPath:
@@ -172,8 +200,10 @@ def package_delivery(
     refs: pa.Table,
     run_id: str,
     extra: dict[str, int] | None = None,
+    *,
+    keys: KeyStore,
 ) -> Manifest:
-    """Minimise and write the partner's CSV to staging, the reference list and the manifest.
+    """Minimise and write the partner's CSV to staging, the sealed copy, the reference list and the manifest.
 
     Idempotent: a delivery that already has a manifest is left as it is (its file may already be with the
     partner; re-packaging could only produce a second, different file for the same run).
@@ -188,6 +218,12 @@ def package_delivery(
         plaintext_sha256 = sha256_of(local)
         upload(local, delivery.staging_csv)
     write_parquet(refs, delivery.references_path)
+    # What left, value for value, with whom it is about: the agreed fields as minimised, and the person id.
+    # The same transformation as the CSV writer's, so the copy holds the values exactly as the file does.
+    sent = neutralise_formulas(to_csv_text_columns(minimised)).append_column("person_id", view["person_id"])
+    write_sealed_table(
+        sent, delivery.sent_copy_path, keys, period_of(datetime.now(UTC)), delivery.sent_copy_context
+    )
     manifest = new_manifest(agreement, run_id, rows, f"{delivery.name}.csv", plaintext_sha256)
     # The manifest is written last: its presence means the package is complete.
     write_bytes_atomic(delivery.manifest_path, manifest.to_json().encode())
@@ -311,8 +347,10 @@ def disclosure_entry(
     )
 
 
-def cohort_inputs(store: UPath) -> CohortInputs:
-    """Everything cohort selection reads, from the newest identification and the register."""
+def cohort_inputs(store: UPath, share_date: date | None = None) -> CohortInputs:
+    """Everything cohort selection reads, from the newest identification and the register.
+
+    ``share_date`` (default: today, UTC) is the day restrictions are checked on."""
     as_of = latest_identification(store)
     if as_of is None:
         raise ShareError("no identification under identification/: run identify_families first")
@@ -329,11 +367,12 @@ def cohort_inputs(store: UPath) -> CohortInputs:
         other_services=pc.unique(services),
         restrictions=read_restrictions(store),
         as_of=as_of,
+        share_date=share_date or datetime.now(UTC).date(),
     )
 
 
 def prepare_delivery(
-    delivery: Delivery, agreement: Agreement, key: PseudonymKey, run_id: str
+    delivery: Delivery, agreement: Agreement, key: PseudonymKey, run_id: str, *, keys: KeyStore
 ) -> dict[str, Any]:
     """Select, restrict, pseudonymise, minimise and package one delivery; returns counts for XCom."""
     if delivery.manifest_path.exists():
@@ -342,6 +381,10 @@ def prepare_delivery(
     inputs = cohort_inputs(delivery.store)
     cohort = select_cohort(agreement, inputs)
     view, refs = share_view(cohort.table, inputs.persons, key, agreement)
-    counts = {"selected": cohort.selected, "excluded_by_restriction": cohort.excluded_by_restriction}
-    manifest = package_delivery(delivery, agreement, view, refs, run_id, counts)
+    counts = {
+        "selected": cohort.selected,
+        "excluded_by_restriction": cohort.excluded_by_restriction,
+        "excluded_by_objection": cohort.excluded_by_objection,
+    }
+    manifest = package_delivery(delivery, agreement, view, refs, run_id, counts, keys=keys)
     return {"delivery_id": delivery.delivery_id, "rows": manifest.row_count, **counts}

@@ -27,6 +27,7 @@ from supporting_families.store.io import (
     write_bytes_atomic,
     write_parquet,
 )
+from supporting_families.store.keystore import DATA_KEY_BYTES, FileKeyStore, KeyShredded, KeyStore, period_of
 from supporting_families.store.layout import (
     AREAS,
     REGISTER_FILES,
@@ -43,12 +44,14 @@ from supporting_families.store.layout import (
     ingest_quarantine_dir,
     ingest_report_file,
     landing_dir,
+    notice_dir,
     partner_flags_dir,
     partner_flags_file,
     register_dir,
     register_file,
     return_dir,
     return_quarantine_dir,
+    rights_dir,
     staging_dir,
 )
 from supporting_families.store.schemas import (
@@ -59,9 +62,17 @@ from supporting_families.store.schemas import (
     REGISTER_SCHEMA,
     SHAREABLE_FIELDS,
 )
+from supporting_families.store.sealed import (
+    SealError,
+    open_bytes,
+    read_sealed_table,
+    seal_bytes,
+    write_sealed_table,
+)
 
 __all__ = [
     "AREAS",
+    "DATA_KEY_BYTES",
     "DEFAULT_STORE_ENV",
     "DERIVED_FIELDS",
     "INTERNAL_ID_FIELDS",
@@ -73,8 +84,12 @@ __all__ = [
     "REGISTER_SCHEMA",
     "SHAREABLE_FIELDS",
     "Area",
+    "FileKeyStore",
+    "KeyShredded",
+    "KeyStore",
     "PersonalData",
     "RetentionClass",
+    "SealError",
     "atomic_writer",
     "copy_into",
     "curated_dir",
@@ -92,18 +107,25 @@ __all__ = [
     "landing_dir",
     "local_path",
     "make_private_dirs",
+    "notice_dir",
+    "open_bytes",
     "partner_flags_dir",
     "partner_flags_file",
+    "period_of",
     "private_tempdir",
     "read_parquet",
+    "read_sealed_table",
     "register_dir",
     "register_file",
     "return_dir",
     "return_quarantine_dir",
+    "rights_dir",
+    "seal_bytes",
     "sha256_bytes",
     "sha256_of",
     "staging_dir",
     "store_root",
     "write_bytes_atomic",
     "write_parquet",
+    "write_sealed_table",
 ]

@@ -36,6 +36,8 @@ RetentionClass = Literal[
     "returns",
     "return_quarantine",
     "reports",
+    "rights",
+    "tombstones",
     "demo",
 ]
 
@@ -64,6 +66,8 @@ IDENTIFICATION: Final = "identification"
 STAGING: Final = "staging"
 DELIVERIES: Final = "deliveries"
 RETURNS: Final = "returns"
+RIGHTS: Final = "rights"
+NOTICES: Final = "notices"
 DEMO: Final = "demo"
 
 #: The register's files (``register/<file>``), by role.
@@ -74,6 +78,10 @@ REGISTER_FILES: Final = {
     "retired": "retired_ids.parquet",
     "assessments": "assessments.parquet",
     "restrictions": "restrictions.parquet",
+    "requests": "rights_requests.parquet",
+    "holds": "legal_holds.parquet",
+    "corrections": "corrections.parquet",
+    "tombstones": "tombstones.parquet",
 }
 PARTNER_FLAGS: Final = "partner_flags"
 
@@ -150,6 +158,34 @@ AREAS: Final[tuple[Area, ...]] = (
         "register",
     ),
     Area(
+        "register/rights_requests.parquet",
+        "data subjects' requests: right, case reference, person id, received and due dates, outcome",
+        "rights_* DAGs and the rights CLI",
+        "by_id",
+        "register",
+    ),
+    Area(
+        "register/legal_holds.parquet",
+        "legal holds on a person or an agreement, with reason code and case reference",
+        "rights_legal_hold and the rights CLI",
+        "by_id",
+        "register",
+    ),
+    Area(
+        "register/corrections.parquet",
+        "rectified values that outrank the sources until the sources agree",
+        "rights_rectification and the rights CLI",
+        "direct",
+        "register",
+    ),
+    Area(
+        "register/tombstones.parquet",
+        "keyed hashes of erased persons' identifying keys (no values), so they are not ingested again",
+        "rights_erasure",
+        "none",
+        "tombstones",
+    ),
+    Area(
         "register/partner_flags/<agreement>__<return file>.parquet",
         "accepted partner flags with their source (partner, file hash, date), and an answer marker (null"
         " sub-criterion) per matched person with answered_at (the delivery's delivered_at)",
@@ -195,6 +231,14 @@ AREAS: Final[tuple[Area, ...]] = (
         "deliveries",
     ),
     Area(
+        "deliveries/<agreement>/<delivery_id>/sent.parquet.sealed",
+        "the controller-side copy of exactly what was sent (the agreed fields and the person id), sealed"
+        " with AES-256-GCM under the data key of its retention period; answers subject access",
+        "share__<agreement>",
+        "encrypted",
+        "deliveries",
+    ),
+    Area(
         "deliveries/<agreement>/<delivery_id>/receipt.json",
         "remote path, bytes, SHA-256, delivered at",
         "share__<agreement>",
@@ -215,6 +259,22 @@ AREAS: Final[tuple[Area, ...]] = (
         "receive__<agreement>",
         "encrypted",
         "return_quarantine",
+    ),
+    Area(
+        "notices/<agreement>/<notice_id>/",
+        "a rectification or erasure notice to a partner: the encrypted file as delivered, manifest.json and"
+        " receipt.json (counts and hashes)",
+        "rights_rectification, rights_erasure",
+        "encrypted",
+        "deliveries",
+    ),
+    Area(
+        "rights/<request_id>/",
+        "a subject access or portability bundle, encrypted to the DPO's or the receiving authority's"
+        " OpenPGP key; never sent automatically",
+        "rights_subject_access, rights_portability",
+        "encrypted",
+        "rights",
     ),
     Area(
         "demo/truth/, demo/partner_truth/",
@@ -293,6 +353,14 @@ def return_dir(root: UPath, agreement_id: str, return_name: str) -> UPath:
 
 def return_quarantine_dir(root: UPath, agreement_id: str, return_name: str) -> UPath:
     return root / QUARANTINE / RETURNS / agreement_id / return_name
+
+
+def rights_dir(root: UPath, request_id: str) -> UPath:
+    return root / RIGHTS / request_id
+
+
+def notice_dir(root: UPath, agreement_id: str, notice_id: str) -> UPath:
+    return root / NOTICES / agreement_id / notice_id
 
 
 def demo_dir(root: UPath) -> UPath:

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from supporting_families.config.agreements import load_agreements
-from supporting_families.rights.restrictions import RESTRICTIONS_SCHEMA
+from supporting_families.registers.restrictions import RESTRICTIONS_SCHEMA
 from supporting_families.share.cohort import ASSESSED, COMPARISON, CohortInputs, select_cohort
 
 AGREEMENTS = {a.cohort: a for a in load_agreements(resolve=False)}
