@@ -78,6 +78,9 @@ DPO_KEY_NAME = "dpo"
 RIGHTS_CONN_ID = "sf_rights"
 #: The council's tombstone key (HMAC-SHA256 of an erased person's identifying keys).
 TOMBSTONE_CONN_ID = "sf_tombstone_key"
+SMTP_CONN_ID = "sf_smtp"
+#: Where the demo's SMTP sink listens (scripts/airflow-services.sh starts it; the tests start their own).
+SMTP_SINK_PORT = int(os.environ.get("SF_SMTP_SINK_PORT", "8025"))
 
 _VERSION_RE = re.compile(r"v([1-9][0-9]*)")
 _HEX_RE = re.compile(r"[0-9a-f]{64}")
@@ -660,6 +663,22 @@ def _connections(
             "conn_type": "generic",
             "description": "Data subjects' rights: the DPO's OpenPGP key, and the data keys' store",
             "extra": {"dpo_fingerprint": fingerprints.dpo, "data_keys_dir": str(layout.data_keys_dir)},
+        },
+    )
+    conns.add(
+        SMTP_CONN_ID,
+        {
+            "conn_type": "smtp",
+            "description": "The council's mail relay (demo: the local SMTP sink, sf_demo.smtp_sink)",
+            "host": "127.0.0.1",
+            "port": SMTP_SINK_PORT,
+            "extra": {
+                "disable_tls": True,
+                "disable_ssl": True,
+                "from_email": "supporting-families@council.invalid",
+                "to": ["dpo@council.invalid"],
+                "timeout": 10,
+            },
         },
     )
     if not layout.tombstone_key_file.exists():

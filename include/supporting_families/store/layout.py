@@ -262,8 +262,8 @@ AREAS: Final[tuple[Area, ...]] = (
     ),
     Area(
         "notices/<agreement>/<notice_id>/",
-        "a rectification or erasure notice to a partner: the encrypted file as delivered, manifest.json and"
-        " receipt.json (counts and hashes)",
+        "a rectification or erasure notice to a partner: the encrypted file as delivered, references.parquet"
+        " (person_id, person_ref), manifest.json and receipt.json (counts and hashes)",
         "rights_rectification, rights_erasure",
         "encrypted",
         "deliveries",

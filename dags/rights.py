@@ -1,0 +1,476 @@
+"""The data subjects' rights, one DAG each (privacy notice, "Your Rights and Access to your information").
+
+Every form holds no personal data: the council's internal person id (found controller-side with
+``python -m supporting_families.rights find``), the case reference in the council's format, codes and
+dates. Airflow keeps a run's form values in its metadata database, where no name, date of birth or address
+may go. Every run registers the request with its due date (UK GDPR Article 12(3): one month), writes one
+ledger entry per action (counts and hashes), and returns counts only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+
+from sf_airflow.common import DEFAULT_ARGS, START_DATE, store
+
+PERSON_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CASE_PATTERN = r"^[A-Z]{2,5}-[0-9]{4}-[0-9]{3,6}$"
+FINGERPRINT_PATTERN = r"^[0-9A-Fa-f]{40}([0-9A-Fa-f]{24})?$"
+# Mirrors supporting_families.registers (kept literal: parsing imports nothing heavy); the core is the
+# authority and validates again.
+RESTRICTION_KINDS = ["restriction", "objection", "consent_withdrawal"]
+HOLD_REASONS = ["child_protection_plan", "litigation", "police_investigation", "statutory_inquiry"]
+CORRECTABLE = [
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "address_line_1",
+    "address_line_2",
+    "town",
+    "postcode",
+    "uprn",
+]
+TAGS = ["supporting-families", "rights"]
+
+
+def _person() -> Param:
+    return Param(
+        type="string",
+        pattern=PERSON_PATTERN,
+        title="Person id",
+        description="The council's internal person id, from `python -m supporting_families.rights find` "
+        "(never a name).",
+    )
+
+
+def _case() -> Param:
+    return Param(
+        type="string",
+        pattern=CASE_PATTERN,
+        title="Case reference",
+        description="The request's case reference in the council's format, e.g. DSR-2026-00042.",
+    )
+
+
+def _received() -> Param:
+    return Param(
+        type="string",
+        format="date",
+        title="Received on",
+        description="The day the request was received: it is due one month later (UK GDPR Article 12(3)).",
+    )
+
+
+def _fail(exc: Exception) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # A refused request cannot succeed on retry; the message names the field and rule, never a value.
+    raise AirflowFailException(str(exc)) from None
+
+
+_REFUSALS: tuple[type[Exception], ...] = (ValueError, LookupError)
+
+
+@dag(
+    dag_id="rights_subject_access",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    tags=TAGS,
+    params={"person_id": _person(), "case_reference": _case(), "received_on": _received()},
+    doc_md="""
+### Subject access (UK GDPR Article 15)
+
+"You have the right to request a copy of the information that we hold about you." Builds the bundle of
+everything held: the register record and the source records that linked to it, the flags with their
+reasons, the practitioners' decisions, the partners' answers, the person's requests and restrictions, and
+every delivery and notice that included them with partner, agreement, purpose, legal gateways, date,
+delivery id and the fields and values as sent (from the sealed controller-side copies).
+
+HTML and CSV for people, JSON for machines, zipped and encrypted to the data protection officer's OpenPGP
+key under `rights/<request id>/subject_access.zip.gpg`. Never sent automatically: the DPO checks it and
+sends it to the person.
+""",
+)
+def rights_subject_access() -> None:
+    @task
+    def build_bundle(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        from datetime import date
+
+        from sf_airflow.credentials import data_keys, dpo_fingerprint
+        from sf_airflow.rights import acting_run, agreements, openpgp, record
+        from supporting_families.rights import subject_access
+
+        assert params is not None
+        try:
+            outcome = subject_access(
+                store(),
+                str(params["person_id"]),
+                str(params["case_reference"]),
+                date.fromisoformat(str(params["received_on"])),
+                agreements=agreements(),
+                keys=data_keys(),
+                openpgp=openpgp(),
+                dpo_fingerprint=dpo_fingerprint(),
+                run=acting_run(context),
+            )
+        except _REFUSALS as exc:
+            _fail(exc)
+            raise
+        return {**outcome.counts, "ledger_seq": record(outcome)}
+
+    build_bundle()
+
+
+@dag(
+    dag_id="rights_rectification",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    tags=TAGS,
+    params={"person_id": _person(), "case_reference": _case(), "received_on": _received()},
+    doc_md=f"""
+### Rectification (UK GDPR Articles 16 and 19)
+
+"You have a right to request your data to be rectified if it is inaccurate or incomplete." The corrected
+value cannot go in this form (Airflow would keep it), so the officer stages it controller-side first:
+
+    python -m supporting_families.rights stage-correction --case DSR-2026-00042 --person P... --field postcode
+    (the value is read from stdin)
+
+This run then applies every correction staged for the case: the register is corrected at once and the
+correction outranks the departments' extracts until they agree. Every partner that received one of the
+corrected fields gets a rectification notice (the pseudonymous reference and the corrected fields its
+agreement allows), encrypted to the partner, delivered over SFTP exactly once and recorded as a
+`disclosure` with `notice: rectification`. Correctable fields: {", ".join(CORRECTABLE)}.
+""",
+)
+def rights_rectification() -> None:
+    @task
+    def rectify_and_notify(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        from datetime import date
+
+        from sf_airflow.credentials import data_keys
+        from sf_airflow.rights import acting_run, agreements, record, send_notices
+        from supporting_families.rights import drop_staged, notices_sent, rectification, staged_corrections
+
+        assert params is not None
+        root, person_id, case = store(), str(params["person_id"]), str(params["case_reference"])
+        run = acting_run(context)
+        try:
+            staged = staged_corrections(root, case, person_id, data_keys())
+            outcome, due = rectification(
+                root,
+                person_id,
+                case,
+                date.fromisoformat(str(params["received_on"])),
+                staged,
+                agreements=agreements(),
+                run=run,
+            )
+        except _REFUSALS as exc:
+            _fail(exc)
+            raise
+        seqs = record(outcome)
+        drop_staged(root, case)  # the value now lives in the register's corrections
+        sent = send_notices("rectification", outcome.counts["request_id"], due, person_id, run)
+        notices_sent(root, outcome.counts["request_id"], "rectified_and_notified")
+        return {**outcome.counts, "ledger_seq": seqs, "notices": sent}
+
+    rectify_and_notify()
+
+
+@dag(
+    dag_id="rights_erasure",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    tags=TAGS,
+    params={"person_id": _person(), "case_reference": _case(), "received_on": _received()},
+    doc_md="""
+### Erasure (UK GDPR Articles 17 and 19)
+
+"You have a right to request to have your data deleted where there is no compelling reason for its continued
+processing and provided that there are no legitimate grounds for retaining it." A legal hold on the person,
+or on an agreement that disclosed them, refuses the request whole, with the hold's reason in the ledger.
+
+Otherwise, in one task (each step idempotent, so a retry finishes the job): a tombstone of the person's
+identifying keys (keyed hashes, never values) so re-ingest and re-linkage do not bring them back; the person
+out of the register, curated tables, identification snapshots, partners' flags, controller-side copies and
+reference lists; an erasure notice to every partner that received them; then the compaction of the bulk
+files (landing extracts, partner-encrypted archives, returns and quarantines; docs/ARCHITECTURE.md says
+which file gets which treatment). The ledger keeps `deletion` entries with counts and a hash of the list
+of paths, never a name.
+""",
+)
+def rights_erasure() -> None:
+    @task
+    def erase(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        from datetime import date
+
+        from sf_airflow.credentials import data_keys, tombstone_key
+        from sf_airflow.rights import acting_run, record, send_notices
+        from sf_airflow.rights import agreements as load
+        from supporting_families.config import load_sources
+        from supporting_families.rights import compaction, drop_plan, erasure, notices_sent
+
+        assert params is not None
+        root, person_id, case = store(), str(params["person_id"]), str(params["case_reference"])
+        run, keys = acting_run(context), data_keys()
+        try:
+            outcome, plan = erasure(
+                root,
+                person_id,
+                case,
+                date.fromisoformat(str(params["received_on"])),
+                tombstone_key=tombstone_key(),
+                keys=keys,
+                run=run,
+            )
+        except _REFUSALS as exc:
+            _fail(exc)
+            raise
+        seqs = record(outcome)
+        if plan is None:
+            return {**outcome.counts, "ledger_seq": seqs}
+        request_id = str(outcome.counts["request_id"])
+        agreements = load()
+        due = [
+            (agreements[a], refs, {})
+            for a, refs in sorted(plan.refs_by_agreement().items())
+            if a in agreements
+        ]
+        sent = send_notices("erasure", request_id, due, person_id, run)
+        sources = {s.name: s.file_glob for s in load_sources()}
+        compacted = compaction(root, plan, case, request_id, sources, run=run)
+        seqs += record(compacted)
+        drop_plan(root, request_id)
+        notices_sent(root, request_id, "erased_and_notified")
+        return {**outcome.counts, "compaction": compacted.counts, "notices": sent, "ledger_seq": seqs}
+
+    erase()
+
+
+@dag(
+    dag_id="rights_restriction",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    tags=TAGS,
+    params={
+        "person_id": _person(),
+        "case_reference": _case(),
+        "kind": Param("restriction", type="string", enum=RESTRICTION_KINDS, title="Kind"),
+        "starts_on": Param(type="string", format="date", title="Starts on"),
+        "ends_on": Param(None, type=["null", "string"], format="date", title="Ends on (empty: until lifted)"),
+        "lift": Param(
+            False, type="boolean", title="Lift", description="End the case's restriction on ends_on."
+        ),
+    },
+    doc_md="""
+### Restriction, objection, consent withdrawal (UK GDPR Articles 7(3), 18 and 21)
+
+"You have a right to withdraw consent and the right to object and restrict further processing of your data;
+however, this may affect service delivery to you." From `starts_on`, the person is left out of every share
+(the ONS comparison group included), of identification and of the merging of partners' answers; their
+register entry is kept (storage). With `lift`, the case's restriction ends on `ends_on`.
+""",
+)
+def rights_restriction() -> None:
+    @task
+    def record_decision(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        from datetime import date
+
+        from sf_airflow.rights import acting_run, record
+        from supporting_families.rights import restriction
+
+        assert params is not None
+        ends = params.get("ends_on")
+        try:
+            outcome = restriction(
+                store(),
+                str(params["person_id"]),
+                str(params["case_reference"]),
+                str(params["kind"]),  # type: ignore[arg-type]
+                date.fromisoformat(str(params["starts_on"])),
+                date.fromisoformat(str(ends)) if ends else None,
+                run=acting_run(context),
+                lift=bool(params.get("lift")),
+            )
+        except _REFUSALS as exc:
+            _fail(exc)
+            raise
+        return {**outcome.counts, "ledger_seq": record(outcome)}
+
+    record_decision()
+
+
+@dag(
+    dag_id="rights_portability",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    tags=TAGS,
+    params={
+        "person_id": _person(),
+        "case_reference": _case(),
+        "received_on": _received(),
+        "recipient_fingerprint": Param(
+            type="string",
+            pattern=FINGERPRINT_PATTERN,
+            title="Receiving authority's OpenPGP fingerprint",
+            description="Its public key must be in the council's keyring, certified after checking the "
+            "fingerprint with the authority.",
+        ),
+    },
+    doc_md="""
+### Portability (UK GDPR Article 20)
+
+"You have a right to have your data transferred or copied should you move to another authority." Exports
+the person's data as JSON in the format of `docs/portability.schema.json`, encrypted to the receiving
+authority's key (by fingerprint) and signed by the council, under `rights/<request id>/portability.json.gpg`.
+""",
+)
+def rights_portability() -> None:
+    @task
+    def export(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        from datetime import date
+
+        from sf_airflow.credentials import data_keys
+        from sf_airflow.rights import acting_run, agreements, openpgp, record
+        from supporting_families.rights import portability
+
+        assert params is not None
+        try:
+            outcome = portability(
+                store(),
+                str(params["person_id"]),
+                str(params["case_reference"]),
+                date.fromisoformat(str(params["received_on"])),
+                str(params["recipient_fingerprint"]),
+                agreements=agreements(),
+                keys=data_keys(),
+                openpgp=openpgp(),
+                run=acting_run(context),
+            )
+        except _REFUSALS as exc:
+            _fail(exc)
+            raise
+        return {**outcome.counts, "ledger_seq": record(outcome)}
+
+    export()
+
+
+@dag(
+    dag_id="rights_legal_hold",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    tags=TAGS,
+    params={
+        "scope": Param("person", type="string", enum=["person", "agreement"], title="Scope"),
+        "subject_id": Param(type="string", pattern=PERSON_PATTERN, title="Person id or agreement id"),
+        "reason": Param(type="string", enum=HOLD_REASONS, title="Reason"),
+        "case_reference": _case(),
+        "starts_on": Param(type="string", format="date", title="Starts on"),
+        "lift_on": Param(None, type=["null", "string"], format="date", title="Lift on (empty: keep)"),
+    },
+    doc_md="""
+### Legal hold (UK GDPR Article 17(3)(b) and (e))
+
+A child protection plan, litigation, a police investigation or a statutory inquiry: data that must be kept.
+Erasure refuses a held person (nothing is half-erased) and the retention sweep skips what is held.
+""",
+)
+def rights_legal_hold() -> None:
+    @task
+    def hold(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        from datetime import date
+
+        from sf_airflow.rights import acting_run, record
+        from supporting_families.rights import legal_hold
+
+        assert params is not None
+        lift = params.get("lift_on")
+        try:
+            outcome = legal_hold(
+                store(),
+                str(params["scope"]),  # type: ignore[arg-type]
+                str(params["subject_id"]),
+                str(params["reason"]),  # type: ignore[arg-type]
+                str(params["case_reference"]),
+                date.fromisoformat(str(params["starts_on"])),
+                run=acting_run(context),
+                lift_on=date.fromisoformat(str(lift)) if lift else None,
+            )
+        except _REFUSALS as exc:
+            _fail(exc)
+            raise
+        return {**outcome.counts, "ledger_seq": record(outcome)}
+
+    hold()
+
+
+@dag(
+    dag_id="rights_deadlines",
+    schedule="0 7 * * *",
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    tags=TAGS,
+    params={"warn_days": Param(7, type="integer", minimum=0, maximum=28, title="Warn this many days ahead")},
+    doc_md="""
+### Rights deadlines (UK GDPR Article 12(3))
+
+Daily: every open request past its due date, or due within `warn_days`, is e-mailed to the data protection
+officer through Airflow's SMTP notifier (connection `sf_smtp`; the address is its extra `to`). A DAG run's
+own deadline alert is dropped when the run succeeds, so it cannot watch a request that stays open for
+weeks: this check reads the request register instead. The mail holds request ids, rights, case references
+and dates, never a person.
+""",
+)
+def rights_deadlines() -> None:
+    @task
+    def check(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        from sf_airflow.notify import email_dpo
+        from supporting_families.registers import due_requests, read_requests
+
+        warn = int((params or {}).get("warn_days", 7))
+        due = due_requests(read_requests(store()), datetime.now(UTC).date(), warn)
+        if due.any:
+            email_dpo(
+                context,
+                subject=f"Rights requests: {len(due.overdue)} overdue, {len(due.due_soon)} due within {warn} days",
+                rows=[{**r, "state": "overdue"} for r in due.overdue]
+                + [{**r, "state": "due soon"} for r in due.due_soon],
+            )
+        return {"overdue": len(due.overdue), "due_soon": len(due.due_soon), "notified": int(due.any)}
+
+    check()
+
+
+rights_subject_access()
+rights_rectification()
+rights_erasure()
+rights_restriction()
+rights_portability()
+rights_legal_hold()
+rights_deadlines()
