@@ -244,13 +244,13 @@ def rights_erasure() -> None:
             return {**outcome.counts, "ledger_seq": seqs}
         request_id = str(outcome.counts["request_id"])
         agreements = load()
-        due = [
+        due: list[tuple[Any, list[str], dict[str, object]]] = [
             (agreements[a], refs, {})
             for a, refs in sorted(plan.refs_by_agreement().items())
             if a in agreements
         ]
         sent = send_notices("erasure", request_id, due, person_id, run)
-        sources = {s.name: s.file_glob for s in load_sources()}
+        sources = {name: spec.file_glob for name, spec in load_sources().sources.items()}
         compacted = compaction(root, plan, case, request_id, sources, run=run)
         seqs += record(compacted)
         drop_plan(root, request_id)
@@ -458,7 +458,9 @@ def rights_deadlines() -> None:
         if due.any:
             email_dpo(
                 context,
-                subject=f"Rights requests: {len(due.overdue)} overdue, {len(due.due_soon)} due within {warn} days",
+                subject=(
+                    f"Rights requests: {len(due.overdue)} overdue, {len(due.due_soon)} due within {warn} days"
+                ),
                 rows=[{**r, "state": "overdue"} for r in due.overdue]
                 + [{**r, "state": "due soon"} for r in due.due_soon],
             )

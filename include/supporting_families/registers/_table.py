@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pyarrow as pa
 from upath import UPath
 
@@ -15,12 +17,14 @@ def read_table(path: UPath, schema: pa.Schema) -> pa.Table:
     return read_parquet(path).cast(schema)
 
 
-def append_rows(path: UPath, schema: pa.Schema, rows: list[dict[str, object]]) -> pa.Table:
+def append_rows(path: UPath, schema: pa.Schema, rows: Sequence[Mapping[str, object]]) -> pa.Table:
     """Append ``rows`` and write the file whole (readers see the old or the new table, never a part).
 
     Callers run one at a time (each writing DAG has ``max_active_runs=1``; the CLI is for one officer).
     """
-    table = pa.concat_tables([read_table(path, schema), pa.Table.from_pylist(rows, schema=schema)])
+    table = pa.concat_tables(
+        [read_table(path, schema), pa.Table.from_pylist([dict(r) for r in rows], schema=schema)]
+    )
     write_parquet(table, path)
     return table
 

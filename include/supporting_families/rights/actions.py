@@ -172,6 +172,7 @@ def restriction(
 ) -> Outcome:
     """Record (or, with ``lift``, end on ``ends_on``) a restriction, objection or consent withdrawal."""
     request_id = _open(store, "restriction", case_reference, person_id, starts_on)
+    counts: dict[str, Any]
     if lift:
         if ends_on is None:
             raise ValueError("ends_on: the last day the restriction is in force (rule: lifting needs a date)")

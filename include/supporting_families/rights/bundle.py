@@ -74,8 +74,9 @@ def render_html(dossier: dict[str, Any]) -> str:
     disclosures = []
     for d in dossier["disclosures"]:
         disclosures.append(
-            f"<h3>{html.escape(d['kind'])} to {html.escape(d['partner'])} on {html.escape(_text(d['delivered_at']))}"
-            f"</h3><p>Agreement <code>{html.escape(d['agreement_id'])}</code>, delivery "
+            f"<h3>{html.escape(d['kind'])} to {html.escape(d['partner'])} on "
+            f"{html.escape(_text(d['delivered_at']))}</h3><p>Agreement "
+            f"<code>{html.escape(d['agreement_id'])}</code>, delivery "
             f"<code>{html.escape(d['delivery_id'])}</code>. Purpose: {html.escape(d['purpose'])}. Legal "
             f"gateways: {html.escape(', '.join(d['legal_gateways']))}. Fields: "
             f"{html.escape(', '.join(d['fields']))}.</p>" + _table(d["values"])

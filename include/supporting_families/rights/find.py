@@ -100,7 +100,8 @@ def find_candidates(store: UPath, probe: Probe, limit: int = 10) -> list[dict[st
                OR (month(date_of_birth) = day($dob) AND day(date_of_birth) = month($dob)
                    AND year(date_of_birth) = year($dob))
                OR replace(upper(postcode), ' ', '') = $postcode
-               OR (year(date_of_birth) = year($dob) AND jaro_winkler_similarity(lower(family_name), $family) >= 0.8)
+               OR (year(date_of_birth) = year($dob) AND
+                   jaro_winkler_similarity(lower(family_name), $family) >= 0.8)
             """,
             {"dob": probe.date_of_birth, "postcode": postcode or None, "family": family},
         ).fetchall()

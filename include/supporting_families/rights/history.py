@@ -62,7 +62,7 @@ def _folders(root: UPath) -> list[UPath]:
 
 
 def person_deliveries(store: UPath, person_id: str) -> list[tuple[str, str, list[str]]]:
-    """``(agreement_id, delivery_id, person_refs)`` of every delivery whose reference list holds the person."""
+    """``(agreement_id, delivery_id, person_refs)`` of each delivery whose reference list holds the person."""
     found = []
     for agreement_dir in _folders(store / DELIVERIES):
         for folder in _folders(agreement_dir):

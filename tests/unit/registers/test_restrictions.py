@@ -6,7 +6,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from supporting_families.registers.restrictions import exclude_restricted, read_restrictions, record_restriction
+from supporting_families.registers.restrictions import (
+    exclude_restricted,
+    read_restrictions,
+    record_restriction,
+)
 from supporting_families.store.io import store_root
 
 
