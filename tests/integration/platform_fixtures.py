@@ -16,7 +16,7 @@ from sf_demo.sftp_server import LocalSftpServer
 from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from supporting_families.config import Agreement, load_agreements
 from supporting_families.share.pseudonymise import PseudonymKey
-from supporting_families.store import REGISTER_SCHEMA
+from supporting_families.store import REGISTER_SCHEMA, FileKeyStore
 from supporting_families.transport.sftp import SftpEndpoint
 
 
@@ -40,6 +40,11 @@ class PlatformEnv:
             host_key=str(extra["host_key"]),
             private_key_path=Path(str(extra["key_file"])),
         )
+
+    @property
+    def data_keys(self) -> FileKeyStore:
+        """The data keys per retention period (the sealed controller-side copies)."""
+        return FileKeyStore(self.secrets.data_keys_dir)
 
     def key(self, agreement: Agreement) -> PseudonymKey:
         conn = self.connections[agreement.pseudonymisation.key_conn_id]

@@ -20,7 +20,12 @@ import pyarrow.compute as pc
 from upath import UPath
 
 from supporting_families.registers._table import append_rows, read_table, replace_table
-from supporting_families.registers.requests import RequestError, check_case_reference, check_internal_id
+from supporting_families.registers.requests import (
+    HEX_AS_LETTERS,
+    RequestError,
+    check_case_reference,
+    check_internal_id,
+)
 from supporting_families.store.layout import register_file
 
 HoldScope = Literal["person", "agreement"]
@@ -67,7 +72,8 @@ def place_hold(
         raise RequestError(f"reason: one of {', '.join(HOLD_REASONS)} (rule: known reason)")
     check_case_reference(case_reference)
     check_internal_id(subject_id, "subject_id")
-    hold_id = "hl" + hashlib.sha256(f"{scope}\n{subject_id}\n{case_reference}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{scope}\n{subject_id}\n{case_reference}".encode()).hexdigest()[:16]
+    hold_id = "hl" + digest.translate(HEX_AS_LETTERS)
     existing = read_holds(store)
     if existing.num_rows and pc.any(pc.equal(existing["hold_id"], hold_id)).as_py():
         return hold_id

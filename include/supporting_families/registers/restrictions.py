@@ -120,7 +120,7 @@ def restricted_persons(restrictions: pa.Table, on: date) -> pa.Array:
     day = pa.scalar(on, pa.date32())
     starts = pc.less_equal(restrictions["starts_on"], day)
     not_ended = pc.fill_null(pc.greater_equal(restrictions["ends_on"], day), True)
-    return pc.unique(restrictions.filter(pc.and_(starts, not_ended))["person_id"]).combine_chunks()
+    return pc.unique(restrictions.filter(pc.and_(starts, not_ended))["person_id"].combine_chunks())
 
 
 def objecting_families(assessments: pa.Table) -> pa.Array:
@@ -135,7 +135,7 @@ def objecting_families(assessments: pa.Table) -> pa.Array:
         pc.equal(assessments["decision"], "withdrawn"),
         pc.is_in(assessments["reason"], value_set=pa.array(OBJECTION_REASONS)),
     )
-    return pc.unique(assessments.filter(objected)["family_id"]).combine_chunks()
+    return pc.unique(assessments.filter(objected)["family_id"].combine_chunks())
 
 
 def exclude_restricted(cohort: pa.Table, restrictions: pa.Table, on: date) -> tuple[pa.Table, int]:

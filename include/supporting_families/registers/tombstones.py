@@ -123,7 +123,7 @@ def tombstoned_mask(key: bytes, records: pa.Table, tombstones: pa.Table) -> pa.A
     if tombstones.num_rows == 0 or records.num_rows == 0:
         return pa.array([False] * records.num_rows, pa.bool_())
     by_record, by_identity = tokens_for(key, records)
-    tokens = pc.unique(tombstones["token"]).combine_chunks()
+    tokens = pc.unique(tombstones["token"].combine_chunks())
     hit_record = pc.is_in(pa.array(by_record, pa.string()), value_set=tokens)
     hit_identity = pc.fill_null(pc.is_in(pa.array(by_identity, pa.string()), value_set=tokens), False)
     return pc.or_(hit_record, hit_identity)

@@ -64,6 +64,9 @@ from supporting_families.store.sealed import (
 )
 
 
+PLAN_FILE = "erasure_plan.sealed"
+
+
 class ErasureRefused(RuntimeError):
     """A legal hold applies: nothing was erased. The message names the hold's reason code only."""
 
@@ -212,6 +215,7 @@ def erase_now(
     retired = register_file(store, "retired")
     for column in ("person_id", "merged_into"):
         _without(store, retired, column, person, "register/retired", changes)
+    _drop_request_files(store, plan.person_id, changes)
     _null_request_person(store, plan.person_id, changes)
 
     # Curated tables: every kept extract of the sources the person was linked from.
@@ -262,8 +266,33 @@ def erase_now(
                 changes.files_rewritten.append(_rel(store, copy))
         _without(store, delivery.references_path, "person_id", person, "deliveries/references", changes)
     for path in _parquet_files(store / NOTICES):
+        if path.name == "references.parquet" and _has_person(path, plan.person_id):
+            # The notice itself (encrypted to the partner) carries the person's reference and, for a
+            # rectification, the corrected value: the partner has it; the council's copy goes.
+            for kept in sorted(path.parent.glob("*.gpg"), key=lambda p: str(p)):
+                delete_file(kept)
+                changes.files_deleted.append(_rel(store, kept))
         _without(store, path, "person_id", person, "notices/references", changes)
     return changes
+
+
+def _has_person(path: UPath, person_id: str) -> bool:
+    return _read(path, [("person_id", "==", person_id)]).num_rows > 0
+
+
+def _drop_request_files(store: UPath, person_id: str, changes: Changes) -> None:
+    """The person's own earlier bundles (subject access, portability) and staged corrections go too; the
+    plan of the erasure in progress stays until the erasure is complete."""
+    table = read_requests(store)
+    mine = table.filter(pc.fill_null(pc.equal(table["person_id"], person_id), False))
+    for request_id in mine["request_id"].to_pylist():
+        folder = rights_dir(store, str(request_id))
+        if not folder.exists():
+            continue
+        for path in sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.name):
+            if path.name != PLAN_FILE:
+                delete_file(path)
+                changes.files_deleted.append(_rel(store, path))
 
 
 def _family_has_members(store: UPath, family_id: str) -> bool:
@@ -394,7 +423,7 @@ __all__ = [
 
 
 def _plan_path(store: UPath, request_id: str) -> UPath:
-    return rights_dir(store, request_id) / "erasure_plan.sealed"
+    return rights_dir(store, request_id) / PLAN_FILE
 
 
 def save_plan(store: UPath, request_id: str, plan: ErasurePlan, keys: KeyStore) -> None:

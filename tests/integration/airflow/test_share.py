@@ -43,7 +43,7 @@ def test_partner_decrypts_verifies_and_finds_exactly_the_agreed_fields(
     delivery = Delivery(store, agreement.id, delivery_id_for(agreement.id, run_id))
 
     view, refs = share_view(cohort, persons, platform_env.key(agreement), agreement)
-    manifest = package_delivery(delivery, agreement, view, refs, run_id)
+    manifest = package_delivery(delivery, agreement, view, refs, run_id, keys=platform_env.data_keys)
     # The staged plaintext and the reference list are personal data: owner only (privacy notice: "held
     # securely").
     assert permission_problems(tmp_path / "store") == []

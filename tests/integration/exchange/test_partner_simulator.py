@@ -173,7 +173,7 @@ def share(platform_env: PlatformEnv, register: pa.Table, tmp_path: Path) -> Shar
         run_id = f"manual__{agreement_id}__{run}"
         delivery = Delivery(store, agreement.id, delivery_id_for(agreement.id, run_id))
         view, refs = share_view(pa.table(cohort), register, platform_env.key(agreement), agreement)
-        package_delivery(delivery, agreement, view, refs, run_id)
+        package_delivery(delivery, agreement, view, refs, run_id, keys=platform_env.data_keys)
         manifest = encrypt_delivery(
             delivery,
             agreement,

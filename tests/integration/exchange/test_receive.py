@@ -110,7 +110,7 @@ def share(platform_env: PlatformEnv, store: UPath, agreement_id: str, n: int = 1
     run_id = f"manual__receive-test-{uuid.uuid4().hex[:12]}"
     delivery = Delivery(store, agreement.id, delivery_id_for(agreement.id, run_id))
     view, refs = share_view(cohort, persons, platform_env.key(agreement), agreement)
-    manifest = package_delivery(delivery, agreement, view, refs, run_id)
+    manifest = package_delivery(delivery, agreement, view, refs, run_id, keys=platform_env.data_keys)
     encrypt_delivery(
         delivery,
         agreement,

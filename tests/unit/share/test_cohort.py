@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pyarrow as pa
 import pytest
@@ -32,7 +32,14 @@ def _inputs(**overrides: object) -> CohortInputs:
         "persons": persons,
         "person_flags": pa.table({"person_id": ["A1", "B1", "B1"], "family_id": ["A", "B", "B"]}),
         "family_problems": pa.table({"family_id": ["A", "B"], "headline": ["crime_asb", "health"]}),
-        "assessments": pa.table({"family_id": ["A", "C"], "programme_status": [ASSESSED, "not_included"]}),
+        "assessments": pa.table(
+            {
+                "family_id": ["A", "C"],
+                "decision": ["meets_criteria", "does_not_meet"],
+                "reason": ["confirmed_at_panel", "evidence_not_confirmed"],
+                "programme_status": [ASSESSED, "not_included"],
+            }
+        ),
         "other_services": pa.array(["C1", "A2"]),
         "restrictions": RESTRICTIONS_SCHEMA.empty_table(),
         "as_of": AS_OF,
@@ -78,3 +85,45 @@ def test_restricted_people_are_left_out_of_every_share_by_count(rule: str) -> No
     assert "A1" not in cohort.table["person_id"].to_pylist()
     assert cohort.excluded_by_restriction == 1
     assert cohort.selected == cohort.table.num_rows + 1
+
+
+@pytest.mark.parametrize("rule", sorted(AGREEMENTS))
+def test_a_restriction_starting_after_the_identification_keeps_them_out_of_todays_share(
+    rule: str,
+) -> None:
+    """The restriction starts after the identification's date (the latest extract): it is checked on the
+    day of the share, so today's share already leaves the person out."""
+    restrictions = pa.table(
+        {
+            "person_id": ["A1"],
+            "kind": ["restriction"],
+            "starts_on": [AS_OF + timedelta(days=5)],
+            "ends_on": [None],
+            "reference": ["DSR-2026-00001"],
+            "recorded_at": pa.array([0], pa.timestamp("us", tz="UTC")),
+        },
+        schema=RESTRICTIONS_SCHEMA,
+    )
+    cohort = select_cohort(
+        AGREEMENTS[rule], _inputs(restrictions=restrictions, share_date=AS_OF + timedelta(days=5))
+    )
+    assert "A1" not in cohort.table["person_id"].to_pylist()
+    assert cohort.excluded_by_restriction == 1
+
+
+@pytest.mark.parametrize("rule", sorted(AGREEMENTS))
+def test_a_family_that_objected_is_left_out_of_every_share_and_another_withdrawal_is_not(rule: str) -> None:
+    assessments = pa.table(
+        {
+            "family_id": ["A", "B", "C"],
+            "decision": ["withdrawn", "withdrawn", "does_not_meet"],
+            "reason": ["family_objected", "recorded_in_error", "evidence_not_confirmed"],
+            "programme_status": [None, None, "not_included"],
+        }
+    )
+    cohort = select_cohort(AGREEMENTS[rule], _inputs(assessments=assessments))
+    ids = cohort.table["person_id"].to_pylist()
+    assert not {"A1", "A2"} & set(ids)  # family A objected: no member goes, ONS comparison group included
+    if rule == "meets_any_criterion":
+        assert "B1" in ids  # recorded in error is not an objection
+    assert cohort.excluded_by_objection >= 1
