@@ -265,15 +265,22 @@ def erase_now(
                 changes.removed("deliveries/sent_copy", int(pc.sum(hit.cast(pa.int64())).as_py() or 0))
                 changes.files_rewritten.append(_rel(store, copy))
         _without(store, delivery.references_path, "person_id", person, "deliveries/references", changes)
+    _notices_of_person(store, plan.person_id, changes)
+    return changes
+
+
+def _notices_of_person(store: UPath, person_id: str, changes: Changes) -> None:
+    """The council's copies of notices about the person. A notice (encrypted to the partner) carries the
+    person's reference and, for a rectification, the corrected value: the partner has its own; the
+    council's goes, and so does the person's row in its reference list. The manifest and receipt (counts
+    and hashes) stay. Run at the request and again in the compaction, after the erasure notices are sent."""
+    person = pa.array([person_id], pa.string())
     for path in _parquet_files(store / NOTICES):
-        if path.name == "references.parquet" and _has_person(path, plan.person_id):
-            # The notice itself (encrypted to the partner) carries the person's reference and, for a
-            # rectification, the corrected value: the partner has it; the council's copy goes.
+        if path.name == "references.parquet" and _has_person(path, person_id):
             for kept in sorted(path.parent.glob("*.gpg"), key=lambda p: str(p)):
                 delete_file(kept)
                 changes.files_deleted.append(_rel(store, kept))
         _without(store, path, "person_id", person, "notices/references", changes)
-    return changes
 
 
 def _has_person(path: UPath, person_id: str) -> bool:
@@ -350,6 +357,7 @@ def compact(store: UPath, plan: ErasurePlan, sources: dict[str, str]) -> Changes
                 delete_file(path)
                 changes.files_deleted.append(_rel(store, path))
 
+    _notices_of_person(store, plan.person_id, changes)
     deliveries = {d for _, d, _ in plan.deliveries}
     refs = pa.array(sorted(plan.all_refs()), pa.string())
     # Partner-encrypted archives of deliveries that included the person.
