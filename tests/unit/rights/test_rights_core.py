@@ -262,3 +262,19 @@ def test_a_correction_retry_records_nothing_twice(small_store: SmallStore) -> No
     assert not record_correction(small_store.root, "P3", "postcode", "W11 3CD", "rq1")
     with pytest.raises(ValueError, match="rule: correctable field"):
         record_correction(small_store.root, "P3", "person_id", "P4", "rq2")
+
+
+def test_the_portability_export_follows_its_documented_schema(small_store: SmallStore) -> None:
+    import jsonschema
+
+    from supporting_families.rights import portability_document, to_json
+
+    schema = json.loads(
+        (Path(__file__).resolve().parents[3] / "docs" / "portability.schema.json").read_text()
+    )
+    dossier = person_dossier(small_store.root, "P3", small_store.agreements, small_store.keys)
+    document = json.loads(to_json(portability_document(dossier)))
+    jsonschema.validate(document, schema)
+    assert document["person"]["person_id"] == "P3" and document["source_records"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**document, "format": "something-else"}, schema)
