@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 RUN="$AIRFLOW_HOME/run"
 LOGS="$AIRFLOW_HOME/logs/services"
-COMPONENTS=(api-server scheduler dag-processor triggerer)
+COMPONENTS=(api-server scheduler dag-processor triggerer smtp-sink)
 
 pid_of() { [ -f "$RUN/$1.pid" ] && cat "$RUN/$1.pid" || true; }
 alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
@@ -24,6 +24,12 @@ health() { curl -fsS "http://127.0.0.1:$SF_AIRFLOW_PORT/api/v2/monitor/health" 2
 
 start() {
   mkdir -p "$RUN" "$LOGS"
+  # The demo's mail relay: the rights deadlines' e-mails land as files in var/mail (sf_demo.smtp_sink).
+  if ! alive smtp-sink; then
+    setsid python -m sf_demo.smtp_sink --port "${SF_SMTP_SINK_PORT:-8025}" --folder "$SF_VAR/mail" \
+      >"$LOGS/smtp-sink.log" 2>&1 </dev/null &
+    echo $! >"$RUN/smtp-sink.pid"
+  fi
   start_one api-server --host 127.0.0.1 --port "$SF_AIRFLOW_PORT"
   # --skip-serve-logs: the API server reads task logs from the shared local folder, so no log server
   # needs to listen on a port at all.

@@ -30,6 +30,8 @@ export SF_LEDGER_URL="${SF_LEDGER_URL:-sqlite:///$SF_VAR/ledger.sqlite}"
 # Copies of the ledger's head, kept outside its database (write-once files; in production a bucket of
 # another account with S3 Object Lock). make ledger-verify checks the chain against them.
 export SF_LEDGER_ANCHORS_URI="${SF_LEDGER_ANCHORS_URI:-file://$SF_VAR/ledger-anchors}"
+# Data keys per retention period (the sealed controller-side copies); the rights CLI reads them here.
+export SF_KEYSTORE_DIR="${SF_KEYSTORE_DIR:-$SF_SECRETS_DIR/data_keys}"
 # One base URI for all storage: file:// here, s3://bucket/prefix in production.
 export SF_STORE_URI="${SF_STORE_URI:-file://$SF_VAR/store}"
 # Partner OpenPGP fingerprints generated at set-up; the agreements pin them through ${SF_*_PGP_FINGERPRINT}.
