@@ -301,7 +301,7 @@ def _notices_of_person(store: UPath, person_id: str, changes: Changes) -> None:
 
 
 def _has_person(path: UPath, person_id: str) -> bool:
-    return _read(path, [("person_id", "==", person_id)]).num_rows > 0
+    return bool(_read(path, [("person_id", "==", person_id)]).num_rows > 0)
 
 
 def _drop_request_files(store: UPath, person_id: str, changes: Changes) -> None:
