@@ -30,6 +30,9 @@ from sf_airflow.sftp import endpoint_from_fields
 from sf_demo.secrets import (
     COUNCIL_FINGERPRINT_ENV,
     OPENPGP_COUNCIL_CONN_ID,
+    RIGHTS_CONN_ID,
+    SMTP_CONN_ID,
+    TOMBSTONE_CONN_ID,
     DemoSecretsError,
     DemoSpec,
     GnuPG,
@@ -65,6 +68,12 @@ def _expected_connections(agreements: list[Agreement]) -> set[str]:
     """What the agreements reference, derived from them: a new agreement needs no edit here either."""
     return {
         OPENPGP_COUNCIL_CONN_ID,
+        RIGHTS_CONN_ID,
+        SMTP_CONN_ID,
+        TOMBSTONE_CONN_ID,
+        RIGHTS_CONN_ID,
+        TOMBSTONE_CONN_ID,
+        SMTP_CONN_ID,
         *(a.sftp.conn_id for a in agreements),
         *(a.pseudonymisation.key_conn_id for a in agreements),
         *(f"{a.pseudonymisation.key_conn_id}_v{a.pseudonymisation.key_version}" for a in agreements),
