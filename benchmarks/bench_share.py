@@ -31,10 +31,10 @@ from sf_demo.sftp_server import LocalSftpServer
 from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from sf_demo.synthetic import generate_borough
 from supporting_families.config import load_agreements
-from supporting_families.registers.restrictions import RESTRICTIONS_SCHEMA, exclude_restricted
-from supporting_families.share.cohort import CohortInputs, select_cohort
+from supporting_families.registers.restrictions import RESTRICTIONS_SCHEMA
+from supporting_families.share.cohort import CohortInputs, register_rows, select_cohort
 from supporting_families.share.package import minimise, write_partner_csv
-from supporting_families.share.pseudonymise import PseudonymKey, references
+from supporting_families.share.pseudonymise import PseudonymKey, active_path, references
 from supporting_families.store import REGISTER_FIELDS
 from supporting_families.transport.openpgp import encrypt_and_sign
 from supporting_families.transport.sftp import SftpEndpoint, deliver
@@ -95,9 +95,8 @@ def main() -> int:
                 restrictions=RESTRICTIONS_SCHEMA.empty_table(),
                 as_of=AS_OF,
             )
-            cohort = select_cohort(dwp, inputs)
-            kept, _ = exclude_restricted(cohort.table, inputs.restrictions, AS_OF)
-            view = kept.join(persons, "person_id")
+            cohort = select_cohort(dwp, inputs)  # the rule, then restrictions on the share date
+            view, _ = register_rows(cohort.table, persons)
             stages["select"] = time.perf_counter() - t
 
             t = time.perf_counter()
@@ -169,7 +168,7 @@ def main() -> int:
     for name, seconds in stages.items():
         print(f"  {name:<26} {seconds:7.2f} s")
     print(f"  {'total':<26} {total:7.2f} s   ({rows / total:,.0f} persons/s)")
-    print(f"  references: {rows / stages['pseudonymise']:,.0f} per second")
+    print(f"  references: {rows / stages['pseudonymise']:,.0f} per second ({active_path()})")
     print(f"  deliver: upload {outcome.upload_seconds:.2f} s, read-back check {outcome.verify_seconds:.2f} s")
     print("\nSame bytes, command-line tools:")
     print(f"  gpg --sign --encrypt (no compression) {gpg_cli:6.2f} s   ours {stages['encrypt + sign']:.2f} s")

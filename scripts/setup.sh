@@ -10,9 +10,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MODE="${1:-}"
-# gcc and python3-dev build the optional compiled HMAC (setup.py); without them pseudonymisation falls back
-# to a slower SQL path.
-APT_PACKAGES=(openssh-server gnupg curl python3-venv gcc python3-dev make jq)
+# gcc, python3-dev and libssl-dev build the optional compiled HMAC on OpenSSL's libcrypto (setup.py); without
+# them pseudonymisation falls back to a slower SQL path.
+APT_PACKAGES=(openssh-server gnupg curl python3-venv gcc python3-dev libssl-dev make jq)
 PG_PACKAGES=(postgresql)
 UV_VERSION=0.13.8
 
@@ -23,7 +23,7 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 have_system_packages() {
   [ -x /usr/sbin/sshd ] && command -v gpg >/dev/null && command -v curl >/dev/null \
     && command -v ssh-keygen >/dev/null && command -v gcc >/dev/null && command -v make >/dev/null && command -v jq >/dev/null \
-    && python_for_venv >/dev/null
+    && [ -f /usr/include/openssl/evp.h ] && python_for_venv >/dev/null
 }
 python_for_venv() {
   local py
@@ -43,7 +43,7 @@ if ! have_system_packages; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
-  have_system_packages || die "system packages still missing after apt-get (need sshd, gpg, curl, ssh-keygen, python3.11 venv)"
+  have_system_packages || die "system packages still missing after apt-get (need sshd, gpg, curl, ssh-keygen, OpenSSL headers, python3.11 venv)"
 fi
 
 # --- virtual environment ----------------------------------------------------------------------------
@@ -59,6 +59,8 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; th
   .venv/bin/uv pip install -q -p .venv/bin/python --no-deps -e .
   echo "$want" >"$STAMP"
 fi
+# The compiled HMAC is optional (a failed build falls back to SQL without a word), so say which is active.
+say "pseudonymisation: $(.venv/bin/python -c 'from supporting_families.share.pseudonymise import active_path; print(active_path())')"
 [ "$MODE" = "--install-only" ] && exit 0
 
 source scripts/env.sh

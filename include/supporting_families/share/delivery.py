@@ -42,7 +42,7 @@ from supporting_families.audit import NewEntry, idempotency_key
 from supporting_families.config.agreements import Agreement
 from supporting_families.identify import assessment_status, latest_identification
 from supporting_families.registers.restrictions import read_restrictions
-from supporting_families.share.cohort import CohortInputs, select_cohort
+from supporting_families.share.cohort import CohortInputs, register_rows, select_cohort
 from supporting_families.share.package import (
     Manifest,
     minimise,
@@ -181,11 +181,9 @@ def share_view(
     Returns ``(view, refs)``: ``view`` has the internal ids plus every agreed field (minimisation picks the
     agreed ones next); ``refs`` is ``person_id, family_id, person_ref, family_ref`` for the delivery folder.
     """
-    view = cohort.join(persons, "person_id", join_type="inner")
-    if view.num_rows != cohort.num_rows:
-        raise ShareError(
-            f"{agreement.id}: {cohort.num_rows - view.num_rows} cohort persons not in the register"
-        )
+    view, missing = register_rows(cohort, persons)
+    if missing:
+        raise ShareError(f"{agreement.id}: {missing} cohort persons not in the register")
     view = view.append_column("person_ref", references(view["person_id"], key, "person"))
     view = view.append_column("family_ref", references(view["family_id"], key, "family"))
     view = view.sort_by("person_ref")  # file order carries no information about the register's order

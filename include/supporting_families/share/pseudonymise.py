@@ -14,17 +14,19 @@ The council maps references back by recomputing them for the register's ids (``r
 reference table needs to travel with the data, and deleting a retired key makes its references
 unresolvable for good (crypto-shredding, docs/ARCHITECTURE.md).
 
-The HMAC is evaluated inside DuckDB with its vectorised SHA-256 (RFC 2104's construction written out:
-``H((K ^ opad) || H((K ^ ipad) || m))``), which runs several times faster than a per-row Python loop.
+The HMAC is OpenSSL's (libcrypto), called a column at a time from the optional C extension ``_hmac``
+with the GIL released and the batch split over the cores. Where the extension was not built, the HMAC is
+evaluated inside DuckDB with its vectorised SHA-256 (RFC 2104's construction written out:
+``H((K ^ opad) || H((K ^ ipad) || m))``); both give the same references.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,7 +45,8 @@ Kind = Literal["person", "family"]
 KEY_BYTES = 32  # 256-bit keys; HMAC-SHA256's block is 64 bytes, so no pre-hashing
 _BLOCK = 64
 _HEX_DIGITS = 32
-_FAST_MAX_BYTES = 55  # what fits one SHA-256 block after the 64-byte pad: the compiled path's limit
+_MAX_THREADS = 16  # the C extension's own cap
+_THREADED_ROWS = 65_536  # below this, starting threads costs more than it saves
 REFERENCE_RE = re.compile(r"^v(?P<version>[1-9][0-9]{0,5})-(?P<mac>[0-9a-f]{32})$")
 
 
@@ -86,55 +89,56 @@ def reference(key: PseudonymKey, internal_id: str, kind: Kind = "person") -> str
     return f"v{key.version}-{mac[:_HEX_DIGITS]}"
 
 
+def active_path() -> str:
+    """Which implementation ``references`` uses here, for set-up and the benchmarks to print."""
+    if _hmac is None:
+        return "DuckDB SQL (the compiled extension was not built)"
+    return f"OpenSSL libcrypto HMAC-SHA256 (compiled extension, up to {_threads()} threads)"
+
+
 def references(ids: pa.Array | pa.ChunkedArray, key: PseudonymKey, kind: Kind = "person") -> pa.Array:
     """References for a column of internal ids, in the same order (null stays null).
 
-    Uses the compiled batch HMAC (``_hmac``, two SHA-256 compressions per reference, both cores) when it
-    was built and every id fits its single block; otherwise the vectorised SQL, which gives the same
-    references (the tests compare both with Python's ``hmac``).
+    Uses the compiled batch HMAC (``_hmac``: OpenSSL's HMAC-SHA256, both cores for a large batch) when
+    it was built; otherwise the vectorised SQL, which gives the same references (the tests compare both
+    with Python's ``hmac``).
     """
     if _hmac is not None:
-        fast = _compiled_references(ids, key, kind)
-        if fast is not None:
-            return fast
+        return _compiled_references(ids, key, kind)
     return _sql_references(ids, key, kind)
 
 
-def _compiled_references(ids: pa.Array | pa.ChunkedArray, key: PseudonymKey, kind: Kind) -> pa.Array | None:
-    column = (ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids).cast(pa.string())
-    if len(column) == 0:
-        return pa.array([], pa.string())
-    prefix = f"{kind}:".encode()
-    longest = pc.max(pc.binary_length(column)).as_py() or 0
-    if longest + len(prefix) > _FAST_MAX_BYTES:
-        return None
-    filled = pc.fill_null(column, "")
-    half = len(filled) // 2
-    # Two halves on two threads: the C loop releases the GIL, so both cores hash.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        parts = list(
-            pool.map(lambda part: _hex_block(part, key, prefix), [filled.slice(0, half), filled.slice(half)])
-        )
-    refs = pc.binary_join_element_wise(f"v{key.version}-", pa.concat_arrays(parts), "")
-    return pc.if_else(pc.is_null(column), pa.scalar(None, pa.string()), refs)
+def _threads() -> int:
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), _MAX_THREADS))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, min(os.cpu_count() or 1, _MAX_THREADS))
 
 
-def _hex_block(part: pa.Array, key: PseudonymKey, prefix: bytes) -> pa.Array:
-    """The hex MACs of one slice of a string column, built straight over the C function's output."""
-    n = len(part)
+def _compiled_references(ids: pa.Array | pa.ChunkedArray, key: PseudonymKey, kind: Kind) -> pa.Array:
+    column = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    if column.type != pa.string():
+        column = column.cast(pa.string())
+    n = len(column)
     if n == 0:
         return pa.array([], pa.string())
-    # Arrow's string layout: n + 1 int32 offsets into one data buffer; a slice starts at part.offset.
-    raw = np.frombuffer(part.buffers()[1], dtype=np.int32)[part.offset : part.offset + n + 1]
+    # Arrow's string layout: n + 1 int32 offsets into one data buffer; a slice starts at column.offset.
+    _, offsets_buf, data_buf = column.buffers()
+    raw = np.frombuffer(offsets_buf, dtype=np.int32)[column.offset : column.offset + n + 1]
     first, last = int(raw[0]), int(raw[-1])
-    data = part.buffers()[2].slice(first, last - first)
-    offsets = (raw - first).astype(np.int32)
+    data = data_buf.slice(first, last - first) if data_buf is not None else pa.py_buffer(b"")
+    offsets = raw - first if first else raw
+    version = f"v{key.version}-".encode()
+    threads = _threads() if n >= _THREADED_ROWS else 1
     assert _hmac is not None
-    out = _hmac.references(key.secret, prefix, data, offsets.tobytes(), _HEX_DIGITS)
-    out_offsets = np.arange(0, (n + 1) * _HEX_DIGITS, _HEX_DIGITS, dtype=np.int32)
-    return pa.Array.from_buffers(
-        pa.string(), n, [None, pa.py_buffer(out_offsets.tobytes()), pa.py_buffer(out)]
-    )
+    out = _hmac.references(key.secret, f"{kind}:".encode(), data, offsets, _HEX_DIGITS, version, threads)
+    width = len(version) + _HEX_DIGITS
+    out_offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    # A null id has an empty (or ignored) value in the data buffer; its reference is computed and dropped.
+    refs = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(out_offsets), pa.py_buffer(out)])
+    if column.null_count == 0:
+        return refs
+    return pc.if_else(pc.is_valid(column), refs, pa.scalar(None, pa.string()))
 
 
 def _sql_references(ids: pa.Array | pa.ChunkedArray, key: PseudonymKey, kind: Kind) -> pa.Array:

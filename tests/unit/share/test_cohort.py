@@ -127,3 +127,17 @@ def test_a_family_that_objected_is_left_out_of_every_share_and_another_withdrawa
     if rule == "meets_any_criterion":
         assert "B1" in ids  # recorded in error is not an objection
     assert cohort.excluded_by_objection >= 1
+
+
+def test_register_rows_are_the_inner_join_in_the_cohort_order() -> None:
+    from supporting_families.share.cohort import register_rows
+
+    persons = pa.table({"person_id": ["a", "b", "c", "d"], "given": ["1", "2", "3", "4"]})
+    cohort = pa.table({"person_id": ["c", "x", "a"], "programme_status": ["s1", "s2", "s3"]})
+    rows, missing = register_rows(cohort, persons)
+    assert missing == 1
+    joined = (
+        cohort.join(persons, "person_id", join_type="inner").select(rows.column_names).sort_by("person_id")
+    )
+    assert rows.to_pylist() == joined.to_pylist()[::-1]
+    assert rows.column_names == ["person_id", "given", "programme_status"]
