@@ -43,6 +43,7 @@ from supporting_families.share.delivery import (
     share_view,
 )
 from supporting_families.store.io import read_parquet, sha256_of, store_root
+from supporting_families.store.keystore import FileKeyStore
 from supporting_families.transport.openpgp import decrypt_and_verify, encrypt_and_sign
 from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env, small_register
 from tests.store_walk import permission_problems
@@ -110,7 +111,8 @@ def share(platform_env: PlatformEnv, store: UPath, agreement_id: str, n: int = 1
     run_id = f"manual__receive-test-{uuid.uuid4().hex[:12]}"
     delivery = Delivery(store, agreement.id, delivery_id_for(agreement.id, run_id))
     view, refs = share_view(cohort, persons, platform_env.key(agreement), agreement)
-    manifest = package_delivery(delivery, agreement, view, refs, run_id)
+    keys = FileKeyStore(Path(str(store.path)).parent / "data-keys")
+    manifest = package_delivery(delivery, agreement, view, refs, run_id, keys=keys)
     encrypt_delivery(
         delivery,
         agreement,
