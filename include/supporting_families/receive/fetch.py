@@ -239,6 +239,11 @@ def _take_in(
             ledger=ledger,
             run=run,
         )
+    elif state == "pending" and known is not None:
+        # Archived by an earlier try that may have died before its ledger entry: the entry's idempotency
+        # key makes this record it exactly once, whether or not that try got that far.
+        _record_received(agreement, known, ledger=ledger, run=run)
+        return "pending", known
     elif state == "pending":
         return "pending", known
     upload(file.local_path, paths.original)
