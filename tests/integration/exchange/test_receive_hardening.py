@@ -1,4 +1,4 @@
-"""Receive against the real sshd, gpg and ledger when the partner's side is hostile or the council's side fails.
+"""Receive against the real sshd, gpg and ledger when the partner is hostile or the council side fails.
 
 A partner-chosen name that looks like personal data, a crash between archiving a return and recording it,
 and a compressed OpenPGP bomb: each ends with nothing personal written and every return recorded once.
@@ -140,7 +140,11 @@ def test_return_received_is_recorded_once_after_a_crash_between_archiving_and_re
     monkeypatch.setattr(Ledger, "append", crash_on_return_received)
     with pytest.raises(ConnectionError):
         fetch_returns(
-            store, agreement, platform_env.endpoint(agreement), ledger=ledger, delivery_id=shared.delivery.delivery_id
+            store,
+            agreement,
+            platform_env.endpoint(agreement),
+            ledger=ledger,
+            delivery_id=shared.delivery.delivery_id,
         )
     paths = ReturnPaths(store, agreement.id, shared.return_name)
     assert paths.received_path.exists(), "the crash came after received.json was written"

@@ -75,7 +75,9 @@ def staged(platform_env: PlatformEnv, tmp_path: Path) -> tuple[UPath, Delivery, 
     (tmp_path / "store").mkdir()
     store = store_root((tmp_path / "store").as_uri())
     agreement = platform_env.agreements[DWP]
-    delivery = Delivery(store, agreement.id, delivery_id_for(agreement.id, f"manual__disk-{uuid.uuid4().hex}"))
+    delivery = Delivery(
+        store, agreement.id, delivery_id_for(agreement.id, f"manual__disk-{uuid.uuid4().hex}")
+    )
     return store, delivery, FileKeyStore(tmp_path / "data-keys")
 
 

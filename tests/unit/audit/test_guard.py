@@ -69,11 +69,16 @@ def test_they_are_refused_in_every_column_and_nothing_is_written(
 
 def test_a_staff_member_is_recorded_by_a_pseudonymous_id(ledger: Ledger) -> None:
     name = "dwp-return-dabcdefghijklmnop.csv.gpg"
-    ledger.append(NewEntry(kind="quarantine", occurred_at=T0, file_name=name, triggered_by="ui:staff-7f3a9c2e"))
+    ledger.append(
+        NewEntry(kind="quarantine", occurred_at=T0, file_name=name, triggered_by="ui:staff-7f3a9c2e")
+    )
     with pytest.raises(PersonalDataError):
         ledger.append(
             NewEntry(
-                kind="quarantine", occurred_at=T0, file_name=name, triggered_by="ui:jane.officer@council.example"
+                kind="quarantine",
+                occurred_at=T0,
+                file_name=name,
+                triggered_by="ui:jane.officer@council.example",
             )
         )
     assert ledger.count() == 1
