@@ -983,10 +983,11 @@ def fetch(
 
     result = _with_retries(attempt, attempts=attempts, backoff=backoff, what=f"fetching from {remote_dir}")
     for rejected in result.rejected:
+        # A partner-chosen name may itself be personal data or hostile: the log gets its hash only.
         log.warning(
-            "not fetched from %s: %s (%s: %s)",
+            "not fetched from %s: name sha256 %s (%s: %s)",
             remote_dir,
-            rejected.printable_name,
+            hashlib.sha256(rejected.name.encode("utf-8", "surrogateescape")).hexdigest(),
             rejected.reason,
             rejected.detail,
         )
