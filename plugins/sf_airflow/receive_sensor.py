@@ -28,19 +28,73 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncssh
+from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
 from airflow.providers.sftp.sensors.sftp import SFTPSensor
+from airflow.providers.sftp.triggers.sftp import SFTPTrigger
 from airflow.sdk.exceptions import AirflowFailException
 
 from sf_airflow.sftp import SftpConnectionError, sftp_endpoint
+from supporting_families.transport import (
+    ALLOWED_CIPHERS,
+    ALLOWED_HOST_KEYS,
+    ALLOWED_KEX,
+    ALLOWED_MACS,
+)
 
 log = logging.getLogger(__name__)
 
 
+class PolicySFTPHookAsync(SFTPHookAsync):  # type: ignore[misc]
+    """The provider's asyncssh hook, offering only the platform's SSH algorithms and requiring strict kex
+    (the same policy as ``supporting_families.transport.sftp``)."""
+
+    async def _get_conn(self) -> asyncssh.SSHClientConnection:
+        real_connect = asyncssh.connect
+
+        async def connect(**config: Any) -> asyncssh.SSHClientConnection:
+            conn = await real_connect(
+                **config,
+                kex_algs=list(ALLOWED_KEX),
+                encryption_algs=list(ALLOWED_CIPHERS),
+                mac_algs=list(ALLOWED_MACS),
+                server_host_key_algs=list(ALLOWED_HOST_KEYS),
+                compression_algs=None,
+            )
+            if not getattr(conn, "_strict_kex", False):
+                conn.close()
+                raise asyncssh.KeyExchangeFailed("the server did not agree on strict key exchange")
+            return conn
+
+        # The provider builds the connection's options (host key pin, client key) itself; only the
+        # algorithms are added, so the pinning stays the provider's tested code.
+        asyncssh.connect = connect  # type: ignore[assignment]
+        try:
+            conn: asyncssh.SSHClientConnection = await super()._get_conn()
+        finally:
+            asyncssh.connect = real_connect
+        return conn
+
+
+class PolicySFTPTrigger(SFTPTrigger):  # type: ignore[misc]
+    """``SFTPTrigger`` over :class:`PolicySFTPHookAsync`."""
+
+    def _get_async_hook(self) -> SFTPHookAsync:
+        return PolicySFTPHookAsync(
+            sftp_conn_id=self.sftp_conn_id, host=self.remote_host, no_host_key_check=self.no_host_key_check
+        )
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        _, kwargs = super().serialize()
+        return (f"{__name__}.PolicySFTPTrigger", kwargs)
+
+
 class PinnedSFTPSensor(SFTPSensor):
-    """``SFTPSensor`` that refuses a connection without a pinned host key before it defers."""
+    """``SFTPSensor`` that refuses a connection without a pinned host key before it defers, and defers to
+    :class:`PolicySFTPTrigger`."""
 
     def execute(self, context: Any) -> Any:
         try:
@@ -48,7 +102,19 @@ class PinnedSFTPSensor(SFTPSensor):
         except SftpConnectionError as exc:
             # A configuration fault: retrying cannot pin a key.
             raise AirflowFailException(str(exc)) from None
-        return super().execute(context)
+        if not self.deferrable:
+            return super().execute(context)
+        self.defer(
+            timeout=timedelta(seconds=self.timeout),
+            trigger=PolicySFTPTrigger(
+                path=self.path,
+                file_pattern=self.file_pattern,
+                sftp_conn_id=self.sftp_conn_id,
+                poke_interval=self.poke_interval,
+                newer_than=self.newer_than,
+            ),
+            method_name="execute_complete",
+        )
 
 
 def _record(

@@ -200,7 +200,7 @@ def _take_in(
     paths = ReturnPaths(store, agreement.id, file.name)
     state, known = handled_state(store, agreement, file.name)
     if known is not None and known.ciphertext_sha256 == file.sha256 and state in ("accepted", "quarantined"):
-        log.info("%s: %s was already %s", agreement.id, file.name, state)
+        log.info("%s: name sha256 %s was already %s", agreement.id, name_sha256(file.name), state)
         return state, known
     delivery_id = delivery_id_of(agreement, file.name)
     late, days = _lateness(store, agreement, delivery_id, file.mtime)
@@ -239,6 +239,11 @@ def _take_in(
             ledger=ledger,
             run=run,
         )
+    elif state == "pending" and known is not None:
+        # Archived by an earlier try that may have died before its ledger entry: the entry's idempotency
+        # key makes this record it exactly once, whether or not that try got that far.
+        _record_received(agreement, known, ledger=ledger, run=run)
+        return "pending", known
     elif state == "pending":
         return "pending", known
     upload(file.local_path, paths.original)
@@ -249,7 +254,13 @@ def _take_in(
     write_bytes_atomic(paths.received_path, received.to_json())
     _record_received(agreement, received, ledger=ledger, run=run)
     _alert_if_late(agreement, received)
-    log.info("%s: archived %s (%d bytes, sha256 %s)", agreement.id, file.name, file.size, file.sha256)
+    log.info(
+        "%s: archived name sha256 %s (%d bytes, sha256 %s)",
+        agreement.id,
+        name_sha256(file.name),
+        file.size,
+        file.sha256,
+    )
     return "pending", received
 
 

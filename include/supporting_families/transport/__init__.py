@@ -10,9 +10,20 @@ from supporting_families.transport.openpgp import (
     normalise_fingerprint,
 )
 from supporting_families.transport.paths import MAX_NAME_BYTES, check_remote_dir, unsafe_name_reason
-from supporting_families.transport.sftp import PermanentTransferError, SftpEndpoint
+from supporting_families.transport.sftp import (
+    ALLOWED_CIPHERS,
+    ALLOWED_HOST_KEYS,
+    ALLOWED_KEX,
+    ALLOWED_MACS,
+    PermanentTransferError,
+    SftpEndpoint,
+)
 
 __all__ = [
+    "ALLOWED_CIPHERS",
+    "ALLOWED_HOST_KEYS",
+    "ALLOWED_KEX",
+    "ALLOWED_MACS",
     "MAX_NAME_BYTES",
     "DecryptionError",
     "EncryptionResult",

@@ -93,6 +93,11 @@ PREFERRED_CIPHER = "aes256-gcm@openssh.com"
 #: A delivered name leaves room for the temporary name ``.<name>.<16 hex>.part`` within MAX_NAME_BYTES.
 MAX_DELIVERY_NAME_BYTES = MAX_NAME_BYTES - len(".") - len(".0123456789abcdef.part")
 
+#: Age after which another attempt's temporary file counts as abandoned and is removed: a running attempt
+#: writes or reads its temporary continuously, and a stall longer than the I/O timeout kills it, so an
+#: hour without a change is far beyond any live attempt.
+STALE_TEMPORARY_SECONDS = 3600
+
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 #: OpenSSH's fsync extension (PROTOCOL, section 3.6): durable bytes before the rename makes them visible.
 _FSYNC_EXTENSION = "fsync@openssh.com"
@@ -273,14 +278,98 @@ class _RefuseUnpinnedHostKey(paramiko.MissingHostKeyPolicy):  # type: ignore[mis
         )
 
 
+# -- algorithm policy: only what paramiko has of the modern set, nothing negotiable below it ---------------
+
+#: Key exchange: hybrid post-quantum, X25519, ECDH over NIST P-256 and above. No finite-field DH.
+ALLOWED_KEX = (
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+)
+#: AES-GCM only (authenticated; paramiko has no chacha20-poly1305). No CTR, no CBC.
+ALLOWED_CIPHERS = (PREFERRED_CIPHER, "aes128-gcm@openssh.com")
+#: SHA-2 encrypt-then-MAC only (GCM needs none; these only matter if a cipher ever needs a MAC).
+ALLOWED_MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com")
+#: Host keys: Ed25519, ECDSA, RSA with SHA-2 signatures (never ssh-rsa's SHA-1).
+ALLOWED_HOST_KEYS = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+)
+
+
+def _policy(offered: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """``allowed`` in its own order of preference, as far as this paramiko implements it."""
+    return tuple(a for a in allowed if a in offered)
+
+
+class _StrictKexTransport(paramiko.Transport):  # type: ignore[misc]
+    """Refuses to authenticate (so sends no secret and no file byte) unless strict kex was agreed."""
+
+    def auth_publickey(self, username: str, key: paramiko.PKey, event: Any = None) -> Any:
+        if not self.agreed_on_strict_kex:
+            raise NegotiationFailed(
+                f"{self.getpeername()[0]}: the server did not agree on strict key exchange "
+                "(kex-strict-s-v00@openssh.com): refused before authentication, nothing sent"
+            )
+        return super().auth_publickey(username, key, event)
+
+
 def _transport_factory(sock: socket.socket, **kwargs: Any) -> paramiko.Transport:
-    transport = paramiko.Transport(
+    transport = _StrictKexTransport(
         sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET_SIZE, **kwargs
     )
     options = transport.get_security_options()
-    ciphers = [c for c in options.ciphers if not c.endswith("-cbc") and c != PREFERRED_CIPHER]
-    options.ciphers = (PREFERRED_CIPHER, *ciphers)
+    options.kex = _policy(tuple(transport._kex_info), ALLOWED_KEX)
+    options.ciphers = _policy(tuple(transport._cipher_info), ALLOWED_CIPHERS)
+    options.digests = _policy(tuple(transport._mac_info), ALLOWED_MACS)
+    options.key_types = _policy(tuple(transport._key_info), ALLOWED_HOST_KEYS)
     return transport
+
+
+def negotiated_algorithms(session: SftpSession) -> dict[str, str]:
+    """What the session's SSH transport agreed on (for the connectivity check; no secrets)."""
+    transport = session.client.get_transport()
+    if transport is None:
+        return {}
+    return {
+        # paramiko keeps the engine, not its name: the name is the one whose class it is.
+        "kex": next((n for n, c in transport._kex_info.items() if type(transport.kex_engine) is c), ""),
+        "host_key": str(transport.host_key_type or ""),
+        "cipher": str(transport.local_cipher),
+        "mac": str(transport.local_mac or "implicit"),
+        "strict_kex": "yes" if transport.agreed_on_strict_kex else "no",
+    }
+
+
+@dataclass(frozen=True)
+class ConnectivityReport:
+    """What :func:`check_connectivity` found: the folders missing and the negotiated algorithms."""
+
+    missing: tuple[str, ...]
+    algorithms: dict[str, str]
+
+
+def check_connectivity(endpoint: SftpEndpoint, folders: list[str]) -> ConnectivityReport:
+    """Connect under the policy with the pinned host key, and list which of ``folders`` are missing."""
+    for folder in folders:
+        check_remote_dir(folder)
+    with open_session(endpoint) as session:
+        missing = []
+        for folder in folders:
+            try:
+                _require_dir(session.sftp, folder)
+            except RemoteFolderMissing:
+                missing.append(folder)
+        algorithms = negotiated_algorithms(session)
+    log.info("%s: negotiated %s", endpoint.describe(), algorithms)
+    return ConnectivityReport(tuple(missing), algorithms)
 
 
 @dataclass
@@ -583,6 +672,8 @@ class _DeliveryProgress:
     #: A rename was requested: if the connection died before its answer, the next attempt finds our own
     #: file under the final name, and that is this call's delivery, not an earlier one.
     rename_requested: bool = False
+    #: This call's own temporary names: an earlier attempt's is removed whatever its age.
+    own_temporaries: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -667,8 +758,19 @@ def deliver(
 def _deliver_once(session: SftpSession, delivery: _Delivery, progress: _DeliveryProgress) -> DeliveryStatus:
     sftp = session.sftp
     _require_dir(sftp, delivery.remote_dir)
-    names = {entry.name for entry in _list_dir(sftp, delivery.remote_dir)}
-    stale = sorted(n for n in names if _is_temporary_of(n, delivery.final_name))
+    entries = _list_dir(sftp, delivery.remote_dir)
+    names = {entry.name for entry in entries}
+    # Another attempt may still be writing its temporary (attempts of one delivery can overlap when a
+    # task is retried while the first try hangs): only one older than STALE_TEMPORARY_SECONDS is stale.
+    cutoff = time.time() - STALE_TEMPORARY_SECONDS
+    stale = sorted(
+        e.name
+        for e in entries
+        if _is_temporary_of(e.name, delivery.final_name)
+        and (
+            e.name in progress.own_temporaries or (e.attrs.st_mtime is not None and e.attrs.st_mtime < cutoff)
+        )
+    )
     if delivery.final_name in names:
         status = _existing_delivery(session, delivery, progress)
         _remove_quietly(sftp, delivery.remote_dir, stale)
@@ -677,6 +779,7 @@ def _deliver_once(session: SftpSession, delivery: _Delivery, progress: _Delivery
     _remove_quietly(sftp, delivery.remote_dir, stale)
 
     temporary = posixpath.join(delivery.remote_dir, _temporary_name(delivery.final_name))
+    progress.own_temporaries.add(posixpath.basename(temporary))
     published = False
     try:
         _upload(session, delivery, temporary, progress)
@@ -880,10 +983,11 @@ def fetch(
 
     result = _with_retries(attempt, attempts=attempts, backoff=backoff, what=f"fetching from {remote_dir}")
     for rejected in result.rejected:
+        # A partner-chosen name may itself be personal data or hostile: the log gets its hash only.
         log.warning(
-            "not fetched from %s: %s (%s: %s)",
+            "not fetched from %s: name sha256 %s (%s: %s)",
             remote_dir,
-            rejected.printable_name,
+            hashlib.sha256(rejected.name.encode("utf-8", "surrogateescape")).hexdigest(),
             rejected.reason,
             rejected.detail,
         )

@@ -333,6 +333,11 @@ def test_sigkill_mid_upload_leaves_nothing_under_the_final_name_and_the_rerun_de
     assert not (folder / "share.csv.gpg").exists()
     [stale] = _temporaries(folder)
     assert (folder / stale).stat().st_size < source.stat().st_size
+    # The rerun comes after the stale-temporary timeout (younger ones may be a running attempt's).
+    from supporting_families.transport.sftp import STALE_TEMPORARY_SECONDS
+
+    old = time.time() - STALE_TEMPORARY_SECONDS - 60
+    os.utime(folder / stale, (old, old))
 
     outcome = deliver(endpoint, source, remote, "share.csv.gpg", sha256=sha256)
 
