@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 AIRFLOW_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 PARTNERS = ("dwp", "police", "ons")
+#: The queues the DAGs route each partner's tasks to (sf_airflow.common.partner_queue of the partner code).
+QUEUES = {"dwp": "sf_dwp", "police": "sf_met_police", "ons": "sf_ons"}
 SHARED_SECRETS = {
     "airflow_jwt_secret",
     "airflow_api_secret_key",
@@ -81,7 +83,7 @@ def test_each_partner_worker_serves_its_queue_with_secrets_no_other_service_moun
     services = _services()
     worker = services[f"worker-{partner}"]
     command = worker["command"]
-    assert command[command.index("--queues") + 1] == f"sf_{partner}"
+    assert command[command.index("--queues") + 1] == QUEUES[partner]
     assert command[command.index("--celery-hostname") + 1].startswith(f"{partner}@")
     own = {s for s in worker["secrets"] if s.startswith(f"sf_partner_{partner}_")}
     assert own == {f"sf_partner_{partner}_connections", f"sf_partner_{partner}_ssh_key"}
