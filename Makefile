@@ -63,8 +63,9 @@ $(VENV)/bin/ruff $(VENV)/bin/mypy:
 import-errors:
 	$(ENV) airflow dags list-import-errors --local
 
-lock:  ## re-pin requirements.txt from requirements.in
+lock:  ## re-pin requirements.txt (production) from requirements.in, then requirements-dev.txt (adds the test tools)
 	$(VENV)/bin/uv pip compile -q requirements.in -o requirements.txt -p 3.11
+	$(VENV)/bin/uv pip compile -q requirements-dev.in -o requirements-dev.txt -p 3.11
 
 bench:  ## benchmarks print figures; they assert nothing (1,000,000 persons; takes several minutes)
 	$(PY) benchmarks/bench_synthetic.py --persons 1000000 --out file:///tmp/sf-bench-synthetic

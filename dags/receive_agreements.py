@@ -16,7 +16,7 @@ from airflow.sdk import dag, task
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
-from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, return_asset, store
+from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, partner_queue, return_asset, store
 from sf_airflow.receive_sensor import PinnedSFTPSensor, return_deadline_missed, return_not_received
 from supporting_families.config import Agreement, load_agreements
 
@@ -99,7 +99,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
         schedule=[delivery_asset(agreement.id)],
         start_date=START_DATE,
         catchup=False,
-        default_args=DEFAULT_ARGS,
+        default_args={**DEFAULT_ARGS, "queue": partner_queue(agreement.partner.code)},
         # Runs for different deliveries wait side by side (each for its own file); the tasks that write
         # the store and the partner's outbox take one run at a time (max_active_tis_per_dag below).
         max_active_runs=4,

@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, delivery_asset, store
+from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, delivery_asset, partner_queue, store
 from supporting_families.config import Agreement, load_agreements
 
 AGREEMENTS = load_agreements(resolve=False)
@@ -69,7 +69,7 @@ def build_share_dag(agreement: Agreement) -> Any:
         ),
         start_date=START_DATE,
         catchup=False,
-        default_args=DEFAULT_ARGS,
+        default_args={**DEFAULT_ARGS, "queue": partner_queue(agreement.partner.code)},
         max_active_runs=1,
         tags=["supporting-families", "share", agreement.partner.code],
         doc_md=_doc(agreement),

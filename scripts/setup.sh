@@ -48,14 +48,15 @@ fi
 
 # --- virtual environment ----------------------------------------------------------------------------
 STAMP=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt pyproject.toml setup.py include/supporting_families/share/_hmac.c | sha256sum | cut -d' ' -f1)
+want=$(sha256sum requirements-dev.txt pyproject.toml setup.py include/supporting_families/share/_hmac.c | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   PY=$(python_for_venv) || die "need Python >= 3.11 with venv"
-  say "creating .venv with $("$PY" --version) and the pinned requirements"
+  # The development lock: production (requirements.txt, what the image installs) plus the test and check tools.
+  say "creating .venv with $("$PY" --version) and the pinned development requirements"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip >/dev/null
   .venv/bin/python -m pip install -q "uv==$UV_VERSION"
-  .venv/bin/uv pip install -q -p .venv/bin/python -r requirements.txt
+  .venv/bin/uv pip install -q -p .venv/bin/python -r requirements-dev.txt
   .venv/bin/uv pip install -q -p .venv/bin/python --no-deps -e .
   echo "$want" >"$STAMP"
 fi

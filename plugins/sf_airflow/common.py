@@ -49,6 +49,12 @@ def store() -> UPath:
     return storage_path("SF_STORE_URI", "SF_STORE_CONN_ID")
 
 
+def partner_queue(partner_code: str) -> str:
+    """The Celery queue of a partner's share and receive tasks: only that partner's worker, which alone
+    holds the partner's connections in its worker-side secrets backend, serves it (docker-compose.yml)."""
+    return f"sf_{partner_code.replace('-', '_')}"
+
+
 def curated_asset(source: str) -> Asset:
     """An internal source's extract was ingested: accepted rows are in ``curated/<source>/``."""
     return Asset(f"sf_curated_{source}")
