@@ -20,6 +20,7 @@ only (never to a DAG run, so never to the metadata database, and never in a URL 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import threading
@@ -57,6 +58,16 @@ _lookup = require_view(DISCLOSURE_LOOKUP)
 # The head each ledger was last verified at in this process: the next request walks only what came after.
 _verified: dict[str, Anchor] = {}
 _verified_lock = threading.Lock()
+
+
+@functools.cache
+def _choices() -> tuple[list[str], list[str]]:
+    """The filters' choices from the agreements (a scan of a large ledger for them would cost more than
+    the page itself)."""
+    from supporting_families.config import load_agreements
+
+    agreements = load_agreements(resolve=False)
+    return sorted(a.id for a in agreements), sorted({a.partner.code for a in agreements})
 
 
 def _ledger() -> Ledger:
@@ -203,8 +214,7 @@ def console(
         report, anchors = chain_status(ledger)
         rows = ledger.search(search, size, before_seq=before, after_seq=after)
         total = ledger.search_count(search)
-        agreements = ledger.distinct_values("agreement_id")
-        partners = ledger.distinct_values("partner")
+    agreements, partners = _choices()
     filters = {
         k: v
         for k, v in {
