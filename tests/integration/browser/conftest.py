@@ -275,8 +275,10 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUi]:
         shutil.rmtree(home / "logs", ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API runs an event loop in this thread until it stops, and later
+    tests that call asyncio.run() (the deferrable sensor's trigger) need it gone."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
