@@ -77,6 +77,7 @@ bench:  ## benchmarks print figures; they assert nothing (1,000,000 persons; tak
 	$(PY) benchmarks/bench_sftp.py --mib 256
 	$(PY) benchmarks/bench_openpgp.py
 	$(PY) benchmarks/bench_rights.py
+	$(PY) benchmarks/bench_console.py --entries 1000000
 
 bench-peers:  ## the peers' separate pinned venv (benchmarks/peers/.venv) that bench_reconcile compares against
 	UV=$(abspath $(VENV))/bin/uv bash benchmarks/peers/setup.sh

@@ -23,7 +23,6 @@ REASONS = [
     "recorded_in_error",
     "family_objected",
 ]
-PRACTITIONER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$"
 FAMILY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
@@ -53,12 +52,6 @@ FAMILY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
                 "the current worklist); does_not_meet: reviewed and not included; withdrawn: an earlier "
                 "decision is withdrawn (recorded in error, or the family objected)."
             ),
-        ),
-        "practitioner": Param(
-            type="string",
-            pattern=PRACTITIONER_PATTERN,
-            title="Practitioner id",
-            description="Your id in the council's directory (not your name).",
         ),
         "identification_as_of": Param(
             None,
@@ -90,9 +83,12 @@ meeting the criteria"** only when a named practitioner records that decision her
 reasons (the notice: the practitioner "will be informed that they meet Supporting Families criteria and the
 reasons for this").
 
-Trigger with the form: family id (from the worklist), decision, your practitioner id, optionally the
-worklist date you reviewed, and a reason code. There is no free-text box on purpose: the form's values
-are stored in Airflow's metadata database, where a typed name or date of birth must never end up.
+Trigger with the form: family id (from the worklist), decision, optionally the worklist date you
+reviewed, and a reason code; or press **Confirm assessment** on the worklist page (Browse → Practitioners'
+worklist). Who decided is the signed-in user who triggered the run (`dag_run.triggering_user_name`),
+recorded as a pseudonymous staff id, never typed and never a name. There is no free-text box on purpose:
+the form's values are stored in Airflow's metadata database, where a typed name or date of birth must
+never end up. Only the Practitioner role (and Admin) may trigger this DAG.
 
 * `meets_criteria` is accepted only for a family on the **current** worklist (evidence that has since been
   replaced cannot be confirmed); the worklist file's SHA-256 is recorded with the decision.
@@ -101,31 +97,46 @@ are stored in Airflow's metadata database, where a typed name or date of birth m
 * `withdrawn` withdraws the family's earlier decision; it then has no programme state.
 
 Every decision is appended to `register/assessments.parquet` (the latest per family counts; the history
-is the audit trail). A retried run records nothing twice (the run id is the request id). The task returns
-the assessment id and the decision, never the family id.
+is the audit trail), and a `practitioner_decision` entry goes into the audit ledger with the staff id. A
+retried run records nothing twice (the run id is the request id). The task returns the assessment id and
+the decision, never the family id.
 """,
 )
 def confirm_assessment() -> None:
     @task
-    def record(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
+    def record(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
         from datetime import date
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        from supporting_families.identify import AssessmentError, record_assessment
+        from sf_airflow.access import staff_id_key
+        from sf_airflow.credentials import ledger
+        from supporting_families.audit import staff_id
+        from supporting_families.identify import AssessmentError, record_decision
 
         assert params is not None
+        ti, dag_run = context["ti"], context["dag_run"]
+        user = getattr(dag_run, "triggering_user_name", None)
+        if not user:
+            # A decision is a person's: a run nobody triggered (an API call without a user) decides nothing.
+            raise AirflowFailException("no triggering user: a practitioner must trigger this DAG signed in")
         reviewed = params.get("identification_as_of")
         try:
-            recorded = record_assessment(
-                store(),
-                str(params["family_id"]),
-                str(params["decision"]),
-                str(params["practitioner"]),
-                date.fromisoformat(reviewed) if reviewed else None,
-                reason=str(params["reason"]),
-                request_id=run_id,
-            )
+            with ledger() as audit_ledger:
+                recorded = record_decision(
+                    store(),
+                    audit_ledger,
+                    str(params["family_id"]),
+                    str(params["decision"]),
+                    str(params["reason"]),
+                    staff_id(staff_id_key(), str(user)),
+                    as_of=date.fromisoformat(reviewed) if reviewed else None,
+                    request_id=ti.run_id,
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
+                    task_id=ti.task_id,
+                    try_number=ti.try_number,
+                )
         except AssessmentError as exc:
             # A refused request (not on the worklist, a reason that does not fit...) fails at once:
             # retrying cannot change the answer. The message names the field and rule, never a value.

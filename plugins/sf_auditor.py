@@ -1,107 +1,449 @@
-"""The auditor's page in the Airflow UI: what left, when, why and to whom — read from the audit ledger.
+"""The auditor's console in the Airflow UI: what left, when, why and to whom — read from the audit ledger.
 
-A FastAPI app mounted by the api-server at ``/auditor`` (with a "Disclosure ledger" link under Browse).
-Every route depends on Airflow's own authentication (``GetUserDep``: the UI's token cookie or a Bearer
-token), because plugin routes are not protected by default. It shows the ledger's entries (no personal
-data is ever in them), whether the hash chain verifies, and links each entry to the DAG run that made it.
+A FastAPI app mounted by the api-server at ``/auditor`` ("Disclosure ledger" under Browse). Plugin routes
+are not protected by Airflow by default, so every route depends on :func:`sf_airflow.access.require_view`:
+401 without a login, 403 unless the auth manager grants the page to the user's role (Auditor and Admin
+for the console; DPO and Admin for the per-person lookup).
+
+* the console filters by date range, kind, agreement and partner, pages over the whole ledger (keyset on
+  seq), and shows for each disclosure its purpose, legal gateways, fields sent, rows, hashes, delivery id
+  and run (the link opens at the top level, not inside the UI's iframe);
+* the chain status is verified incrementally: from the head this process last verified, with the anchors
+  kept outside the database (see :meth:`supporting_families.audit.Ledger.verify_from`);
+* ``entries.csv`` exports what the same filters select; ``charts/<name>.svg`` are drawn on the server;
+* ``person`` lists, for one person id, which partners got which fields, when and why.
+
+No personal data is ever in the ledger; the lookup's person id is posted in the request body to this page
+only (never to a DAG run, so never to the metadata database, and never in a URL or an access log).
 """
 
 from __future__ import annotations
 
-import html
+import csv
+import functools
+import io
 import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import FastAPI, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, Form, HTTPException, Query
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-PAGE_LIMIT = 500
+from sf_airflow.access import DISCLOSURE_LOOKUP, LEDGER_CONSOLE, require_view
+from sf_airflow.pages import bar_chart, esc, page
+from supporting_families.audit import (
+    ENTRY_KINDS,
+    Anchor,
+    Ledger,
+    LedgerEntry,
+    LedgerSearch,
+    VerifyReport,
+    disclosure_history,
+    exchange_history,
+    ledger_url,
+    read_anchors,
+)
+
+PAGE_SIZE = 50
+PAGE_SIZE_MAX = 500
 
 app = FastAPI(title="Supporting Families audit ledger", docs_url=None, redoc_url=None)
+_console = require_view(LEDGER_CONSOLE)
+_lookup = require_view(DISCLOSURE_LOOKUP)
+
+# The head each ledger was last verified at in this process: the next request walks only what came after.
+_verified: dict[str, Anchor] = {}
+_verified_lock = threading.Lock()
 
 
-def _ledger() -> Any:
-    from supporting_families.audit import Ledger, ledger_url
+@functools.cache
+def _choices() -> tuple[list[str], list[str]]:
+    """The filters' choices from the agreements (a scan of a large ledger for them would cost more than
+    the page itself)."""
+    from supporting_families.config import load_agreements
 
+    agreements = load_agreements(resolve=False)
+    return sorted(a.id for a in agreements), sorted({a.partner.code for a in agreements})
+
+
+def _ledger() -> Ledger:
     return Ledger(ledger_url(), create=False)
 
 
-def _verify(ledger: Any) -> Any:
-    """The chain, walked against the anchors the ledger_anchor DAG keeps, where they are configured."""
+def _anchors() -> list[Anchor] | None:
     if not os.environ.get("SF_LEDGER_ANCHORS_URI"):
-        return ledger.verify()
+        return None
     from sf_airflow.credentials import ledger_anchors
-    from supporting_families.audit import verify_with_anchors
 
-    return verify_with_anchors(ledger, ledger_anchors())
+    return read_anchors(ledger_anchors())
 
 
-def _run_link(dag_id: str | None, run_id: str | None) -> str:
-    if not dag_id or not run_id:
+def chain_status(ledger: Ledger) -> tuple[VerifyReport, int | None]:
+    """The chain verified from the last verified head; the number of anchors kept (None: none configured)."""
+    anchors = _anchors()
+    key = ledger_url()
+    with _verified_lock:
+        start = _verified.get(key)
+    report = ledger.verify_from(start, anchors or ())
+    if report.ok and report.last_seq is not None and report.head_hash is not None:
+        with _verified_lock:
+            _verified[key] = Anchor(report.last_seq, report.head_hash)
+    elif not report.ok:
+        with _verified_lock:
+            _verified.pop(key, None)  # walk it all again next time
+    return report, None if anchors is None else len(anchors)
+
+
+def _day(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
+    except ValueError:
+        raise HTTPException(status_code=400, detail=f"{name}: a date as YYYY-MM-DD") from None
+
+
+def _search(
+    since: str | None, until: str | None, kind: str | None, agreement: str | None, partner: str | None
+) -> LedgerSearch:
+    if kind and kind not in ENTRY_KINDS:
+        raise HTTPException(status_code=400, detail="kind: one of the ledger's kinds")
+    end = _day(until, "until")
+    return LedgerSearch(
+        kind=kind or None,
+        agreement_id=agreement or None,
+        partner=partner or None,
+        since=_day(since, "since"),
+        # The form's "to" date is inclusive: everything before the next midnight.
+        until=end + timedelta(days=1) if end else None,
+    )
+
+
+def _run_link(e: LedgerEntry) -> str:
+    if not e.dag_id or not e.run_id:
         return ""
-    href = f"/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
-    return f'<a href="{html.escape(href)}">{html.escape(dag_id)}</a>'
+    href = f"/dags/{quote(e.dag_id)}/runs/{quote(e.run_id, safe='')}"
+    return f'<a href="{esc(href)}" target="_top">{esc(e.dag_id)}</a><div class="muted">{esc(e.run_id)}</div>'
 
 
-def _short(value: str | None) -> str:
-    return html.escape(value[:12] + "…") if value else ""
+def _hash(label: str, value: str | None) -> str:
+    return (
+        f'<div><span class="muted">{label}</span> '
+        f'<span class="hash" title="{esc(value)}">{esc(value[:16])}…</span></div>'
+        if value
+        else ""
+    )
+
+
+def _entry_row(e: LedgerEntry) -> str:
+    detail = []
+    if e.purpose:
+        detail.append(f"<div><span class='muted'>purpose</span> {esc(e.purpose)}</div>")
+    if e.legal_gateways:
+        gateways = "".join(f"<span class='tag'>{esc(g)}</span>" for g in e.legal_gateways)
+        detail.append(f"<div><span class='muted'>legal gateway</span> {gateways}</div>")
+    if e.fields:
+        detail.append(
+            f"<div><span class='muted'>fields sent</span> <code>{esc(', '.join(e.fields))}</code></div>"
+        )
+    delivery_id = e.details.get("delivery_id")
+    if delivery_id:
+        detail.append(f"<div><span class='muted'>delivery</span> <code>{esc(delivery_id)}</code></div>")
+    if e.file_name:
+        detail.append(f"<div><span class='muted'>file</span> <code>{esc(e.file_name)}</code></div>")
+    outcome = e.details.get("outcome") or e.details.get("rule")
+    if outcome:
+        detail.append(f"<div><span class='muted'>outcome</span> {esc(outcome)}</div>")
+    detail.append(_hash("plaintext sha256", e.plaintext_sha256))
+    detail.append(_hash("ciphertext sha256", e.ciphertext_sha256))
+    detail.append(_hash("entry hash", e.entry_hash))
+    rows = "" if e.row_count is None else f"{e.row_count:,}"
+    return (
+        f'<tr data-seq="{e.seq}"><td class="num">{e.seq}</td>'
+        f"<td>{esc(e.occurred_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{esc(e.kind)}</td>"
+        f"<td>{esc(e.agreement_id)}</td><td>{esc(e.partner)}</td><td class='num'>{rows}</td>"
+        f"<td>{''.join(detail)}</td><td>{_run_link(e)}</td><td><code>{esc(e.triggered_by)}</code></td></tr>"
+    )
+
+
+def _select(name: str, label: str, options: list[str], current: str | None) -> str:
+    opts = ['<option value="">all</option>'] + [
+        f'<option value="{esc(o)}"{" selected" if o == current else ""}>{esc(o)}</option>' for o in options
+    ]
+    return f'<label>{label}<select name="{name}">{"".join(opts)}</select></label>'
+
+
+def _status_html(report: VerifyReport, anchors: int | None) -> str:
+    head = esc(str(report.head_hash or "")[:16])
+    if not report.ok:
+        what = (
+            f"CHAIN BROKEN at entry {report.first_bad_seq}: {esc(report.message or report.reason)}"
+            if not report.chain_ok
+            else f"APPEND-ONLY GUARDS CHANGED: {esc(report.guard_message)}"
+        )
+        return f'<div class="status bad" id="chain-status">{what}</div>'
+    against = (
+        f", checked against {anchors} anchors kept outside the database"
+        if anchors is not None
+        else " (no anchors configured: a dropped tail would not show)"
+    )
+    return (
+        f'<div class="status ok" id="chain-status">Chain verified: {report.entries:,} entries, head seq '
+        f"{report.last_seq or 0} ({head}…){against}.</div>"
+    )
+
+
+@app.get("/", response_class=HTMLResponse)
+def console(
+    user: Any = _console,
+    since: str | None = None,
+    until: str | None = None,
+    kind: str | None = None,
+    agreement: str | None = None,
+    partner: str | None = None,
+    before: int | None = Query(None, ge=1),
+    after: int | None = Query(None, ge=0),
+    size: int = Query(PAGE_SIZE, ge=1, le=PAGE_SIZE_MAX),
+) -> HTMLResponse:
+    search = _search(since, until, kind, agreement, partner)
+    with _ledger() as ledger:
+        report, anchors = chain_status(ledger)
+        rows = ledger.search(search, size, before_seq=before, after_seq=after)
+        total = ledger.search_count(search)
+    agreements, partners = _choices()
+    filters = {
+        k: v
+        for k, v in {
+            "since": since,
+            "until": until,
+            "kind": kind,
+            "agreement": agreement,
+            "partner": partner,
+        }.items()
+        if v
+    }
+    query = urlencode(filters)
+    pager = [f"<span class='muted'>{total:,} matching entries</span>"]
+    if rows:
+        newer = urlencode({**filters, "after": rows[0].seq, "size": size})
+        older = urlencode({**filters, "before": rows[-1].seq, "size": size})
+        if before is not None or after is not None:
+            pager.append(f'<a class="button secondary" id="newer" href="?{esc(newer)}">← newer</a>')
+        if len(rows) == size:
+            pager.append(f'<a class="button secondary" id="older" href="?{esc(older)}">older →</a>')
+    charts = "".join(
+        f'<div class="card"><img alt="{esc(title)}" src="charts/{name}.svg?{esc(query)}"></div>'
+        for name, title in _CHARTS.items()
+    )
+    body = f"""
+<h1>Disclosure ledger</h1>
+{_status_html(report, anchors)}
+<form class="filters" method="get" id="filters">
+  <label>from<input type="date" name="since" value="{esc(since)}"></label>
+  <label>to<input type="date" name="until" value="{esc(until)}"></label>
+  {_select("kind", "kind", list(ENTRY_KINDS), kind)}
+  {_select("agreement", "agreement", agreements, agreement)}
+  {_select("partner", "partner", partners, partner)}
+  <button type="submit">Filter</button>
+  <a class="button secondary" href="./">Clear</a>
+  <a class="button secondary" id="csv" href="entries.csv?{esc(query)}" download>Download CSV</a>
+</form>
+<div class="pager">{"".join(pager)}</div>
+<table id="entries"><thead><tr><th>#</th><th>when (UTC)</th><th>kind</th><th>agreement</th><th>partner</th>
+<th>rows</th><th>what</th><th>run</th><th>who</th></tr></thead><tbody>
+{"".join(_entry_row(e) for e in rows)}
+</tbody></table>
+<h2>Exchange history</h2>
+<div class="charts" id="charts">{charts}</div>
+<p class="muted">"who" is a pseudonymous staff id (a keyed hash of the login), or the schedule or asset event
+that started the run: the ledger never holds a name.</p>
+"""
+    return HTMLResponse(page("Disclosure ledger", body))
+
+
+_CSV_COLUMNS = (
+    "seq",
+    "occurred_at",
+    "kind",
+    "agreement_id",
+    "partner",
+    "purpose",
+    "legal_gateways",
+    "fields",
+    "row_count",
+    "delivery_id",
+    "file_name",
+    "plaintext_sha256",
+    "ciphertext_sha256",
+    "dag_id",
+    "run_id",
+    "triggered_by",
+    "entry_hash",
+)
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    # A spreadsheet runs a cell that starts like a formula.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def _csv_lines(ledger: Ledger, search: LedgerSearch) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_CSV_COLUMNS)
+    try:
+        for e in ledger.search_all(search):
+            writer.writerow(
+                [
+                    _cell(v)
+                    for v in (
+                        e.seq,
+                        e.occurred_at.isoformat(),
+                        e.kind,
+                        e.agreement_id,
+                        e.partner,
+                        e.purpose,
+                        ";".join(e.legal_gateways),
+                        ";".join(e.fields),
+                        e.row_count,
+                        e.details.get("delivery_id"),
+                        e.file_name,
+                        e.plaintext_sha256,
+                        e.ciphertext_sha256,
+                        e.dag_id,
+                        e.run_id,
+                        e.triggered_by,
+                        e.entry_hash,
+                    )
+                ]
+            )
+            if buffer.tell() > 65536:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+    finally:
+        ledger.close()
+
+
+@app.get("/entries.csv")
+def entries_csv(
+    user: Any = _console,
+    since: str | None = None,
+    until: str | None = None,
+    kind: str | None = None,
+    agreement: str | None = None,
+    partner: str | None = None,
+) -> StreamingResponse:
+    search = _search(since, until, kind, agreement, partner)
+    return StreamingResponse(
+        _csv_lines(_ledger(), search),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="disclosure-ledger.csv"'},
+    )
 
 
 @app.get("/entries.json")
 def entries_json(
-    user: GetUserDep,
+    user: Any = _console,
+    since: str | None = None,
+    until: str | None = None,
     kind: str | None = None,
     agreement: str | None = None,
-    limit: int = Query(100, ge=1, le=PAGE_LIMIT),
+    partner: str | None = None,
+    before: int | None = Query(None, ge=1),
+    size: int = Query(100, ge=1, le=PAGE_SIZE_MAX),
 ) -> JSONResponse:
+    search = _search(since, until, kind, agreement, partner)
     with _ledger() as ledger:
-        rows = ledger.entries(kind=kind, agreement_id=agreement, limit=limit, newest_first=True)
+        rows = ledger.search(search, size, before_seq=before)
         return JSONResponse([row.to_dict() for row in rows])
 
 
-@app.get("/", response_class=HTMLResponse)
-def page(
-    user: GetUserDep,
-    kind: str | None = None,
+_CHARTS = {
+    "deliveries": "Deliveries per partner per week",
+    "rows": "Rows sent per partner per week",
+    "match-rate": "Return match rate per partner per week (%)",
+    "late-missing": "Late or missing returns per partner per week",
+    "quarantines": "Quarantines per partner per week",
+}
+
+
+@app.get("/charts/{name}.svg")
+def chart(
+    name: str,
+    user: Any = _console,
+    since: str | None = None,
+    until: str | None = None,
     agreement: str | None = None,
-    limit: int = Query(200, ge=1, le=PAGE_LIMIT),
-) -> HTMLResponse:
+    partner: str | None = None,
+) -> Response:
+    if name not in _CHARTS:
+        raise HTTPException(status_code=404, detail="no such chart")
+    search = _search(since, until, None, agreement, partner)
     with _ledger() as ledger:
-        report = _verify(ledger)
-        rows = ledger.entries(kind=kind, agreement_id=agreement, limit=limit, newest_first=True)
-    head = html.escape(str(report.head_hash or "")[:16])
-    anchors = (
-        f", against {report.anchors_checked} anchors kept outside the database"
-        if os.environ.get("SF_LEDGER_ANCHORS_URI")
-        else " (no anchors configured: a dropped tail would not show)"
+        history = exchange_history(ledger, search)
+    if name == "late-missing":
+        late, missing = history.series("late_returns"), history.series("missing_returns")
+        series = {f"{p} late": v for p, v in late.items()} | {f"{p} missing": v for p, v in missing.items()}
+    else:
+        field = {
+            "deliveries": "deliveries",
+            "rows": "rows_sent",
+            "match-rate": "match_rate",
+            "quarantines": "quarantines",
+        }
+        series = history.series(field[name])
+    svg = bar_chart(_CHARTS[name], history.weeks, series, unit="%" if name == "match-rate" else "")
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+def _lookup_page(person_id: str | None, result: str) -> HTMLResponse:
+    body = f"""
+<h1>Disclosures about one person</h1>
+<p class="muted">Which partners were sent which fields about a person, when and why (UK GDPR Article 15:
+the recipients of their personal data). Found in each delivery's reference list, kept controller-side.
+The id is sent in the request body, so it stays out of URLs and access logs.</p>
+<form class="filters" method="post" id="lookup">
+  <label>person id
+    <input name="person_id" value="{esc(person_id)}" autocomplete="off" required maxlength="64"></label>
+  <button type="submit">Look up</button>
+</form>
+{result}
+"""
+    return HTMLResponse(page("Disclosures about one person", body))
+
+
+@app.get("/person", response_class=HTMLResponse)
+def person_form(user: Any = _lookup) -> HTMLResponse:
+    return _lookup_page(None, "")
+
+
+@app.post("/person", response_class=HTMLResponse)
+def person_lookup(user: Any = _lookup, person_id: str = Form(..., max_length=64)) -> HTMLResponse:
+    from sf_airflow.common import store
+
+    with _ledger() as ledger:
+        rows = disclosure_history(store(), ledger, person_id.strip())
+    lines = "".join(
+        f"<tr><td>{esc(r.sent_at.strftime('%Y-%m-%d %H:%M'))}</td><td>{esc(r.partner)}</td>"
+        f"<td>{esc(r.agreement)}</td><td>{esc(r.purpose)}</td>"
+        f"<td>{''.join(f'<span class=tag>{esc(g)}</span>' for g in r.legal_gateway)}</td>"
+        f"<td><code>{esc(', '.join(r.fields))}</code></td><td><code>{esc(r.delivery_id)}</code></td></tr>"
+        for r in rows
     )
-    state = (
-        f"chain verified: {report.entries} entries, head {head}…{anchors}"
-        if report.ok
-        else f"CHAIN BROKEN at entry {report.first_bad_seq}: {html.escape(str(report.reason))}"
+    result = (
+        f"<p id='lookup-count'>{len(rows)} disclosures about this person.</p>"
+        "<table id='disclosures'><thead><tr><th>sent (UTC)</th><th>partner</th><th>agreement</th>"
+        "<th>purpose</th><th>legal gateway</th><th>fields sent</th><th>delivery</th></tr></thead>"
+        f"<tbody>{lines}</tbody></table>"
     )
-    body = [
-        "<h1>Disclosure ledger</h1>",
-        f"<p><strong>{state}</strong></p>",
-        "<table border=1 cellpadding=4><tr><th>#</th><th>when (UTC)</th><th>what</th><th>agreement</th>"
-        "<th>partner</th><th>rows</th><th>file</th><th>plaintext sha256</th><th>ciphertext sha256</th>"
-        "<th>run</th><th>triggered by</th></tr>",
-    ]
-    for e in rows:
-        body.append(
-            "<tr>"
-            f"<td>{e.seq}</td><td>{html.escape(e.occurred_at.isoformat())}</td><td>{html.escape(e.kind)}</td>"
-            f"<td>{html.escape(e.agreement_id or '')}</td><td>{html.escape(e.partner or '')}</td>"
-            f"<td>{'' if e.row_count is None else e.row_count}</td><td>{html.escape(e.file_name or '')}</td>"
-            f"<td>{_short(e.plaintext_sha256)}</td><td>{_short(e.ciphertext_sha256)}</td>"
-            f"<td>{_run_link(e.dag_id, e.run_id)}</td><td>{html.escape(e.triggered_by or '')}</td>"
-            "</tr>"
-        )
-    body.append("</table>")
-    return HTMLResponse("<!doctype html><title>Disclosure ledger</title>" + "".join(body))
+    return _lookup_page(person_id, result)
 
 
 class SupportingFamiliesAuditor(AirflowPlugin):
@@ -118,5 +460,12 @@ class SupportingFamiliesAuditor(AirflowPlugin):
             "url_route": "disclosure-ledger",
             "destination": "nav",
             "category": "browse",
-        }
+        },
+        {
+            "name": "Disclosures about a person",
+            "href": "/auditor/person",
+            "url_route": "disclosure-lookup",
+            "destination": "nav",
+            "category": "browse",
+        },
     ]

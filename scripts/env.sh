@@ -9,6 +9,9 @@ export AIRFLOW__CORE__PLUGINS_FOLDER="$SF_REPO/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+# Role-based access: the FAB auth manager (roles and DAG-level rights, plugins/sf_airflow/access.py), not
+# SimpleAuthManager, which is for development only and writes its generated password into a log.
+export AIRFLOW__CORE__AUTH_MANAGER=airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager
 # Nothing listens beyond loopback: the API server (UI) and the execution API it hosts.
 export SF_AIRFLOW_PORT="${SF_AIRFLOW_PORT:-8080}"
 export AIRFLOW__API__HOST=127.0.0.1

@@ -14,6 +14,9 @@ MODE="${1:-}"
 # them pseudonymisation falls back to a slower SQL path.
 APT_PACKAGES=(openssh-server gnupg curl python3-venv gcc python3-dev libssl-dev make jq)
 PG_PACKAGES=(postgresql)
+# The browser tests drive Debian's chromium through Playwright (no browser can be downloaded here);
+# installed on the test path (--install-only, which scripts/test.sh and CI run).
+TEST_APT_PACKAGES=(chromium)
 UV_VERSION=0.13.8
 
 say() { printf '==> %s\n' "$*"; }
@@ -44,6 +47,14 @@ if ! have_system_packages; then
   apt-get update -qq
   apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
   have_system_packages || die "system packages still missing after apt-get (need sshd, gpg, curl, ssh-keygen, OpenSSL headers, python3.11 venv)"
+fi
+
+if [ "$MODE" = "--install-only" ] && [ ! -x /usr/bin/chromium ]; then
+  [ "$(id -u)" = 0 ] || die "the browser tests need chromium; as root run: apt-get install -y ${TEST_APT_PACKAGES[*]}"
+  say "installing the test packages: ${TEST_APT_PACKAGES[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "${TEST_APT_PACKAGES[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${TEST_APT_PACKAGES[@]}" >/dev/null; }
+  [ -x /usr/bin/chromium ] || die "chromium is still missing after apt-get"
 fi
 
 # --- virtual environment ----------------------------------------------------------------------------
@@ -116,6 +127,15 @@ source scripts/env.sh
 # --- Airflow ----------------------------------------------------------------------------------------
 say "migrating the Airflow metadata database (PostgreSQL sf_airflow)"
 airflow db migrate >"$SF_VAR/db-migrate.log" 2>&1 || { tail -20 "$SF_VAR/db-migrate.log"; die "airflow db migrate failed"; }
+# The FAB auth manager's tables, then the roles, before any DAG is parsed: Airflow syncs a DAG's
+# access_control only to roles that exist. One demo user per role; passwords only in a 0600 file.
+airflow fab-db migrate >>"$SF_VAR/db-migrate.log" 2>&1 || { tail -20 "$SF_VAR/db-migrate.log"; die "airflow fab-db migrate failed"; }
+say "creating the roles (Admin, Op, Auditor, Practitioner, DPO, Viewer) and one demo user per role"
+python scripts/airflow_access.py roles >"$SF_VAR/airflow-roles.log" 2>&1 || { tail -20 "$SF_VAR/airflow-roles.log"; die "creating the roles failed"; }
+python scripts/airflow_access.py demo-users --secrets-dir "$SF_SECRETS_DIR" >>"$SF_VAR/airflow-roles.log" 2>&1 \
+  || { tail -20 "$SF_VAR/airflow-roles.log"; die "creating the demo users failed"; }
+# SimpleAuthManager's password file from an earlier set-up (world-readable): not used any more.
+rm -f "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 errors=$(airflow dags list-import-errors --local -o json 2>/dev/null | tail -1)
 [ "$errors" = "[]" ] || { airflow dags list-import-errors --local; die "the DAG folder has import errors"; }
 say "starting Airflow (api-server, scheduler, dag-processor, triggerer)"

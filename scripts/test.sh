@@ -12,5 +12,9 @@ mkdir -p var
 # A migrated metadata DB for the DAG tests (SQLite, inside var/test-airflow-home).
 export AIRFLOW_HOME="$PWD/var/test-airflow-home" AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags" AIRFLOW__CORE__PLUGINS_FOLDER="$PWD/plugins"
+export AIRFLOW__CORE__AUTH_MANAGER=airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager
 .venv/bin/airflow db migrate >var/test-db-migrate.log 2>&1 || { tail -20 var/test-db-migrate.log; exit 1; }
+# The FAB tables and the roles before any DAG is parsed (the DAGs' access_control names them).
+.venv/bin/airflow fab-db migrate >>var/test-db-migrate.log 2>&1 || { tail -20 var/test-db-migrate.log; exit 1; }
+.venv/bin/python scripts/airflow_access.py roles >>var/test-db-migrate.log 2>&1 || { tail -20 var/test-db-migrate.log; exit 1; }
 exec .venv/bin/python -m pytest "$@"

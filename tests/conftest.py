@@ -13,6 +13,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ.setdefault(
+    "AIRFLOW__CORE__AUTH_MANAGER", "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+)
 # A shell that sourced scripts/env.sh carries the demo's store, ledger and anchors: tests set their own.
 for _name in ("SF_STORE_URI", "SF_STORE_CONN_ID", "SF_LEDGER_URL", "SF_LEDGER_ANCHORS_URI"):
     os.environ.pop(_name, None)

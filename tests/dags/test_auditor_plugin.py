@@ -1,4 +1,5 @@
-"""The auditor's ledger page: behind Airflow's authentication, and it shows the chain's state."""
+"""The auditor's console: behind Airflow's authentication and the auth manager's authorisation, and it
+shows the chain's state (the whole console, per role, in a real browser: tests/integration/browser/)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,20 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-
         )
     import sf_auditor
 
+    sf_auditor._verified.clear()
     return TestClient(sf_auditor.app), sf_auditor
+
+
+@pytest.fixture
+def authorised(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Stand in for the auth manager's answer (FAB itself is exercised in the browser tests)."""
+    import sf_airflow.access
+
+    answers = {"allow": True}
+    monkeypatch.setattr(
+        sf_airflow.access, "is_authorized_view", lambda user, resource, method="GET": answers["allow"]
+    )
+    return answers
 
 
 def test_the_page_needs_an_airflow_login(client) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +57,20 @@ def test_the_page_needs_an_airflow_login(client) -> None:  # type: ignore[no-unt
     assert http.get("/entries.json").status_code == 401
 
 
-def test_the_page_lists_entries_and_the_chain_state(client) -> None:  # type: ignore[no-untyped-def]
+def test_a_role_the_auth_manager_refuses_gets_403(client, authorised) -> None:  # type: ignore[no-untyped-def]
+    from airflow.api_fastapi.core_api.security import get_user
+
+    http, module = client
+    authorised["allow"] = False
+    module.app.dependency_overrides[get_user] = lambda: object()
+    try:
+        for path in ("/", "/entries.json", "/entries.csv", "/charts/deliveries.svg", "/person"):
+            assert http.get(path).status_code == 403, path
+    finally:
+        module.app.dependency_overrides.clear()
+
+
+def test_the_page_lists_entries_and_the_chain_state(client, authorised) -> None:  # type: ignore[no-untyped-def]
     from airflow.api_fastapi.core_api.security import get_user
 
     http, module = client
@@ -52,9 +79,9 @@ def test_the_page_lists_entries_and_the_chain_state(client) -> None:  # type: ig
     try:
         page = http.get("/")
         assert page.status_code == 200
-        assert "chain verified: 1 entries" in page.text
+        assert "Chain verified: 1 entries" in page.text
         assert "no anchors configured" in page.text
-        assert "/dags/receive__dwp_benefits_matching/runs/manual__x" in page.text
+        assert '/dags/receive__dwp_benefits_matching/runs/manual__x" target="_top"' in page.text
         rows = http.get("/entries.json").json()
         assert [r["kind"] for r in rows] == ["collection"]
     finally:
@@ -70,7 +97,7 @@ def test_the_plugin_registers_the_app_and_a_nav_link() -> None:
 
 
 def test_the_page_verifies_against_the_kept_anchors(
-    client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client, authorised, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     from airflow.api_fastapi.core_api.security import get_user
     from upath import UPath
@@ -86,5 +113,7 @@ def test_the_page_verifies_against_the_kept_anchors(
     module.app.dependency_overrides[get_user] = lambda: object()
     try:
         assert "against 1 anchors kept outside the database" in http.get("/").text
+        # The next request walks only what came after the head verified last time.
+        assert module._verified
     finally:
         module.app.dependency_overrides.clear()

@@ -71,3 +71,20 @@ def test_dag_policy(dagbag: Any, dag_id: str) -> None:
     for task in dag.tasks:
         assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id}: owner not set"
         assert task.retries >= 2, f"{dag_id}.{task.task_id}: retries {task.retries} < 2"
+
+
+def test_access_control_follows_from_the_one_role_mapping(dagbag: Any) -> None:
+    from sf_airflow.access import DPO, PRACTITIONER, access_control_for
+
+    confirm = dagbag.dags["confirm_assessment"].access_control
+    assert set(confirm) == {PRACTITIONER}
+    assert confirm[PRACTITIONER]["DAG Runs"] >= {"can_create"}
+    for dag_id, dag in dagbag.dags.items():
+        expected = access_control_for(dag_id, dag.tags)
+        assert (dag.access_control or None) == expected, dag_id
+        if dag_id.startswith("rights_"):
+            assert DPO in (dag.access_control or {}), dag_id
+    # A DAG that does not exist yet gets the DPO's rights by its name alone, or by a tag.
+    assert set(access_control_for("rights_access_request", ())) == {DPO}
+    assert set(access_control_for("erasure", ("rights",))) == {DPO}
+    assert access_control_for("share__dwp_benefits_matching", ("share",)) is None

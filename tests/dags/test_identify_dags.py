@@ -5,6 +5,7 @@ Proposed for tests/dags/ (the criteria engineer does not own that folder). Needs
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from upath import UPath
 
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
+from supporting_families.audit import Ledger, LedgerSearch, staff_id
 from supporting_families.config import load_sources
 from supporting_families.store import read_parquet
 
@@ -95,11 +97,22 @@ def test_a_run_identifies_the_truths_eligible_households_and_a_practitioner_conf
 
     family = worklist.column("family_id")[0].as_py()
     confirm = dagbag.dags["confirm_assessment"]
-    conf = {"decision": "meets_criteria", "practitioner": "pr.test", "reason": "confirmed_at_panel"}
+    key = "ab" * 32
+    monkeypatch.setenv("AIRFLOW_CONN_SF_STAFF_ID_KEY", json.dumps({"conn_type": "generic", "password": key}))
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    monkeypatch.setenv("SF_LEDGER_URL", ledger_url)
+    conf = {"decision": "meets_criteria", "reason": "confirmed_at_panel"}
     ok = confirm.test(run_conf={"family_id": family, **conf})
     assert _states(ok) == {"record": "success"}
-    status = read_parquet(root / "register" / "assessments.parquet").column("programme_status").to_pylist()
-    assert status == ["assessed_as_meeting_criteria"]
+    assessments = read_parquet(root / "register" / "assessments.parquet")
+    assert assessments.column("programme_status").to_pylist() == ["assessed_as_meeting_criteria"]
+    # Who decided: the user who triggered the run (dag.test() names it "dag_test"), by staff id only.
+    staff = staff_id(bytes.fromhex(key), "dag_test")
+    assert assessments.column("practitioner").to_pylist() == [staff]
+    with Ledger(ledger_url) as ledger:
+        (decision,) = ledger.search(LedgerSearch(kind="practitioner_decision"))
+    assert decision.triggered_by == staff and decision.dag_id == "confirm_assessment"
+    assert decision.details["assessment_id"] == assessments.column("assessment_id")[0].as_py()
     refused = confirm.test(run_conf={"family_id": "HNOSUCHFAMILY000", **conf})
     assert _states(refused) == {"record": "failed"}
     assert [ti.try_number for ti in refused.get_task_instances()] == [1], "a refused request is not retried"

@@ -5,6 +5,7 @@ assessment writes one entry (docs/ARCHITECTURE.md). The format and its guarantee
 :mod:`supporting_families.audit.ledger`; the command line is ``python -m supporting_families.audit``.
 """
 
+from supporting_families.audit.actors import STAFF_ID_PREFIX, actor, staff_id
 from supporting_families.audit.anchors import AnchorError, anchor, read_anchors, verify_with_anchors
 from supporting_families.audit.canonical import (
     ENTRY_KINDS,
@@ -16,7 +17,7 @@ from supporting_families.audit.canonical import (
     hash_record,
 )
 from supporting_families.audit.chain import Problem, VerifyReport
-from supporting_families.audit.entries import Anchor, LedgerEntry, NewEntry, idempotency_key
+from supporting_families.audit.entries import Anchor, LedgerEntry, LedgerSearch, NewEntry, idempotency_key
 from supporting_families.audit.errors import (
     AppendConflictError,
     EntryValidationError,
@@ -26,6 +27,12 @@ from supporting_families.audit.errors import (
     PersonalDataError,
 )
 from supporting_families.audit.guard import check_details
+from supporting_families.audit.history import (
+    DisclosureRow,
+    ExchangeHistory,
+    disclosure_history,
+    exchange_history,
+)
 from supporting_families.audit.ledger import Ledger
 from supporting_families.audit.settings import ANCHORS_URI_ENV, LEDGER_URL_ENV, LedgerSettingError, ledger_url
 
@@ -35,28 +42,36 @@ __all__ = [
     "GENESIS_HASH",
     "HASHED_COLUMNS",
     "LEDGER_URL_ENV",
+    "STAFF_ID_PREFIX",
     "TABLE_NAME",
     "Anchor",
     "AnchorError",
     "AppendConflictError",
+    "DisclosureRow",
     "EntryKind",
     "EntryValidationError",
+    "ExchangeHistory",
     "IdempotencyConflictError",
     "Ledger",
     "LedgerEntry",
     "LedgerError",
     "LedgerSchemaError",
+    "LedgerSearch",
     "LedgerSettingError",
     "NewEntry",
     "PersonalDataError",
     "Problem",
     "VerifyReport",
+    "actor",
     "anchor",
     "canonical_json",
     "check_details",
+    "disclosure_history",
+    "exchange_history",
     "hash_record",
     "idempotency_key",
     "ledger_url",
     "read_anchors",
+    "staff_id",
     "verify_with_anchors",
 ]

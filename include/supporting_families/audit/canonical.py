@@ -17,7 +17,9 @@ GENESIS_HASH: Final = "0" * 64
 
 #: What happened. ``disclosure``: a delivery left the council; ``collection``: the partner took it
 #: from its inbox; ``return_received``, ``reconciliation``, ``quarantine``: the receive side;
-#: ``assessment``: an identification run; ``rights_action``: access, rectification, erasure, restriction,
+#: ``assessment``: an identification run; ``practitioner_decision``: a practitioner recorded a decision
+#: about a family (who: a pseudonymous staff id in ``triggered_by``, never a name);
+#: ``rights_action``: access, rectification, erasure, restriction,
 #: objection, portability; ``deletion``: retention sweep; ``key_rotation``: pseudonymisation or OpenPGP keys;
 #: ``test``: written only by the ``append-test`` command, never by the platform.
 EntryKind = Literal[
@@ -27,6 +29,7 @@ EntryKind = Literal[
     "reconciliation",
     "quarantine",
     "assessment",
+    "practitioner_decision",
     "rights_action",
     "deletion",
     "key_rotation",

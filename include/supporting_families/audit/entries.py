@@ -238,3 +238,14 @@ class Anchor(NamedTuple):
         if not seq.isdigit() or not _SHA256.fullmatch(digest):
             raise ValueError("an anchor is SEQ:SHA256, e.g. 42:3f1c... (64 hex digits)")
         return cls(int(seq), digest)
+
+
+@dataclass(frozen=True)
+class LedgerSearch:
+    """What the auditor's console filters on; ``since`` inclusive, ``until`` exclusive (``occurred_at``)."""
+
+    kind: str | None = None
+    agreement_id: str | None = None
+    partner: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None

@@ -102,7 +102,7 @@ from supporting_families.audit.canonical import (
     hash_record,
 )
 from supporting_families.audit.chain import VerifyReport, _ChainWalk
-from supporting_families.audit.entries import Anchor, LedgerEntry, NewEntry
+from supporting_families.audit.entries import Anchor, LedgerEntry, LedgerSearch, NewEntry
 from supporting_families.audit.errors import (
     AppendConflictError,
     IdempotencyConflictError,
@@ -385,6 +385,65 @@ class Ledger:
         with self._read() as conn:
             return [LedgerEntry._from_row(row) for row in conn.execute(query).mappings()]
 
+    def _filtered(self, query: Any, search: LedgerSearch) -> Any:
+        if search.kind is not None:
+            query = query.where(_table.c.kind == search.kind)
+        if search.agreement_id is not None:
+            query = query.where(_table.c.agreement_id == search.agreement_id)
+        if search.partner is not None:
+            query = query.where(_table.c.partner == search.partner)
+        if search.since is not None:
+            query = query.where(_table.c.occurred_at >= _aware_utc(search.since, "since"))
+        if search.until is not None:
+            query = query.where(_table.c.occurred_at < _aware_utc(search.until, "until"))
+        return query
+
+    def search(
+        self,
+        search: LedgerSearch,
+        limit: int = 50,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> list[LedgerEntry]:
+        """One page of the entries ``search`` matches, newest first. Keyset paging over the whole ledger:
+        ``before_seq`` for the next (older) page, ``after_seq`` for the previous (newer) one."""
+        if not 1 <= limit <= _ENTRIES_LIMIT_MAX:
+            raise ValueError(f"limit must be between 1 and {_ENTRIES_LIMIT_MAX}")
+        query = self._filtered(select(_table), search)
+        if before_seq is not None:
+            query = query.where(_table.c.seq < before_seq)
+        if after_seq is not None:
+            query = query.where(_table.c.seq > after_seq).order_by(_table.c.seq).limit(limit)
+        else:
+            query = query.order_by(_table.c.seq.desc()).limit(limit)
+        with self._read() as conn:
+            rows = [LedgerEntry._from_row(row) for row in conn.execute(query).mappings()]
+        return sorted(rows, key=lambda e: e.seq, reverse=True)
+
+    def search_count(self, search: LedgerSearch) -> int:
+        """How many entries ``search`` matches."""
+        query = self._filtered(select(func.count()).select_from(_table), search)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def search_all(self, search: LedgerSearch) -> Iterator[LedgerEntry]:
+        """Every entry ``search`` matches, oldest first, streamed in one snapshot (for an export)."""
+        query = self._filtered(select(_table), search).order_by(_table.c.seq)
+        with self._read() as conn:
+            result = conn.execution_options(yield_per=2000).execute(query)
+            for row in result.mappings():
+                yield LedgerEntry._from_row(row)
+            result.close()
+
+    def distinct_values(self, column: str) -> list[str]:
+        """The distinct non-null values of ``kind``, ``agreement_id`` or ``partner`` (a filter's choices)."""
+        if column not in ("kind", "agreement_id", "partner"):
+            raise ValueError(f"no choices for column {column!r}")
+        col = _table.c[column]
+        with self._read() as conn:
+            return sorted(str(v) for (v,) in conn.execute(select(col).where(col.is_not(None)).distinct()))
+
     # -- verifying ------------------------------------------------------------------------------------
 
     def verify(self, anchors: Iterable[Anchor] = (), *, max_problems: int = 20) -> VerifyReport:
@@ -416,6 +475,51 @@ class Ledger:
                 report.guards_ok,
             )
         return report
+
+    def verify_from(
+        self, verified: Anchor | None, anchors: Iterable[Anchor] = (), *, max_problems: int = 20
+    ) -> VerifyReport:
+        """Verify incrementally: only the entries after ``verified`` (a head this ledger verified before)
+        are walked; the entry at ``verified`` and every anchor at or before it are looked up by seq and must
+        still hold their hashes. ``verified=None`` walks the whole chain. The guards are checked each time.
+
+        ``entries`` in the report counts the whole chain up to its head; ``by_kind`` only the new entries.
+        """
+        if verified is None:
+            return self.verify(anchors, max_problems=max_problems)
+        anchor_list = list(anchors)
+        walk = _ChainWalk({a.seq: a for a in anchor_list if a.seq > verified.seq}, max_problems)
+        walk.prev_seq, walk.prev_hash, walk.entries = verified.seq, verified.entry_hash, verified.seq
+        old = {a.seq: a for a in anchor_list if a.seq <= verified.seq}
+        old[verified.seq] = verified
+        with self._read() as conn:
+            self._require_table(conn)
+            guard_problem = self._guard_problem(conn)
+            stored = {
+                int(seq): str(digest)
+                for seq, digest in conn.execute(
+                    select(_table.c.seq, _table.c.entry_hash).where(_table.c.seq.in_(sorted(old)))
+                )
+            }
+            for seq in sorted(old):
+                if stored.get(seq) != old[seq].entry_hash:
+                    walk.anchors_checked += 1
+                    walk._problem(
+                        seq,
+                        "anchor_mismatch",
+                        f"seq {seq} no longer holds the hash verified or anchored for it: "
+                        "the chain was rewritten",
+                    )
+                elif seq != verified.seq or seq in {a.seq for a in anchor_list}:
+                    walk.anchors_checked += 1
+            result = conn.execution_options(yield_per=2000).execute(
+                select(_table).where(_table.c.seq > verified.seq).order_by(_table.c.seq)
+            )
+            for row in result.mappings():
+                walk.feed(row)
+            result.close()
+            walk.finish(lambda digest: self._seq_of_hash(conn, digest))
+        return walk.report(guard_problem)
 
     @staticmethod
     def _seq_of_hash(conn: Connection, digest: str) -> int | None:

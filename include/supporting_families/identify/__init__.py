@@ -34,6 +34,13 @@ from supporting_families.identify.criteria import (
     Identification,
     evaluate,
 )
+from supporting_families.identify.practitioners import (
+    Problem,
+    WorklistFamily,
+    decision_entry,
+    record_decision,
+    worklist_families,
+)
 from supporting_families.identify.linkage import (
     IDENTITY_SCHEMA,
     LINKS_SCHEMA,
@@ -75,11 +82,14 @@ __all__ = [
     "Identification",
     "LinkageSettings",
     "LinkageStats",
+    "Problem",
     "Recorded",
     "RegisterResult",
     "RegisterState",
+    "WorklistFamily",
     "assessment_status",
     "build_register",
+    "decision_entry",
     "evaluate",
     "identify",
     "identities_from_curated",
@@ -90,9 +100,11 @@ __all__ = [
     "read_partner_flags",
     "read_register",
     "record_assessment",
+    "record_decision",
     "refresh_register",
     "restricted_for_identification",
     "save_register",
+    "worklist_families",
     "worklist_file",
     "write_identification",
 ]

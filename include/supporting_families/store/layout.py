@@ -347,6 +347,11 @@ def delivery_dir(root: UPath, agreement_id: str, delivery_id: str) -> UPath:
     return deliveries_dir(root, agreement_id) / delivery_id
 
 
+def delivery_references_file(root: UPath, agreement_id: str, delivery_id: str) -> UPath:
+    """The persons a delivery sent, with their references (see the Area above)."""
+    return delivery_dir(root, agreement_id, delivery_id) / "references.parquet"
+
+
 def return_dir(root: UPath, agreement_id: str, return_name: str) -> UPath:
     return root / RETURNS / agreement_id / return_name
 
