@@ -34,13 +34,6 @@ from supporting_families.identify.criteria import (
     Identification,
     evaluate,
 )
-from supporting_families.identify.practitioners import (
-    Problem,
-    WorklistFamily,
-    decision_entry,
-    record_decision,
-    worklist_families,
-)
 from supporting_families.identify.linkage import (
     IDENTITY_SCHEMA,
     LINKS_SCHEMA,
@@ -53,6 +46,13 @@ from supporting_families.identify.linkage import (
     load_register,
     load_register_state,
     save_register,
+)
+from supporting_families.identify.practitioners import (
+    Problem,
+    WorklistFamily,
+    decision_entry,
+    record_decision,
+    worklist_families,
 )
 from supporting_families.identify.refresh import refresh_register
 from supporting_families.identify.store import (
