@@ -11,19 +11,10 @@ from typing import Any
 from sf_airflow.common import store
 from sf_airflow.credentials import council_openpgp, data_keys, ledger, resolved_agreement
 from sf_airflow.sftp import sftp_endpoint
+from supporting_families.audit import NewEntry
 from supporting_families.config import Agreement, load_agreements
-from supporting_families.rights import (
-    Notice,
-    NoticeKind,
-    OpenPgp,
-    Outcome,
-    Run,
-    deliver_notice,
-    notice_entry,
-    notice_id_for,
-    notice_table,
-    prepare_notice,
-)
+from supporting_families.rights import NoticeKind, OpenPgp, Outcome, Run
+from supporting_families.rights import send_notices as core_send_notices
 
 
 def acting_run(context: dict[str, Any]) -> Run:
@@ -55,37 +46,30 @@ def send_notices(
     person_id: str,
     run: Run,
 ) -> dict[str, Any]:
-    """Prepare, deliver and record one notice per partner in ``due``; idempotent per request and partner."""
+    """One notice per partner in ``due`` (``supporting_families.rights.send_notices``), with the partners'
+    connections and the council's key from Airflow."""
     pgp = openpgp()
-    sent: dict[str, Any] = {}
-    for agreement, refs, corrected in due:
-        agreement = resolved_agreement(agreement)
-        notice = Notice(store(), agreement.id, notice_id_for(kind, agreement.id, request_id), kind)
-        manifest = prepare_notice(
-            notice,
-            agreement,
-            notice_table(kind, refs, corrected),
-            person_id,
-            council_fingerprint=pgp.council_fingerprint,
-            passphrase=pgp.passphrase,
-            gnupg_home=pgp.gnupg_home,
-        )
-        receipt = deliver_notice(notice, agreement, sftp_endpoint(agreement.sftp.conn_id))
-        entry = notice_entry(
-            agreement,
-            notice,
-            manifest,
-            receipt,
-            request_id=request_id,
-            dag_id=run.dag_id,
-            run_id=run.run_id,
-            task_id=run.task_id,
-            triggered_by=run.triggered_by,
-        )
+
+    def append(entry: NewEntry) -> int:
         with ledger() as book:
-            seq = book.append(entry).seq
-        sent[agreement.id] = {"notice_id": notice.notice_id, "rows": manifest["row_count"], "ledger_seq": seq}
-    return sent
+            return int(book.append(entry).seq)
+
+    return core_send_notices(
+        store(),
+        kind,
+        request_id,
+        [(resolved_agreement(a), refs, corrected) for a, refs, corrected in due],
+        person_id,
+        council_fingerprint=pgp.council_fingerprint,
+        passphrase=pgp.passphrase,
+        gnupg_home=pgp.gnupg_home,
+        endpoint_for=lambda a: sftp_endpoint(a.sftp.conn_id),
+        append=append,
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        task_id=run.task_id,
+        triggered_by=run.triggered_by,
+    )
 
 
 __all__ = ["acting_run", "agreements", "data_keys", "openpgp", "record", "send_notices"]

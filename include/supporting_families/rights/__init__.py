@@ -43,6 +43,7 @@ from supporting_families.rights.notices import (
     notice_id_for,
     notice_table,
     prepare_notice,
+    send_notices,
 )
 from supporting_families.rights.rectify import drop_staged, stage_correction, staged_corrections
 
@@ -78,6 +79,7 @@ __all__ = [
     "prepare_notice",
     "rectification",
     "restriction",
+    "send_notices",
     "stage_correction",
     "staged_corrections",
     "subject_access",

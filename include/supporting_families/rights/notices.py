@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,3 +218,55 @@ def notice_entry(
         },
         idempotency_key=idempotency_key("disclosure", agreement.id, notice.notice_id),
     )
+
+
+def send_notices(
+    store: UPath,
+    kind: NoticeKind,
+    request_id: str,
+    due: list[tuple[Agreement, list[str], dict[str, object]]],
+    person_id: str,
+    *,
+    council_fingerprint: str,
+    passphrase: str,
+    gnupg_home: Path,
+    endpoint_for: Callable[[Agreement], SftpEndpoint],
+    append: Callable[[NewEntry], int],
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    triggered_by: str | None,
+) -> dict[str, Any]:
+    """Prepare, deliver and record one notice per partner in ``due``; idempotent per request and partner.
+
+    ``append`` writes a ledger entry and returns its seq. The DAGs and the CLI both come through here."""
+    sent: dict[str, Any] = {}
+    for agreement, refs, corrected in due:
+        notice = Notice(store, agreement.id, notice_id_for(kind, agreement.id, request_id), kind)
+        manifest = prepare_notice(
+            notice,
+            agreement,
+            notice_table(kind, refs, corrected),
+            person_id,
+            council_fingerprint=council_fingerprint,
+            passphrase=passphrase,
+            gnupg_home=gnupg_home,
+        )
+        receipt = deliver_notice(notice, agreement, endpoint_for(agreement))
+        entry = notice_entry(
+            agreement,
+            notice,
+            manifest,
+            receipt,
+            request_id=request_id,
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            triggered_by=triggered_by,
+        )
+        sent[agreement.id] = {
+            "notice_id": notice.notice_id,
+            "rows": manifest["row_count"],
+            "ledger_seq": append(entry),
+        }
+    return sent

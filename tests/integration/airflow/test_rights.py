@@ -329,6 +329,31 @@ def _scenario(
     assert other not in fresh["person_id"].to_pylist()
     assert pid in fresh["person_id"].to_pylist()  # (erased below, with this delivery too)
 
+    # The controller-side CLI, with the keys from the connections file: portability to another authority
+    # (the DPO's key stands for the receiving authority's here), checked against its documented schema.
+    import jsonschema
+
+    from supporting_families.rights.cli import main as rights_cli
+
+    dpo = str(env.connections["sf_rights"]["extra"]["dpo_fingerprint"])  # type: ignore[index]
+    argv = [
+        "portability",
+        "--case",
+        "DSR-2026-00106",
+        "--person",
+        pid,
+        "--received-on",
+        date.today().isoformat(),
+    ]
+    assert rights_cli([*argv, "--connections", str(env.secrets.connections_file), "--recipient", dpo]) == 0
+    [export] = list((Path(root.path) / "rights").rglob("portability.json.gpg"))
+    document = json.loads(_decrypt(export, env.secrets.gnupg_dpo, env.council_fingerprint, tmp))
+    schema = json.loads(
+        (Path(__file__).resolve().parents[3] / "docs" / "portability.schema.json").read_text()
+    )
+    jsonschema.validate(document, schema)
+    assert document["person"]["person_id"] == pid and document["person"]["postcode"] == NEW_POSTCODE
+
     # 4. Erasure, then the scan.
     run = bag.dags["rights_erasure"].test(
         run_conf={
@@ -391,7 +416,7 @@ def _scenario(
         entries = [e.to_dict() for e in ledger.entries(limit=1000)]
         assert ledger.verify().ok
     actions = [e["details"].get("action") for e in entries if e["kind"] == "rights_action"]
-    assert sorted(actions) == ["access", "erase", "rectify", "restriction"]
+    assert sorted(actions) == ["access", "erase", "portability", "rectify", "restriction"]
     notices = sorted(
         e["details"].get("notice") for e in entries if e["kind"] == "disclosure" and "notice" in e["details"]
     )
