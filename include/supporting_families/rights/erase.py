@@ -183,20 +183,22 @@ def erasure_blockers(store: UPath, plan: ErasurePlan, on: date) -> list[str]:
     return sorted(set(holds["reason"].to_pylist()))
 
 
-def _without(store: UPath, path: UPath, column: str, values: pa.Array, area: str, changes: Changes) -> None:
-    """Rewrite ``path`` (a parquet table) without the rows whose ``column`` is in ``values``."""
+def _without(store: UPath, path: UPath, column: str, values: pa.Array, area: str, changes: Changes) -> int:
+    """Rewrite ``path`` (a parquet table) without the rows whose ``column`` is in ``values``; returns how
+    many rows went."""
     if not path.exists():
-        return
+        return 0
     table = read_parquet(path)
     if column not in table.column_names or table.num_rows == 0:
-        return
+        return 0
     hit = pc.fill_null(pc.is_in(table[column], value_set=values), False)
     n = int(pc.sum(hit.cast(pa.int64())).as_py() or 0)
     if n == 0:
-        return
+        return 0
     write_parquet(table.filter(pc.invert(hit)), path)
     changes.removed(area, n)
     changes.files_rewritten.append(_rel(store, path))
+    return n
 
 
 def _parquet_files(folder: UPath) -> list[UPath]:
@@ -388,11 +390,14 @@ def compact(store: UPath, plan: ErasurePlan, sources: dict[str, str]) -> Changes
         for folder in _dirs(store / RETURNS / agreement_id):
             classified = folder / "classified.parquet"
             answered = any(d in folder.name for d in deliveries)
-            before = len(changes.rows_removed)
             column = _first_string_column(classified)
-            if column is not None:
-                _without(store, classified, column, refs, "returns/classified", changes)
-            if answered or len(changes.rows_removed) != before:
+            removed = (
+                0
+                if column is None
+                else _without(store, classified, column, refs, "returns/classified", changes)
+            )
+            # A return holding the person's references is theirs too, whichever delivery it answers.
+            if answered or removed:
                 for original in sorted(folder.glob("*.gpg"), key=lambda p: str(p)):
                     delete_file(original)
                     changes.files_deleted.append(_rel(store, original))

@@ -24,7 +24,7 @@ from supporting_families.registers import (
 from supporting_families.rights import Probe, disclosure_history, find_candidates, person_dossier
 from supporting_families.rights.actions import Run, erasure, rectification
 from supporting_families.rights.erase import compact, load_plan
-from supporting_families.store import KeyShredded, SealError, read_parquet, read_sealed_table
+from supporting_families.store import KeyShredded, SealError, read_parquet, read_sealed_table, write_parquet
 from supporting_families.store.layout import curated_file, register_file
 from tests.unit.rights.conftest import SmallStore, persons_table
 
@@ -278,3 +278,29 @@ def test_the_portability_export_follows_its_documented_schema(small_store: Small
     assert document["person"]["person_id"] == "P3" and document["source_records"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**document, "format": "something-else"}, schema)
+
+
+def test_compaction_deletes_every_return_that_holds_the_persons_reference(small_store: SmallStore) -> None:
+    """Two returns not named after a delivery, both holding the person's reference: both originals go
+    (the second is not missed because the first already counted rows for the same area)."""
+    root = small_store.root
+    [ref] = (
+        read_parquet(small_store.delivery.references_path)
+        .filter(pc.equal(read_parquet(small_store.delivery.references_path)["person_id"], "P1"))["person_ref"]
+        .to_pylist()
+    )
+    originals = []
+    for name in ("resent-return-a", "resent-return-b"):
+        folder = root / "returns" / "dwp-benefits-matching" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_parquet(pa.table({"reference": [ref, "v1-other"]}), folder / "classified.parquet")
+        original = folder / f"{name}.csv.gpg"
+        original.write_bytes(b"ciphertext stands in")
+        originals.append(original)
+    _, plan = erasure(
+        root, "P1", "DSR-2026-00053", date(2026, 12, 3), tombstone_key=KEY, keys=small_store.keys, run=RUN
+    )
+    assert plan is not None
+    changes = compact(root, plan, {})
+    assert not any(o.exists() for o in originals)
+    assert changes.rows_removed["returns__classified"] == 2
