@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sf_airflow.common import store
-from sf_airflow.credentials import council_openpgp, data_keys, ledger, resolved_agreement
+from sf_airflow.credentials import council_openpgp, data_keys, ledger
 from sf_airflow.sftp import sftp_endpoint
 from supporting_families.audit import NewEntry
 from supporting_families.config import Agreement, load_agreements
@@ -47,7 +47,8 @@ def send_notices(
     run: Run,
 ) -> dict[str, Any]:
     """One notice per partner in ``due`` (``supporting_families.rights.send_notices``), with the partners'
-    connections and the council's key from Airflow."""
+    connections and the council's key from Airflow. ``due``'s agreements come from :func:`agreements`,
+    already loaded with their fingerprints resolved."""
     pgp = openpgp()
 
     def append(entry: NewEntry) -> int:
@@ -58,7 +59,7 @@ def send_notices(
         store(),
         kind,
         request_id,
-        [(resolved_agreement(a), refs, corrected) for a, refs, corrected in due],
+        due,
         person_id,
         council_fingerprint=pgp.council_fingerprint,
         passphrase=pgp.passphrase,

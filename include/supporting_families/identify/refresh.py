@@ -11,6 +11,7 @@ is rebuilt from the sources every time:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from upath import UPath
@@ -36,7 +37,7 @@ def refresh_register(root: UPath, sources: list[str], *, tombstone_key: bytes | 
     result = build_register(identities, load_register_state(root))
     corrections = read_corrections(root)
     persons, corrections_after, counts = apply_corrections(result.persons, corrections)
-    result = type(result)(persons, result.links, result.state, result.stats, result.model)
+    result = replace(result, persons=persons)
     save_register(result, root)
     if counts["settled"]:
         save_corrections(root, corrections_after)

@@ -105,32 +105,31 @@ def find_candidates(store: UPath, probe: Probe, limit: int = 10) -> list[dict[st
             """,
             {"dob": probe.date_of_birth, "postcode": postcode or None, "family": family},
         ).fetchall()
+        # One connection for the blocking query and every candidate's similarity.
+        out = []
+        for person_id, family_id, gn, fn, dob, pc_ in rows:
+            gn_n, fn_n = normalise_name(gn or ""), normalise_name(fn or "")
+            evidence = {
+                "given": _name_level(given, gn_n, _jw(con, given, gn_n), given=True),
+                "family": _name_level(family, fn_n, _jw(con, family, fn_n), given=False),
+                "date_of_birth": _dob_level(probe.date_of_birth, dob),
+                "postcode": _postcode_level(postcode, _postcode(pc_)),
+            }
+            if evidence["family"] == "other" and soundex(family) == soundex(fn_n):
+                evidence["family"] = "similar"
+            score = sum(_WEIGHTS[k][v] for k, v in evidence.items())
+            if score >= 4:
+                out.append(
+                    {"person_id": person_id, "family_id": family_id, "score": score, "evidence": evidence}
+                )
     finally:
         con.close()
-    out = []
-    for person_id, family_id, gn, fn, dob, pc_ in rows:
-        gn_n, fn_n = normalise_name(gn or ""), normalise_name(fn or "")
-        evidence = {
-            "given": _name_level(given, gn_n, _jw(given, gn_n), given=True),
-            "family": _name_level(family, fn_n, _jw(family, fn_n), given=False),
-            "date_of_birth": _dob_level(probe.date_of_birth, dob),
-            "postcode": _postcode_level(postcode, _postcode(pc_)),
-        }
-        if evidence["family"] == "other" and soundex(family) == soundex(fn_n):
-            evidence["family"] = "similar"
-        score = sum(_WEIGHTS[k][v] for k, v in evidence.items())
-        if score >= 4:
-            out.append({"person_id": person_id, "family_id": family_id, "score": score, "evidence": evidence})
     out.sort(key=lambda c: (-int(c["score"]), str(c["person_id"])))
     return out[:limit]
 
 
-def _jw(a: str, b: str) -> float:
+def _jw(con: duckdb.DuckDBPyConnection, a: str, b: str) -> float:
     if not a or not b:
         return 0.0
-    con = duckdb.connect()
-    try:
-        value = con.execute("SELECT jaro_winkler_similarity($a, $b)", {"a": a, "b": b}).fetchone()
-    finally:
-        con.close()
+    value = con.execute("SELECT jaro_winkler_similarity($a, $b)", {"a": a, "b": b}).fetchone()
     return float(value[0]) if value else 0.0

@@ -28,6 +28,7 @@ from upath import UPath
 
 from supporting_families.audit import NewEntry, idempotency_key
 from supporting_families.config.agreements import Agreement
+from supporting_families.registers.requests import HEX_AS_LETTERS
 from supporting_families.share.package import neutralise_formulas, to_csv_text_columns
 from supporting_families.store.io import (
     copy_into,
@@ -41,13 +42,12 @@ from supporting_families.transport.openpgp import encrypt_and_sign
 from supporting_families.transport.sftp import SftpEndpoint, deliver
 
 NoticeKind = Literal["rectification", "erasure"]
-_HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
 
 
 def notice_id_for(kind: NoticeKind, agreement_id: str, request_id: str) -> str:
     """``n`` and 16 letters from the request: one notice per request and agreement, whatever the retries."""
     digest = hashlib.sha256(f"{kind}\n{agreement_id}\n{request_id}".encode()).hexdigest()[:16]
-    return "n" + digest.translate(_HEX_AS_LETTERS)
+    return "n" + digest.translate(HEX_AS_LETTERS)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from upath import UPath
 from supporting_families.audit import NewEntry, idempotency_key
 from supporting_families.config.agreements import Agreement
 from supporting_families.identify import assessment_status, latest_identification
+from supporting_families.registers.requests import HEX_AS_LETTERS
 from supporting_families.registers.restrictions import read_restrictions
 from supporting_families.share.cohort import CohortInputs, register_rows, select_cohort
 from supporting_families.share.package import (
@@ -85,10 +86,9 @@ def delivery_id_for(agreement_id: str, run_id: str) -> str:
     refuses dates and long runs of digits, so the id must never look like either.
     """
     digest = hashlib.sha256(f"{agreement_id}\n{run_id}".encode()).hexdigest()[:16]
-    return "d" + digest.translate(_HEX_AS_LETTERS)
+    return "d" + digest.translate(HEX_AS_LETTERS)
 
 
-_HEX_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
 #: What :func:`delivery_id_for` produces; partners' return names carry it (docs/STORE.md).
 DELIVERY_ID_PATTERN = r"d[a-p]{16}"
 
