@@ -155,7 +155,7 @@ class Delivery:
     def period(self) -> str:
         """The retention period (data key) the delivery's copies are sealed under: its sent copy's."""
         with self.sent_copy_path.open("rb") as fh:
-            return sealed_period(fh.read(11))
+            return sealed_period(fh.read(64))
 
     def references(self, keys: KeyStore, columns: list[str] | None = None) -> pa.Table:
         """The reference list; :class:`KeyShredded` once the period's key is gone."""
