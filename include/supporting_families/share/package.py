@@ -9,6 +9,8 @@ a byte is written.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,12 +58,20 @@ def check_minimised(table: pa.Table, agreement: Agreement) -> None:
 
 def neutralise_formulas(table: pa.Table) -> pa.Table:
     """Prefix text cells that a spreadsheet would evaluate as a formula with an apostrophe."""
-    columns = []
-    for column in table.columns:
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            risky = pc.fill_null(pc.match_substring_regex(column, _FORMULA_START), False)
-            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
-        columns.append(column)
+
+    def neutralised(column: pa.ChunkedArray) -> pa.ChunkedArray:
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            return column
+        risky = pc.match_substring_regex(column, _FORMULA_START)
+        # Most columns have no such cell: they are passed on as they are, not copied cell by cell.
+        if not pc.any(risky).as_py():
+            return column
+        risky = pc.fill_null(risky, False)
+        return pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+
+    # Arrow's kernels release the GIL: the columns are checked on both cores.
+    with ThreadPoolExecutor(max_workers=min(len(table.columns), os.cpu_count() or 1) or 1) as pool:
+        columns = list(pool.map(neutralised, table.columns))
     return pa.table(columns, names=table.column_names)
 
 
