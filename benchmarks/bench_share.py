@@ -231,9 +231,7 @@ def _print_run(run: int, rows: int, size: int, cipher_bytes: int, r: dict[str, f
     print(f"  raw tools, same bytes: pyarrow write_csv {r['pyarrow']:.2f} s + gpg --sign --encrypt "
           f"{r['gpg']:.2f} s + OpenSSH sftp put {r['sftp']:.2f} s = {r['raw']:.2f} s")  # fmt: skip
     enc, up = r["encrypt + sign"] / r["gpg"], r["upload"] / r["sftp"]
-    print(
-        f"  ours / raw tools: {r['total'] / r['raw']:.2f}x   (encrypt {enc:.2f}x gpg, upload {up:.2f}x sftp put)"
-    )
+    print(f"  ours / raw: {r['total'] / r['raw']:.2f}x (encrypt {enc:.2f}x gpg, upload {up:.2f}x sftp put)")
 
 
 if __name__ == "__main__":
