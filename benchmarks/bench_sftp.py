@@ -243,6 +243,27 @@ def _print_times(title: str, times: dict[str, float], size: int) -> None:
         print(f"  ratio {label:<52} {ratio:5.2f}")
 
 
+def _readme_row(mib: int, t: dict[str, float]) -> None:
+    """The README table's row: speed ratios (peer's seconds / ours), above 1 = ours faster."""
+    gcm_get = t["openssh get aes256-gcm"]
+    print(
+        f"README-ROW: `bench_sftp.py --mib {mib}` | delivery and fetch of {mib} MiB over loopback against "
+        f"OpenSSH `sftp` (aes256-gcm, connection included) and the stock Airflow `SFTPHook` "
+        f"(speed ratios, above 1 = ours faster) | upload "
+        f"{t['openssh put aes256-gcm'] / t['deliver upload']:.2f} "
+        f"× `put`, {t['openssh put -f aes256-gcm'] / t['deliver upload']:.2f} × `put -f`; read-back check "
+        f"{gcm_get / t['deliver verify (read back)']:.2f} × `get`; fetch "
+        f"{gcm_get / t['fetch (download, sha256, fsync)']:.2f} × `get`; delivery with its check "
+        f"{t['stock SFTPHook.store_file (compress on)'] / t['deliver total']:.2f} × `store_file` "
+        f"(compression on, the default), "
+        f"{t['stock SFTPHook.store_file (compress off)'] / t['deliver total']:.2f} × (off); fetch "
+        f"{t['stock SFTPHook.retrieve_file (compress on)'] / t['fetch (download, sha256, fsync)']:.2f} × "
+        f"`retrieve_file` (on), "
+        f"{t['stock SFTPHook.retrieve_file (compress off)'] / t['fetch (download, sha256, fsync)']:.2f} "
+        "× (off)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256, help="file size in MiB (default 256)")
@@ -267,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                 # The fastest of each: what the code can do when the shared machine lets it.
                 best = {label: min(r[label] for r in rounds) for label in rounds[0]}
                 _print_times(f"best of {len(rounds)} rounds, per measure", best, size)
+            else:
+                best = rounds[0]
+            _readme_row(args.mib, best)
         finally:
             setup.server.stop()
     return 0

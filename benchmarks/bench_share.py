@@ -217,6 +217,17 @@ def main() -> int:
     print(f"  references: {active_path()}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the share's process {peak:,.0f} MiB; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"README-ROW: `bench_share.py --persons {args.persons}` | a DWP share end to end (select, references "
+        f"and file order, package, encrypt + sign, deliver with read-back check) against the raw tools on "
+        f"the "
+        f"same bytes in the same run (pyarrow `write_csv`, `gpg`, OpenSSH `sftp put`) | "
+        f"{best['total']:.2f} s against {best['raw']:.2f} s = **{best['total'] / best['raw']:.2f}×** the raw "
+        f"tools (best of {len(runs)}; runs {min(ratios):.2f}–{max(ratios):.2f}×); select "
+        f"{min(r['select'] for r in runs):.2f} s; encrypt "
+        f"{best['encrypt + sign'] / best['gpg']:.2f}× `gpg`'s "
+        f"time, upload {best['upload'] / best['sftp']:.2f}× `sftp put`'s; peak RSS {peak / 1024:.2f} GiB"
+    )
     return 0
 
 
