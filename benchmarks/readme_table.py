@@ -58,7 +58,8 @@ def machine(out_dir: Path) -> str:
         memory = f", {kib / 2**20:.0f} GiB memory"
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     return (
-        f"<!-- bench:machine -->Figures from the benchmarks on {day}: {model}, {os.cpu_count()} cores{memory}; "
+        f"<!-- bench:machine -->Figures from the benchmarks on {day}: {model}, {os.cpu_count()} cores"
+        f"{memory}; "
         f"load average (1, 5, 15 min) {_load(out_dir / 'uptime-before.txt')} before the run and "
         f"{_load(out_dir / 'uptime-after.txt')} after it. The machine is shared, so seconds move with the "
         "load; the ratios, ours against a peer measured in the same run, move much less."
