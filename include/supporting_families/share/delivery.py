@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from upath import UPath
@@ -219,14 +220,54 @@ def share_view(
     Returns ``(view, refs)``: ``view`` has the internal ids plus every agreed field (minimisation picks the
     agreed ones next); ``refs`` is ``person_id, family_id, person_ref, family_ref`` for the delivery folder.
     """
-    view, missing = register_rows(cohort, persons)
+    # Only the columns the share uses are gathered: the ids, and the agreed fields the register holds.
+    needed = ["person_id", "family_id", *(f for f in agreement.fields if f in persons.column_names)]
+    person_ref = references(cohort["person_id"], key, "person")
+    # File order carries no information about the register's order: rows go in reference order. The order
+    # is found first, so the register's rows are gathered once, already in it.
+    order = reference_order(person_ref)
+    view, missing = register_rows(cohort.take(order), persons, needed)
     if missing:
         raise ShareError(f"{agreement.id}: {missing} cohort persons not in the register")
-    view = view.append_column("person_ref", references(view["person_id"], key, "person"))
+    view = view.append_column("person_ref", person_ref.take(order))
     view = view.append_column("family_ref", references(view["family_id"], key, "family"))
-    view = view.sort_by("person_ref")  # file order carries no information about the register's order
     refs = view.select(["person_id", "family_id", "person_ref", "family_ref"])
     return view, refs
+
+
+_HEX_VALUE = np.full(256, 255, dtype=np.uint8)
+_HEX_VALUE[np.frombuffer(b"0123456789", dtype=np.uint8)] = np.arange(10, dtype=np.uint8)
+_HEX_VALUE[np.frombuffer(b"abcdef", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+
+
+def reference_order(refs: pa.Array) -> pa.Array:
+    """The positions that sort ``refs`` (``pc.sort_indices``' result), found faster where it can be.
+
+    References are ``v<version>-`` and lower-case hex of one length: their order is that of the first 16
+    hex digits read as a 64-bit number, which numpy sorts in a fifth of the time a string sort takes. If two
+    references share those digits (about one chance in 10^7 for a million) or the column is not of that
+    shape, the string sort decides, so the result is always exactly the string order.
+    """
+    n = len(refs)
+    if n < 2 or refs.null_count:
+        return pc.sort_indices(refs)
+    offsets = np.frombuffer(refs.buffers()[1], dtype=np.int32)[refs.offset : refs.offset + n + 1]
+    width = int(offsets[1] - offsets[0])
+    first = refs[0].as_py()
+    start = first.index("-") + 1 if width and "-" in first else 0
+    if not width or width - start < 16 or not np.all(np.diff(offsets) == width):
+        return pc.sort_indices(refs)
+    data = np.frombuffer(refs.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(n, width)
+    digits = _HEX_VALUE[data[:, start : start + 16]]
+    if np.any(digits == 255):
+        return pc.sort_indices(refs)
+    packed = np.ascontiguousarray((digits[:, 0::2] << np.uint8(4)) | digits[:, 1::2])
+    keys = packed.view(">u8").ravel()  # eight bytes, most significant first
+    order = np.argsort(keys, kind="stable")
+    ranked = keys[order]
+    if np.any(ranked[1:] == ranked[:-1]):
+        return pc.sort_indices(refs)
+    return pa.array(order)
 
 
 def package_delivery(
