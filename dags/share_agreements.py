@@ -136,6 +136,7 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from sf_airflow.credentials import data_keys, ledger
             from sf_airflow.sftp import sftp_endpoint
+            from supporting_families.retention.rotation import rotation_entry
             from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
             from supporting_families.transport import PermanentTransferError
 
@@ -169,6 +170,18 @@ def build_share_dag(agreement: Agreement) -> Any:
             # A retry after a failed append finds the receipt, sends nothing, and records the entry once.
             with ledger() as book:
                 recorded = book.append(entry(receipt))
+                # The first delivery under a new key version records the rotation (once: idempotency key).
+                rotated = rotation_entry(
+                    agreement,
+                    delivery,
+                    delivery.manifest(),
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
+                    task_id=ti.task_id,
+                    triggered_by=_code(getattr(dag_run, "triggered_by", None) or dag_run.run_type),
+                )
+                if rotated is not None:
+                    book.append(rotated)
             if outlet_events is not None:
                 # The receive DAG learns which delivery to expect an answer for.
                 outlet_events[delivery_asset(agreement.id)].extra = {"delivery_id": delivery.delivery_id}
