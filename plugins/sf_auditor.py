@@ -42,7 +42,6 @@ from supporting_families.audit import (
     LedgerEntry,
     LedgerSearch,
     VerifyReport,
-    disclosure_history,
     exchange_history,
     ledger_url,
     read_anchors,
@@ -424,22 +423,39 @@ def person_form(user: Any = _lookup) -> HTMLResponse:
     return _lookup_page(None, "")
 
 
+@functools.cache
+def _agreements() -> dict[str, Any]:
+    from supporting_families.config import load_agreements
+
+    return {a.id: a for a in load_agreements(resolve=False)}
+
+
+_DISCLOSURE_KINDS = {
+    "delivery": "delivery",
+    "rectification": "rectification notice",
+    "erasure": "erasure notice",
+}
+
+
 @app.post("/person", response_class=HTMLResponse)
 def person_lookup(user: Any = _lookup, person_id: str = Form(..., max_length=64)) -> HTMLResponse:
     from sf_airflow.common import store
+    from supporting_families.rights import disclosure_history
 
-    with _ledger() as ledger:
-        rows = disclosure_history(store(), ledger, person_id.strip())
+    # The same function as the subject access bundle's disclosure history, without the data keys: the page
+    # names fields, partners, dates and reasons; the values sent stay in the encrypted bundle.
+    rows = disclosure_history(store(), person_id.strip(), _agreements(), None)
     lines = "".join(
-        f"<tr><td>{esc(r.sent_at.strftime('%Y-%m-%d %H:%M'))}</td><td>{esc(r.partner)}</td>"
-        f"<td>{esc(r.agreement)}</td><td>{esc(r.purpose)}</td>"
-        f"<td>{''.join(f'<span class=tag>{esc(g)}</span>' for g in r.legal_gateway)}</td>"
+        f"<tr><td>{esc((r.delivered_at or '')[:16].replace('T', ' '))}</td>"
+        f"<td>{esc(_DISCLOSURE_KINDS.get(r.kind, r.kind))}</td><td>{esc(r.partner)}</td>"
+        f"<td>{esc(r.agreement_id)}</td><td>{esc(r.purpose)}</td>"
+        f"<td>{''.join(f'<span class=tag>{esc(g)}</span>' for g in r.legal_gateways)}</td>"
         f"<td><code>{esc(', '.join(r.fields))}</code></td><td><code>{esc(r.delivery_id)}</code></td></tr>"
         for r in rows
     )
     result = (
         f"<p id='lookup-count'>{len(rows)} disclosures about this person.</p>"
-        "<table id='disclosures'><thead><tr><th>sent (UTC)</th><th>partner</th><th>agreement</th>"
+        "<table id='disclosures'><thead><tr><th>sent (UTC)</th><th>what</th><th>partner</th><th>agreement</th>"
         "<th>purpose</th><th>legal gateway</th><th>fields sent</th><th>delivery</th></tr></thead>"
         f"<tbody>{lines}</tbody></table>"
     )

@@ -30,7 +30,9 @@ from supporting_families.audit import Ledger, NewEntry, anchor, idempotency_key
 from supporting_families.config import load_agreements
 from supporting_families.identify import FAMILY_PROBLEMS_SCHEMA, WORKLIST_SCHEMA
 from supporting_families.store import delivery_references_file, identification_dir, register_file, store_root
-from supporting_families.store.io import write_parquet
+from supporting_families.share.delivery import Delivery
+from supporting_families.share.package import new_manifest
+from supporting_families.store.io import write_bytes_atomic, write_parquet
 from tests.integration.platform_fixtures import small_register
 
 REPO = Path(__file__).resolve().parents[3]
@@ -141,6 +143,14 @@ def _seed(store: Any, ledger_url: str, anchors: Path) -> None:
                 ),
                 delivery_references_file(store, agreement_id, delivery_id),
             )
+            # The manifest and receipt a delivery leaves (share.package, share.delivery): the DPO's lookup
+            # and subject access read the same files.
+            delivery = Delivery(store, agreement_id, delivery_id)
+            sent_at = T0 + timedelta(days=days)
+            manifest = new_manifest(agreement, f"run{i}", rows, f"{delivery_id}.csv", "a" * 64, sent_at)
+            write_bytes_atomic(delivery.manifest_path, manifest.to_json().encode())
+            receipt = {"status": "delivered", "bytes": 1000 + rows, "delivered_at": sent_at.isoformat()}
+            write_bytes_atomic(delivery.receipt_path, json.dumps(receipt).encode())
             ledger.append(
                 NewEntry.for_agreement(
                     agreement,
