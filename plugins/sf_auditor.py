@@ -33,10 +33,12 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, Form, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from sf_airflow.access import DISCLOSURE_LOOKUP, LEDGER_CONSOLE, require_view
+import sf_airflow.access as access
+from sf_airflow.access import DISCLOSURE_LOOKUP, LEDGER_CONSOLE, STAFF_NAMES, require_view
 from sf_airflow.pages import bar_chart, esc, page
 from supporting_families.audit import (
     ENTRY_KINDS,
+    STAFF_ID_PREFIX,
     Anchor,
     Ledger,
     LedgerEntry,
@@ -138,7 +140,26 @@ def _hash(label: str, value: str | None) -> str:
     )
 
 
-def _entry_row(e: LedgerEntry) -> str:
+def _who(e: LedgerEntry, names: dict[str, str] | None) -> str:
+    """The staff id, with the login it stands for if the reader may see it; the trigger otherwise."""
+    value = e.triggered_by
+    name = names.get(value) if names and value else None
+    if name is None:
+        return f"<code>{esc(value)}</code>"
+    return f'<span class="staff-name">{esc(name)}</span><div class="muted"><code>{esc(value)}</code></div>'
+
+
+def _names_for(user: Any, rows: list[LedgerEntry]) -> dict[str, str] | None:
+    """Staff ids on this page resolved to logins, for a role the auth manager lets see them (None else)."""
+    if not any(e.triggered_by and e.triggered_by.startswith(STAFF_ID_PREFIX) for e in rows):
+        return None
+    # Looked up on the module at call time, so the plugin's tests can stand in for FAB's answer.
+    if not access.is_authorized_view(user, STAFF_NAMES):
+        return None
+    return access.staff_names()
+
+
+def _entry_row(e: LedgerEntry, names: dict[str, str] | None = None) -> str:
     detail = []
     if e.purpose:
         detail.append(f"<div><span class='muted'>purpose</span> {esc(e.purpose)}</div>")
@@ -165,7 +186,7 @@ def _entry_row(e: LedgerEntry) -> str:
         f'<tr data-seq="{e.seq}"><td class="num">{e.seq}</td>'
         f"<td>{esc(e.occurred_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{esc(e.kind)}</td>"
         f"<td>{esc(e.agreement_id)}</td><td>{esc(e.partner)}</td><td class='num'>{rows}</td>"
-        f"<td>{''.join(detail)}</td><td>{_run_link(e)}</td><td><code>{esc(e.triggered_by)}</code></td></tr>"
+        f"<td>{''.join(detail)}</td><td>{_run_link(e)}</td><td>{_who(e, names)}</td></tr>"
     )
 
 
@@ -213,6 +234,7 @@ def console(
         report, anchors = chain_status(ledger)
         rows = ledger.search(search, size, before_seq=before, after_seq=after)
         total = ledger.search_count(search)
+    names = _names_for(user, rows)
     agreements, partners = _choices()
     filters = {
         k: v
@@ -254,12 +276,16 @@ def console(
 <div class="pager">{"".join(pager)}</div>
 <table id="entries"><thead><tr><th>#</th><th>when (UTC)</th><th>kind</th><th>agreement</th><th>partner</th>
 <th>rows</th><th>what</th><th>run</th><th>who</th></tr></thead><tbody>
-{"".join(_entry_row(e) for e in rows)}
+{"".join(_entry_row(e, names) for e in rows)}
 </tbody></table>
 <h2>Exchange history</h2>
 <div class="charts" id="charts">{charts}</div>
 <p class="muted">"who" is a pseudonymous staff id (a keyed hash of the login), or the schedule or asset event
-that started the run: the ledger never holds a name.</p>
+that started the run: the ledger never holds a name. {
+        "Staff ids are shown with the login they stand for, resolved now from the user directory."
+        if names is not None
+        else ""
+    }</p>
 """
     return HTMLResponse(page("Disclosure ledger", body))
 

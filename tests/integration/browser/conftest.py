@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from supporting_families.audit import Ledger, NewEntry, anchor, idempotency_key
+from supporting_families.audit import Ledger, NewEntry, anchor, idempotency_key, staff_id
 from supporting_families.config import load_agreements
 from supporting_families.identify import FAMILY_PROBLEMS_SCHEMA, WORKLIST_SCHEMA
 from supporting_families.store import delivery_references_file, identification_dir, register_file, store_root
@@ -249,6 +249,21 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUi]:
     ):
         subprocess.run(cmd, env=env, check=True, stdout=log, stderr=subprocess.STDOUT, timeout=240)
     passwords = json.loads((secrets_dir / "airflow-users.json").read_text())
+    # A subject access answered by the DPO: the ledger names them by staff id only.
+    staff_key = json.loads((secrets_dir / "connections.json").read_text())["sf_staff_id_key"]["password"]
+    with Ledger(ledger_url) as ledger:
+        ledger.append(
+            NewEntry(
+                kind="rights_action",
+                occurred_at=T0 + timedelta(days=20),
+                dag_id="rights_subject_access",
+                run_id="manual__2026-03-22T10:00:00+00:00",
+                task_id="answer",
+                triggered_by=staff_id(bytes.fromhex(staff_key), "dpo"),
+                details={"action": "access"},
+                idempotency_key=idempotency_key("rights_action", "browser-seed"),
+            )
+        )
     server_log = root / "api-server.log"
     with server_log.open("w") as out:
         proc = subprocess.Popen(
