@@ -3,6 +3,7 @@ verified incrementally from a head verified before, the exchange history, and wh
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -119,3 +120,15 @@ def test_a_person_is_recorded_by_a_keyed_staff_id_and_a_run_by_its_trigger() -> 
     assert actor(None, None, "asset_triggered") == "asset_event"
     with pytest.raises(ValueError):
         actor(None, "someone", "manual")
+
+
+def test_every_staff_id_is_accepted_by_the_guard_whatever_digits_its_hash_holds(tmp_path: Path) -> None:
+    """A staff id is a keyed hash: its hex may hold nine digits in a row or a date-like run by chance, and
+    the guard must not refuse the entry of the person who acted (nor the action with it)."""
+    key = bytes(range(32))
+    ids = [staff_id(key, f"user{n}") for n in range(3000)]
+    assert any(re.search(r"\d{9}", i) for i in ids), "the sample has an id with nine digits in a row"
+    with Ledger(f"sqlite:///{tmp_path / 'guard.db'}") as ledger:
+        for i in ids:
+            NewEntry(kind="test", occurred_at=T0, triggered_by=i).validate()
+        ledger.append(NewEntry(kind="test", occurred_at=T0, triggered_by=next(i for i in ids if re.search(r"\d{9}", i))))
