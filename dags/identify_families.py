@@ -114,7 +114,7 @@ def identify_families() -> None:
         }
 
     @task
-    def tell_lead_practitioner(identified: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def tell_lead_practitioner(identified: Any, **context: Any) -> dict[str, Any]:
         """E-mail the lead practitioner the families new on the worklist, with their reasons, and record
         the identification in the ledger (kind ``assessment``) with who or what started it."""
         from datetime import UTC, date, datetime

@@ -125,9 +125,9 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from airflow.sdk.exceptions import AirflowFailException
 
+            from sf_airflow.access import run_actor
             from sf_airflow.credentials import ledger
             from sf_airflow.sftp import sftp_endpoint
-            from sf_airflow.access import run_actor
             from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
             from supporting_families.transport import PermanentTransferError
 

@@ -481,8 +481,9 @@ def person_lookup(user: Any = _lookup, person_id: str = Form(..., max_length=64)
     )
     result = (
         f"<p id='lookup-count'>{len(rows)} disclosures about this person.</p>"
-        "<table id='disclosures'><thead><tr><th>sent (UTC)</th><th>what</th><th>partner</th><th>agreement</th>"
-        "<th>purpose</th><th>legal gateway</th><th>fields sent</th><th>delivery</th></tr></thead>"
+        "<table id='disclosures'><thead><tr><th>sent (UTC)</th><th>what</th><th>partner</th>"
+        "<th>agreement</th><th>purpose</th><th>legal gateway</th><th>fields sent</th><th>delivery</th>"
+        "</tr></thead>"
         f"<tbody>{lines}</tbody></table>"
     )
     return _lookup_page(person_id, result)

@@ -47,8 +47,7 @@ def send_email(
         to=to,
         from_email=extra.get("from_email", "supporting-families@council.invalid"),
         subject=subject.replace("{", "(").replace("}", ")"),
-        html_content=f"<p>{html.escape(subject)}</p>".replace("{", "&#123;").replace("}", "&#125;")
-        + content,
+        html_content=f"<p>{html.escape(subject)}</p>".replace("{", "&#123;").replace("}", "&#125;") + content,
         smtp_conn_id=SMTP_CONN_ID,
     )
     # The task context is Airflow's Context at run time; tasks receive it as a plain mapping.

@@ -140,7 +140,11 @@ def test_a_staff_id_is_shown_with_its_login_only_to_a_role_that_may_see_names(
                 kind="practitioner_decision",
                 occurred_at=datetime(2026, 4, 2, tzinfo=UTC),
                 triggered_by=who,
-                details={"assessment_id": "a" * 32, "decision": "meets_criteria", "reason": "confirmed_at_panel"},
+                details={
+                    "assessment_id": "a" * 32,
+                    "decision": "meets_criteria",
+                    "reason": "confirmed_at_panel",
+                },
             )
         )
     granted = {sf_airflow.access.LEDGER_CONSOLE}

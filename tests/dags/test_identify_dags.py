@@ -92,9 +92,7 @@ def _check_the_lead_practitioners_mail(messages: list[bytes], worklist: Any, roo
     mail = email.message_from_bytes(messages[0], policy=email.policy.default)
     assert mail["X-Sink-Recipients"] == "lead.practitioner@council.invalid"
     assert f"{worklist.num_rows} families newly eligible" in str(mail["Subject"])
-    body = "\n".join(
-        str(part.get_content()) for part in mail.walk() if part.get_content_maintype() == "text"
-    )
+    body = "\n".join(str(part.get_content()) for part in mail.walk() if part.get_content_maintype() == "text")
     for family_id in worklist.column("family_id").to_pylist():
         assert family_id in body
     problems = read_parquet(root / "identification" / AS_OF.isoformat() / "family_problems.parquet")

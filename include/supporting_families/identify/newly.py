@@ -14,7 +14,8 @@ docs/ARCHITECTURE.md, "Who may see what").
 The comparison is kept beside the worklist in ``identification/<as_of>/worklist_notified.parquet``: every
 family on the worklist that was compared, whether it was new, the worklist file's SHA-256 and the run. A
 retry of the same run finds its own record and sends nothing again (the record is written after the mail:
-a crash between the two sends it once more, never loses it); the next identification compares against it (erasure rewrites it like every other file under ``identification/``).
+a crash between the two sends it once more, never loses it); the next identification compares against
+it (erasure rewrites it like every other file under ``identification/``).
 """
 
 from __future__ import annotations

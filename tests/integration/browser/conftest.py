@@ -29,9 +29,9 @@ import pytest
 from supporting_families.audit import Ledger, NewEntry, anchor, idempotency_key, staff_id
 from supporting_families.config import load_agreements
 from supporting_families.identify import FAMILY_PROBLEMS_SCHEMA, WORKLIST_SCHEMA
-from supporting_families.store import delivery_references_file, identification_dir, register_file, store_root
 from supporting_families.share.delivery import Delivery
 from supporting_families.share.package import new_manifest
+from supporting_families.store import delivery_references_file, identification_dir, register_file, store_root
 from supporting_families.store.io import write_bytes_atomic, write_parquet
 from tests.integration.platform_fixtures import small_register
 

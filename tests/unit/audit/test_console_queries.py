@@ -1,5 +1,6 @@
 """What the auditor's console asks of the ledger: filtered keyset pages, counts, exports, the chain
-verified incrementally from a head verified before, the exchange history, and who acted (a pseudonymous staff id)."""
+verified incrementally from a head verified before, the exchange history, and who acted (a pseudonymous
+staff id)."""
 
 from __future__ import annotations
 
@@ -131,4 +132,6 @@ def test_every_staff_id_is_accepted_by_the_guard_whatever_digits_its_hash_holds(
     with Ledger(f"sqlite:///{tmp_path / 'guard.db'}") as ledger:
         for i in ids:
             NewEntry(kind="test", occurred_at=T0, triggered_by=i).validate()
-        ledger.append(NewEntry(kind="test", occurred_at=T0, triggered_by=next(i for i in ids if re.search(r"\d{9}", i))))
+        ledger.append(
+            NewEntry(kind="test", occurred_at=T0, triggered_by=next(i for i in ids if re.search(r"\d{9}", i)))
+        )

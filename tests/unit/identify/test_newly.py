@@ -60,7 +60,8 @@ def _identification(store: UPath, as_of: date, families: list[str]) -> None:
         for fid in families
     ]
     table = pa.Table.from_pylist(
-        [{**r, **{f.name: None for f in WORKLIST_SCHEMA if f.name not in r}} for r in rows], schema=WORKLIST_SCHEMA
+        [{**r, **{f.name: None for f in WORKLIST_SCHEMA if f.name not in r}} for r in rows],
+        schema=WORKLIST_SCHEMA,
     )
     write_parquet(table, folder / "worklist.parquet")
 
@@ -105,7 +106,11 @@ def test_the_mail_holds_the_family_reference_and_the_reasons_only(store: UPath) 
     rows = notification_rows(found)
     assert rows == [
         {"family reference": "F1", "headline problem": "Crime", "reason": "Crime: a reason from asb"},
-        {"family reference": "F1", "headline problem": "Education", "reason": "Education: a reason from attendance"},
+        {
+            "family reference": "F1",
+            "headline problem": "Education",
+            "reason": "Education: a reason from attendance",
+        },
     ]
 
 
