@@ -36,6 +36,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-
     import sf_auditor
 
     sf_auditor._verified.clear()
+    sf_auditor._names_cache.clear()
     return TestClient(sf_auditor.app), sf_auditor
 
 
