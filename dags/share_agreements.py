@@ -53,11 +53,6 @@ faults are retried with backoff. Logs and XCom hold counts and hashes only.
 """
 
 
-def _code(value: Any) -> str:
-    """An enum's value (``asset``, ``timetable``, ``manual``) as the ledger's short code."""
-    return str(getattr(value, "value", value))
-
-
 def build_share_dag(agreement: Agreement) -> Any:
     @dag(
         dag_id=f"share__{agreement.dag_id_suffix}",
@@ -134,6 +129,7 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from airflow.sdk.exceptions import AirflowFailException
 
+            from sf_airflow.access import run_actor
             from sf_airflow.credentials import data_keys, ledger
             from sf_airflow.sftp import sftp_endpoint
             from supporting_families.retention.rotation import rotation_entry
@@ -141,7 +137,10 @@ def build_share_dag(agreement: Agreement) -> Any:
             from supporting_families.transport import PermanentTransferError
 
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
+
             ti, dag_run = context["ti"], context["dag_run"]
+            # Who acted: the staff id of the user who triggered the run, else the schedule or asset event.
+            actor = run_actor(dag_run)
             counts = {k: v for k, v in prepared.items() if isinstance(v, int)}
 
             def entry(receipt: dict[str, Any]) -> Any:
@@ -154,7 +153,7 @@ def build_share_dag(agreement: Agreement) -> Any:
                     run_id=ti.run_id,
                     task_id=ti.task_id,
                     try_number=ti.try_number,
-                    triggered_by=_code(getattr(dag_run, "triggered_by", None) or dag_run.run_type),
+                    triggered_by=actor,
                     counts=counts,
                 )
 
@@ -178,7 +177,7 @@ def build_share_dag(agreement: Agreement) -> Any:
                     dag_id=ti.dag_id,
                     run_id=ti.run_id,
                     task_id=ti.task_id,
-                    triggered_by=_code(getattr(dag_run, "triggered_by", None) or dag_run.run_type),
+                    triggered_by=actor,
                 )
                 if rotated is not None:
                     book.append(rotated)

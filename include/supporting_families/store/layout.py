@@ -200,7 +200,8 @@ AREAS: Final[tuple[Area, ...]] = (
     Area(
         "identification/<as_of>/",
         "person flags with reasons, family problems, the practitioners' worklist, summary.json (counts and"
-        " the criteria file's SHA-256)",
+        " the criteria file's SHA-256), worklist_notified.parquet (the families the lead practitioner was"
+        " told were newly eligible, against the previous worklist)",
         "identify_families",
         "by_id",
         "identification",

@@ -26,9 +26,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from supporting_families.audit import Ledger, NewEntry, anchor, idempotency_key
+from supporting_families.audit import Ledger, NewEntry, anchor, idempotency_key, staff_id
 from supporting_families.config import load_agreements
 from supporting_families.identify import FAMILY_PROBLEMS_SCHEMA, WORKLIST_SCHEMA
+from supporting_families.share.delivery import Delivery
+from supporting_families.share.package import new_manifest
 from supporting_families.store import (
     FileKeyStore,
     delivery_references_file,
@@ -37,7 +39,7 @@ from supporting_families.store import (
     store_root,
     write_sealed_table,
 )
-from supporting_families.store.io import write_parquet
+from supporting_families.store.io import write_bytes_atomic, write_parquet
 from supporting_families.store.layout import relative
 from tests.integration.platform_fixtures import small_register
 
@@ -151,6 +153,14 @@ def _seed(store: Any, ledger_url: str, anchors: Path, keys: FileKeyStore) -> Non
                 "2026-03",
                 relative(store, refs),
             )
+            # The manifest and receipt a delivery leaves (share.package, share.delivery): the DPO's lookup
+            # and subject access read the same files.
+            delivery = Delivery(store, agreement_id, delivery_id)
+            sent_at = T0 + timedelta(days=days)
+            manifest = new_manifest(agreement, f"run{i}", rows, f"{delivery_id}.csv", "a" * 64, sent_at)
+            write_bytes_atomic(delivery.manifest_path, manifest.to_json().encode())
+            receipt = {"status": "delivered", "bytes": 1000 + rows, "delivered_at": sent_at.isoformat()}
+            write_bytes_atomic(delivery.receipt_path, json.dumps(receipt).encode())
             ledger.append(
                 NewEntry.for_agreement(
                     agreement,
@@ -255,6 +265,21 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUi]:
     connections = json.loads(connections_file.read_text())
     connections["sf_rights"] = {"conn_type": "generic", "extra": {"data_keys_dir": str(keys_dir)}}
     connections_file.write_text(json.dumps(connections))
+    # A subject access answered by the DPO: the ledger names them by staff id only.
+    staff_key = json.loads((secrets_dir / "connections.json").read_text())["sf_staff_id_key"]["password"]
+    with Ledger(ledger_url) as ledger:
+        ledger.append(
+            NewEntry(
+                kind="rights_action",
+                occurred_at=T0 + timedelta(days=20),
+                dag_id="rights_subject_access",
+                run_id="manual__2026-03-22T10:00:00+00:00",
+                task_id="answer",
+                triggered_by=staff_id(bytes.fromhex(staff_key), "dpo"),
+                details={"action": "access"},
+                idempotency_key=idempotency_key("rights_action", "browser-seed"),
+            )
+        )
     server_log = root / "api-server.log"
     with server_log.open("w") as out:
         proc = subprocess.Popen(

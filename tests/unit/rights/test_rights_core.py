@@ -76,6 +76,18 @@ def test_the_disclosure_history_has_the_values_exactly_as_sent(small_store: Smal
     assert disclosure_history(small_store.root, "P9", small_store.agreements, small_store.keys) == []
 
 
+def test_the_per_person_lookup_is_the_same_history_without_the_values(small_store: SmallStore) -> None:
+    """The DPO's lookup on the console and the subject access bundle call one function; without the data
+    keys it names partners, fields, dates and reasons, and reads no value."""
+    full = disclosure_history(small_store.root, "P3", small_store.agreements, small_store.keys)
+    lookup = disclosure_history(small_store.root, "P3", small_store.agreements, None)
+    assert [(d.delivery_id, d.partner, d.fields, d.delivered_at) for d in lookup] == [
+        (d.delivery_id, d.partner, d.fields, d.delivered_at) for d in full
+    ]
+    assert lookup[0].values == [] and lookup[0].copy_status == "not_read"
+    assert lookup[0].agreement_version == small_store.dwp.version
+
+
 def test_the_sealed_copy_opens_only_in_its_place_and_not_once_its_key_is_shredded(
     small_store: SmallStore,
 ) -> None:
