@@ -55,6 +55,7 @@ POLICY = RetentionPolicy.model_validate(
             "tombstones": {"days": 365, "from": "written"},
             "demo": {"days": 365, "from": "written"},
         },
+        "airflow": {"metadata_days": 180, "task_logs_days": 90},
     }
 )
 OLD, NEW = TODAY - timedelta(days=30), TODAY - timedelta(days=2)
@@ -80,6 +81,11 @@ class Store:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
+    return build_store(tmp_path)
+
+
+def build_store(tmp_path: Path) -> Store:
+    """A small store with something in every area the sweep knows, written today (and two older files)."""
     root = store_root((tmp_path / "store").as_uri())
     keys = FileKeyStore(tmp_path / "keys")
     persons = persons_table()
