@@ -430,18 +430,34 @@ def _raise_classified(exc: Exception, context: str) -> NoReturn:
     raise classified from exc
 
 
+def _opaque(exc: BaseException) -> str:
+    """An exception as a message may show it: its type, its errno, and its text by SHA-256 only.
+
+    The text of an SFTP status, a banner or a disconnect is the server's own choosing: it could carry
+    terminal escapes or a partner's file name (personal data), and messages reach logs and Airflow's
+    metadata database. The hash still lets an engineer match it against the partner's server log.
+    """
+    code = getattr(exc, "errno", None)
+    shown = type(exc).__name__
+    if isinstance(code, int):
+        shown += f" [{errno.errorcode.get(code, str(code))}: {os.strerror(code)}]"
+    text = str(exc)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{shown} (server text sha256 {digest})" if text else shown
+
+
 def _classified(exc: Exception, context: str) -> Exception:
     """``exc`` as a Permanent- or TransientTransferError; unrelated exceptions are returned unchanged."""
     if isinstance(exc, TransferError):
         return exc
-    what = f"{context}: {type(exc).__name__}: {exc}"
+    what = f"{context}: {_opaque(exc)}"
     if isinstance(exc, paramiko.BadHostKeyException):
         return HostKeyMismatch(
             f"{context}: the server presented {exc.key.get_name()} {exc.key.fingerprint}, but "
             f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint} is pinned: refused, nothing sent"
         )
     if isinstance(exc, paramiko.AuthenticationException):
-        return AuthenticationFailed(f"{context}: the server refused the client key ({exc})")
+        return AuthenticationFailed(f"{context}: the server refused the client key ({_opaque(exc)})")
     if isinstance(exc, paramiko.ssh_exception.IncompatiblePeer):
         return NegotiationFailed(what)
     if isinstance(exc, PermissionError) or (
@@ -604,7 +620,9 @@ def _remote_fsync(sftp: paramiko.SFTPClient, handle: bytes, path: str) -> None:
     except OSError as exc:
         if exc.errno is not None:
             raise
-        log.warning("the server did not fsync %s (%s); relying on close and the read-back hash", path, exc)
+        log.warning(
+            "the server did not fsync %s (%s); relying on close and the read-back hash", path, _opaque(exc)
+        )
 
 
 def _remote_sha256(
