@@ -20,7 +20,17 @@ def test_a_skipping_test_fails_and_an_expected_failure_stays_expected(tmp_path: 
         "    assert False\n"
     )
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.conftest",
+            str(tmp_path),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

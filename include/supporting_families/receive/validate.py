@@ -111,6 +111,7 @@ def shown_name(name: str) -> str:
             return name
     return "name sha256 " + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
 
+
 _ARROW_TYPES: Final[dict[str, pa.DataType]] = {
     "string": pa.string(),
     "boolean": pa.bool_(),

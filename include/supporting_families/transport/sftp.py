@@ -312,6 +312,16 @@ def _policy(offered: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ..
 class _StrictKexTransport(paramiko.Transport):  # type: ignore[misc]
     """Refuses to authenticate (so sends no secret and no file byte) unless strict kex was agreed."""
 
+    #: The key exchange agreed on; paramiko drops its engine once the new keys are in use.
+    agreed_kex: str = ""
+
+    def _parse_kex_init(self, m: paramiko.Message) -> None:
+        super()._parse_kex_init(m)
+        engine = type(self.kex_engine)
+        # The first of our preferred names with this engine: the one agreed, or its alias
+        # (curve25519-sha256 and curve25519-sha256@libssh.org are one algorithm).
+        self.agreed_kex = next((n for n in self.preferred_kex if self._kex_info.get(n) is engine), "")
+
     def auth_publickey(self, username: str, key: paramiko.PKey, event: Any = None) -> Any:
         if not self.agreed_on_strict_kex:
             raise NegotiationFailed(
@@ -339,8 +349,7 @@ def negotiated_algorithms(session: SftpSession) -> dict[str, str]:
     if transport is None:
         return {}
     return {
-        # paramiko keeps the engine, not its name: the name is the one whose class it is.
-        "kex": next((n for n, c in transport._kex_info.items() if type(transport.kex_engine) is c), ""),
+        "kex": str(getattr(transport, "agreed_kex", "")),
         "host_key": str(transport.host_key_type or ""),
         "cipher": str(transport.local_cipher),
         "mac": str(transport.local_mac or "implicit"),
