@@ -102,15 +102,19 @@ def build_share_dag(agreement: Agreement) -> Any:
                 raise AirflowFailException(str(exc)) from None
 
         @task
-        def encrypt(prepared: dict[str, Any]) -> dict[str, Any]:
+        def encrypt(prepared: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from sf_airflow.credentials import council_openpgp, resolved_agreement
-            from supporting_families.share import Delivery, encrypt_delivery
+            from sf_airflow.credentials import council_openpgp, data_keys, pseudonym_key, resolved_agreement
+            from supporting_families.share import Delivery, encrypt_delivery, prepare_delivery
             from supporting_families.transport import KeyProblem
 
+            assert run_id is not None
             key = council_openpgp()
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
+            if not delivery.manifest_path.exists():
+                # A failed encryption undid the package (no plaintext waits in staging): package again.
+                prepare_delivery(delivery, agreement, pseudonym_key(agreement), run_id, keys=data_keys())
             try:
                 manifest = encrypt_delivery(
                     delivery,
@@ -130,8 +134,9 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from airflow.sdk.exceptions import AirflowFailException
 
-            from sf_airflow.credentials import ledger
+            from sf_airflow.credentials import data_keys, ledger
             from sf_airflow.sftp import sftp_endpoint
+            from supporting_families.retention.rotation import rotation_entry
             from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
             from supporting_families.transport import PermanentTransferError
 
@@ -156,13 +161,27 @@ def build_share_dag(agreement: Agreement) -> Any:
             # Check the disclosure's ledger entry before sending: what cannot be recorded must not leave.
             entry({"delivered_at": datetime.now(UTC).isoformat(), "bytes": 0}).validate()
             try:
-                receipt = deliver_delivery(delivery, agreement, sftp_endpoint(agreement.sftp.conn_id))
+                receipt = deliver_delivery(
+                    delivery, agreement, sftp_endpoint(agreement.sftp.conn_id), keys=data_keys()
+                )
             except PermanentTransferError as exc:
                 # Host key, authentication, permissions: retrying would only knock on the door again.
                 raise AirflowFailException(str(exc)) from None
             # A retry after a failed append finds the receipt, sends nothing, and records the entry once.
             with ledger() as book:
                 recorded = book.append(entry(receipt))
+                # The first delivery under a new key version records the rotation (once: idempotency key).
+                rotated = rotation_entry(
+                    agreement,
+                    delivery,
+                    delivery.manifest(),
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
+                    task_id=ti.task_id,
+                    triggered_by=_code(getattr(dag_run, "triggered_by", None) or dag_run.run_type),
+                )
+                if rotated is not None:
+                    book.append(rotated)
             if outlet_events is not None:
                 # The receive DAG learns which delivery to expect an answer for.
                 outlet_events[delivery_asset(agreement.id)].extra = {"delivery_id": delivery.delivery_id}
