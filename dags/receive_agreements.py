@@ -69,11 +69,11 @@ with no conf, takes whatever returns are in the outbox (e.g. a late one whose ru
 7. **verdict**: fails the run, naming every quarantined file with its rule and row numbers, when anything
    was refused or quarantined, or when this run's return never arrived.
 
-**Deadline: {a.returns.deadline_days} days.** A `DeadlineAlert` on the run (queued at + deadline) logs an
-alert and records `deadline_missed` in the ledger if the return has not been taken in by then. The
-sensor keeps waiting another {a.returns.deadline_days} days so a late return is still taken in (marked
-late in the store and the ledger, with an alert in the log); then it times out, records `no_return` and
-the run fails. Other agreements' receive DAGs are separate and carry on.
+**Deadline: {a.returns.deadline_days} days.** A `DeadlineAlert` on the run (queued at + deadline) e-mails
+the `sf_smtp` recipients and records `deadline_missed` in the ledger if the return has not been taken in
+by then. The sensor keeps waiting another {a.returns.deadline_days} days so a late return is still taken
+in (marked late in the store and the ledger, with an alert in the log); then it times out, records
+`no_return` and the run fails. Other agreements' receive DAGs are separate and carry on.
 """
 
 

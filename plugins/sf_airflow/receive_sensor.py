@@ -150,6 +150,22 @@ async def return_deadline_missed(agreement_id: str, deadline_days: int, context:
         run_id,
     )
     await asyncio.to_thread(_record, agreement_id, "deadline_missed", run_id, dag_id, None)
+    # An alert that alerts nobody is a log line: the sf_smtp recipients are told (ids and counts only).
+    from sf_airflow.notify import email_dpo
+
+    await asyncio.to_thread(
+        email_dpo,
+        context,
+        subject=f"Return deadline missed: {agreement_id}",
+        rows=[
+            {
+                "agreement": agreement_id,
+                "deadline_days": deadline_days,
+                "run": run_id or "",
+                "dag": dag_id or "",
+            }
+        ],
+    )
 
 
 def return_not_received(agreement_id: str, context: Any) -> None:

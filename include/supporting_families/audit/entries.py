@@ -164,7 +164,7 @@ class NewEntry:
                 problems.add(name, "a file name, not a path")
             problems.string(name, value, max_length=max_length)
         if self.triggered_by is not None and not STAFF_ID_PATTERN.fullmatch(self.triggered_by):
-            problems.string("triggered_by", self.triggered_by, allow_at=True, pattern=_TRIGGERED_BY)
+            problems.string("triggered_by", self.triggered_by, pattern=_TRIGGERED_BY)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,6 +35,7 @@ from supporting_families.audit import (
     PersonalDataError,
     check_details,
     idempotency_key,
+    staff_id,
 )
 from supporting_families.audit.cli import main
 from supporting_families.config.agreements import load_agreements
@@ -61,7 +62,7 @@ def disclosure(**overrides: Any) -> NewEntry:
         "row_count": 1234,
         "plaintext_sha256": SHA_A,
         "ciphertext_sha256": SHA_B,
-        "file_name": "dwp-benefits-matching-2025-04-02.csv.gpg",
+        "file_name": "sf-dwp-benefits-matching-dabcdefghijklmnop.csv.gpg",
         "dag_id": "share__dwp_benefits_matching",
         "run_id": RUN_ID,
         "task_id": "deliver",
@@ -201,7 +202,7 @@ def test_for_agreement_cites_the_agreement_that_governed() -> None:
         row_count=10,
         plaintext_sha256=SHA_A,
         ciphertext_sha256=SHA_B,
-        file_name="met-police-wider-help-2025-04-02.csv.gpg",
+        file_name="sf-met-police-wider-help-dabcdefghijklmnop.csv.gpg",
         dag_id="share__met_police_wider_help",
         run_id=RUN_ID,
         task_id="deliver",
@@ -513,8 +514,7 @@ ACCEPTED = {
     "code": "address_not_confirmed",
     "run_id": RUN_ID,
     "manual_run_id": "manual__2025-04-02T06:00:00.123456+00:00",
-    "file": "dwp-benefits-matching-2025-04-02.csv.gpg",
-    "file_with_timestamp": "dwp-benefits-matching-20250402060000.csv.gpg",
+    "file": "sf-dwp-benefits-matching-dabcdefghijklmnop.csv.gpg",
     "remote_dir": "dwp/inbox",
     "key_version": "v2",
     "match_rate_ppm": 973_100,
@@ -578,8 +578,11 @@ def test_columns_are_guarded_too(column: str, value: Any) -> None:
 
 
 def test_staff_identity_may_trigger_a_run() -> None:
-    # Staff accountability (UK GDPR Article 5(2)): an operator's login is recorded; a data subject never is.
-    disclosure(triggered_by="ui:jane.officer@council.example").validate()
+    # Staff accountability (UK GDPR Article 5(2)): who acted is recorded by a pseudonymous staff id, never
+    # a login or an e-mail address (supporting_families.audit.actors).
+    disclosure(triggered_by=staff_id(b"k" * 32, "jane.officer")).validate()
+    with pytest.raises(PersonalDataError):
+        disclosure(triggered_by="ui:jane.officer@council.example").validate()
 
 
 # -- entry rules ------------------------------------------------------------------------------------------
