@@ -45,6 +45,7 @@ __all__ = [
     "feasibility_intervals",
     "primary_suppression",
     "protect",
+    "protect_linked",
     "round_to_base",
 ]
 

@@ -33,6 +33,7 @@ __all__ = [
     "COLUMNS",
     "FACTS_SCHEMA",
     "NOT_KNOWN",
+    "TOTAL",
     "TableSets",
     "build_cell_sets",
     "family_facts",
@@ -129,10 +130,10 @@ def family_facts(
             ORDER BY u.family_id
             """,
             [as_of, NOT_KNOWN, as_of, AGE_BANDS[-1], as_of, as_of, as_of],
-        ).arrow()
+        ).fetch_arrow_table()
     finally:
         con.close()
-    return pa.Table.from_batches(table.to_batches(), schema=table.schema).cast(FACTS_SCHEMA)
+    return table.cast(FACTS_SCHEMA)
 
 
 @dataclass(frozen=True)
