@@ -85,7 +85,7 @@ def family_facts(
         con.register("blocked", pa.table({"person_id": blocked.cast(pa.string())}))
         con.register("headlines", pa.table({"headline": list(headlines), "bit": list(range(len(headlines)))}))
         # Postcodes compared as the lookup files write them: upper case, no spaces.
-        table = con.execute(
+        table = con.sql(
             """
             WITH left_out AS (
                 SELECT DISTINCT p.family_id FROM persons p JOIN blocked b USING (person_id)
@@ -104,20 +104,20 @@ def family_facts(
             home AS (
                 SELECT family_id,
                        min(upper(replace(postcode, ' ', ''))) AS postcode,
-                       max(date_of_birth) FILTER (WHERE date_of_birth > ?::DATE - INTERVAL 18 YEAR)
+                       max(date_of_birth) FILTER (WHERE date_of_birth > $as_of::DATE - INTERVAL 18 YEAR)
                            AS youngest_child
                 FROM members GROUP BY family_id
             )
             SELECT u.family_id,
                    coalesce(m.headline_mask, 0) AS headline_mask,
                    a.family_id IS NOT NULL AS assessed,
-                   coalesce(w.ward, ?) AS ward,
-                   strftime(coalesce(f.first_as_of, a.identification_as_of, ?::DATE), '%Y-%m') AS month,
+                   coalesce(w.ward, $not_known) AS ward,
+                   strftime(coalesce(f.first_as_of, a.identification_as_of, $as_of::DATE), '%Y-%m') AS month,
                    CASE
-                       WHEN h.youngest_child IS NULL THEN ?
-                       WHEN date_sub('year', h.youngest_child, ?::DATE) < 5 THEN '0-4'
-                       WHEN date_sub('year', h.youngest_child, ?::DATE) < 11 THEN '5-10'
-                       WHEN date_sub('year', h.youngest_child, ?::DATE) < 16 THEN '11-15'
+                       WHEN h.youngest_child IS NULL THEN $no_child
+                       WHEN date_sub('year', h.youngest_child, $as_of::DATE) < 5 THEN '0-4'
+                       WHEN date_sub('year', h.youngest_child, $as_of::DATE) < 11 THEN '5-10'
+                       WHEN date_sub('year', h.youngest_child, $as_of::DATE) < 16 THEN '11-15'
                        ELSE '16-17'
                    END AS age_band
             FROM universe u
@@ -129,8 +129,8 @@ def family_facts(
                        FROM wards GROUP BY 1) w ON w.postcode = h.postcode
             ORDER BY u.family_id
             """,
-            [as_of, NOT_KNOWN, as_of, AGE_BANDS[-1], as_of, as_of, as_of],
-        ).fetch_arrow_table()
+            params={"as_of": as_of, "not_known": NOT_KNOWN, "no_child": AGE_BANDS[-1]},
+        ).to_arrow_table()
     finally:
         con.close()
     return table.cast(FACTS_SCHEMA)
