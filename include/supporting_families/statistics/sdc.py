@@ -43,6 +43,7 @@ __all__ = [
     "SdcError",
     "SdcParameters",
     "feasibility_intervals",
+    "link",
     "primary_suppression",
     "protect",
     "protect_linked",
@@ -88,6 +89,7 @@ class CellSet:
     ``matrix[c, a]`` is 1 when atom ``a`` is in cell ``c``. ``keys[c]`` names the cell (table, row, column).
     ``known`` are further linear functionals of the atoms the attacker is assumed to know exactly (for
     example totals another table set publishes), included in every audit as equalities.
+    ``links`` are functionals whose values another set of the same population must share (:func:`link`).
     ``cost[c]`` is how much suppressing the cell loses (totals cost more, so complements are inner cells).
     """
 
@@ -97,6 +99,8 @@ class CellSet:
     cost: FloatArray
     known: sparse.csr_matrix | None = None
     suppressed: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    #: Functionals of the atoms that another table set of the same population shares (see :func:`link`).
+    links: sparse.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         if self.matrix.shape != (len(self.keys), len(self.atoms)):
@@ -230,19 +234,54 @@ def protect(cells: CellSet, params: SdcParameters, forced: BoolArray | None = No
     raise SdcError("secondary suppression did not converge: nothing is published")
 
 
-def protect_linked(sets: Sequence[CellSet], params: SdcParameters) -> None:
-    """Protect table sets that publish some of the same cells (same key): a cell suppressed in one is
-    suppressed in every set that has it (complementary suppression across the table set), until stable."""
-    forced: dict[tuple[str, str, str], bool] = {}
-    for _ in range(sum(len(s.keys) for s in sets) + 1):
-        changed = False
-        for cells in sets:
-            force = np.array([forced.get(k, False) for k in cells.keys], dtype=bool)
-            protect(cells, params, force)
-            for key, is_suppressed in zip(cells.keys, cells.suppressed, strict=True):
-                if is_suppressed and not forced.get(key, False):
-                    forced[key] = True
-                    changed = True
-        if not changed:
-            return
-    raise SdcError("linked suppression did not converge: nothing is published")
+def link(sets: Sequence[CellSet]) -> CellSet:
+    """One table set of linked sets: their atoms side by side, and as ``known`` the equalities that tie
+    them (each set's ``links`` functionals, e.g. the count of families in each stage, are equal across the
+    sets although no set publishes them). This is the attacker's whole knowledge: a joint population exists
+    for any atom counts that agree on the links, so the joint LP is exact, not an approximation.
+    A cell two sets both publish appears once per set; the audit pins a copy that is published, so
+    protecting the linked set suppresses both copies or neither.
+    """
+    if any(s.links is None for s in sets) or len({s.links.shape[0] for s in sets if s.links is not None}) > 1:
+        raise ValueError("every linked set needs links of the same number of rows")
+    first = sets[0].links
+    assert first is not None
+    ties = []
+    offsets = np.cumsum([0] + [len(s.atoms) for s in sets])
+    total = int(offsets[-1])
+    for i in range(1, len(sets)):
+        other = sets[i].links
+        assert other is not None
+        # links(set 0) - links(set i) = 0, zero over every other set's atoms.
+        blocks = [
+            first,
+            _zeros(first.shape[0], int(offsets[i] - offsets[1])),
+            -other,
+            _zeros(first.shape[0], total - int(offsets[i + 1])),
+        ]
+        tie = sparse.hstack([m for m in blocks if m is not None]).tocsr()
+        ties.append(tie)
+    return CellSet(
+        np.concatenate([s.atoms for s in sets]),
+        sparse.block_diag([s.matrix for s in sets], format="csr"),
+        [k for s in sets for k in s.keys],
+        np.concatenate([s.cost for s in sets]),
+        known=sparse.vstack(ties).tocsr() if ties else None,
+        suppressed=np.concatenate([s.suppressed for s in sets]),
+    )
+
+
+def _zeros(rows: int, cols: int) -> sparse.csr_matrix | None:
+    return sparse.csr_matrix((rows, cols)) if cols else None
+
+
+def protect_linked(sets: Sequence[CellSet], params: SdcParameters) -> CellSet:
+    """Protect table sets that share cells and links as one (complementary suppression across the table
+    set); each set keeps its part of the pattern. Returns the linked set (what the audit reads)."""
+    linked = link(sets)
+    protect(linked, params)
+    start = 0
+    for cells in sets:
+        cells.suppressed = linked.suppressed[start : start + len(cells.keys)].copy()
+        start += len(cells.keys)
+    return linked

@@ -148,7 +148,8 @@ class TableSets:
 
 
 # The five stages a family can be in; every status column is a union of stages, and the stage counts are
-# what links the two table sets (the audit assumes the attacker knows them exactly).
+# what links the two table sets: both describe the same families, so their stage counts are equal, which
+# the audit gives the attacker (sdc.link).
 _STAGES: Final = 5  # 0: identified, not eligible; 1: eligible; 2: eligible, assessed;
 # 3: identified, not eligible, assessed; 4: assessed, no problem now
 _COLUMN_STAGES: Final = {"identified": (0, 1, 2, 3), "eligible": (1, 2), "assessed": (2, 3, 4)}
@@ -185,10 +186,10 @@ class _Builder:
         self.masks.append(mask)
         self.costs.append(cost)
 
-    def build(self, atoms: IntArray, known: list[npt.NDArray[np.bool_]]) -> CellSet:
+    def build(self, atoms: IntArray, links: list[npt.NDArray[np.bool_]]) -> CellSet:
         matrix = sparse.csr_matrix(np.vstack(self.masks).astype(np.float64))
-        known_matrix = sparse.csr_matrix(np.vstack(known).astype(np.float64))
-        return CellSet(atoms, matrix, list(self.keys), np.array(self.costs), known_matrix)
+        link_matrix = sparse.csr_matrix(np.vstack(links).astype(np.float64))
+        return CellSet(atoms, matrix, list(self.keys), np.array(self.costs), links=link_matrix)
 
 
 def _totals(builder: _Builder, stage: IntArray) -> None:
