@@ -34,14 +34,19 @@ def test_it_runs_after_identification_and_weekly(dag: Any) -> None:
 
 
 def test_a_run_publishes_and_records_one_release(
-    dag: Any, identified: UPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    dag: Any,
+    identified: UPath,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     db = tmp_path / "ledger.sqlite"
     monkeypatch.setenv("SF_LEDGER_URL", f"sqlite:///{db}")
     monkeypatch.setenv("SF_STORE_URI", str(identified))
     monkeypatch.delenv("SF_STORE_CONN_ID", raising=False)
     # dag.test() names the user who ran it: the entry records their staff id under this key.
-    monkeypatch.setenv("AIRFLOW_CONN_SF_STAFF_ID_KEY", json.dumps({"conn_type": "generic", "password": "ab" * 32}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SF_STAFF_ID_KEY", json.dumps({"conn_type": "generic", "password": "ab" * 32})
+    )
     run = dag.test()
     assert {ti.task_id: str(ti.state) for ti in run.get_task_instances()} == {
         "publish": "success",

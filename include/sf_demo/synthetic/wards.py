@@ -40,5 +40,7 @@ def ward_lookup_csv(lookup: pa.Table) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["postcode", "ward"])
-    writer.writerows(zip(lookup.column("postcode").to_pylist(), lookup.column("ward").to_pylist(), strict=True))
+    writer.writerows(
+        zip(lookup.column("postcode").to_pylist(), lookup.column("ward").to_pylist(), strict=True)
+    )
     return buf.getvalue().encode("utf-8")

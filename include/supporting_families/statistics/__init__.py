@@ -33,7 +33,13 @@ from supporting_families.statistics.sdc import (
     protect_linked,
     round_to_base,
 )
-from supporting_families.statistics.tables import AGE_BANDS, FACTS_SCHEMA, TableSets, build_cell_sets, family_facts
+from supporting_families.statistics.tables import (
+    AGE_BANDS,
+    FACTS_SCHEMA,
+    TableSets,
+    build_cell_sets,
+    family_facts,
+)
 
 __all__ = [
     "AGE_BANDS",

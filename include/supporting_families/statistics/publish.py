@@ -143,14 +143,19 @@ def read_family_facts(
         for family in pc.unique(_read_parquet(path, ["family_id"]).column("family_id")).to_pylist():
             first.setdefault(family, day)
     first_seen = pa.table(
-        {"family_id": pa.array(list(first), pa.string()), "first_as_of": pa.array(list(first.values()), pa.date32())}
+        {
+            "family_id": pa.array(list(first), pa.string()),
+            "first_as_of": pa.array(list(first.values()), pa.date32()),
+        }
     )
     status = assessment_status(store)
     met = status.filter(pc.equal(status.column("decision"), "meets_criteria"))
     assessed = met.select(["family_id", "identification_as_of"])
     blocked = restricted_for_identification(store, persons, today)
     headlines = list(config.headline_problems)
-    facts = family_facts(persons, problems, first_seen, assessed, _read_wards(store), blocked, headlines, as_of)
+    facts = family_facts(
+        persons, problems, first_seen, assessed, _read_wards(store), blocked, headlines, as_of
+    )
     return facts, as_of, headlines, config.min_problems
 
 
@@ -225,7 +230,12 @@ def exchange_table(entries: Iterable[LedgerEntry], params: SdcParameters) -> pa.
         put(month, partner, "deliveries", deliveries)
         for column, count in (("rows_sent", sent), ("rows_matched", matched)):
             hidden = bool(primary_suppression(np.array([count]), params.threshold)[0])
-            put(month, partner, column, None if hidden else int(round_to_base(np.array([count]), params.rounding_base)[0]))
+            put(
+                month,
+                partner,
+                column,
+                None if hidden else int(round_to_base(np.array([count]), params.rounding_base)[0]),
+            )
         unmatched = answered - matched
         ok = answered and all(c == 0 or c >= params.threshold for c in (matched, unmatched))
         put(month, partner, "match_rate_percent", round(100 * matched / answered) if ok else None)
@@ -334,7 +344,9 @@ def publish_statistics(
         "age_bands": list(AGE_BANDS),
         "columns": list(COLUMNS),
         "total_label": TOTAL,
-        "ward_lookup": "supplied" if layout.ward_lookup_file(store).exists() else "missing: every ward Not known",
+        "ward_lookup": "supplied"
+        if layout.ward_lookup_file(store).exists()
+        else "missing: every ward Not known",
         "files": hashes,
     }
     body = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8") + b"\n"
@@ -343,7 +355,9 @@ def publish_statistics(
         write_bytes_atomic(folder / name, data)
     write_bytes_atomic(folder / "release.json", body)  # last: a release with release.json is complete
     suppressed = int(sets.status.suppressed.sum() + sets.places.suppressed.sum())
-    log.info("published statistics release %s: %d files, %d cells suppressed", release_id, len(files), suppressed)
+    log.info(
+        "published statistics release %s: %d files, %d cells suppressed", release_id, len(files), suppressed
+    )
     return Release(
         release_id=release_id,
         as_of_month=as_of.strftime("%Y-%m"),

@@ -135,7 +135,9 @@ def _constraints(cells: CellSet, suppressed: BoolArray) -> tuple[sparse.csr_matr
     return a_eq, b_eq
 
 
-def feasibility_intervals(cells: CellSet, suppressed: BoolArray | None = None) -> tuple[FloatArray, FloatArray]:
+def feasibility_intervals(
+    cells: CellSet, suppressed: BoolArray | None = None
+) -> tuple[FloatArray, FloatArray]:
     """The attacker's interval ``[lo, hi]`` of every suppressed cell (NaN for published cells).
 
     Two LPs per suppressed cell over the atoms (``x >= 0``, continuous: the LP relaxation is what an
@@ -189,7 +191,9 @@ def _deviation(cells: CellSet, target: int, suppressed: BoolArray, threshold: in
     a_eq = None
     b_eq = None
     if cells.known is not None and cells.known.shape[0]:
-        a_eq = sparse.hstack([cells.known, -cells.known, sparse.csr_matrix((cells.known.shape[0], p))]).tocsr()
+        a_eq = sparse.hstack(
+            [cells.known, -cells.known, sparse.csr_matrix((cells.known.shape[0], p))]
+        ).tocsr()
         b_eq = np.zeros(cells.known.shape[0])
     objective = np.concatenate([np.full(2 * n, 1e-4), cells.cost[published]])
     bounds = [(0, None)] * n + [(0, float(x)) for x in cells.atoms] + [(0, None)] * p

@@ -223,7 +223,7 @@ def build_cell_sets(facts: pa.Table, headlines: Sequence[str], min_problems: int
     status = b.build(counts, [atom_stage == s for s in range(_STAGES)])
 
     # Set 2: atoms are (ward, month, age band, stage).
-    wards = tuple(sorted(set(facts.column("ward").to_pylist()) - {NOT_KNOWN})) + (NOT_KNOWN,)
+    wards = (*sorted(set(facts.column("ward").to_pylist()) - {NOT_KNOWN}), NOT_KNOWN)
     months = tuple(sorted(set(facts.column("month").to_pylist())))
     dims: list[tuple[str, ...]] = [wards, months, AGE_BANDS, tuple(str(s) for s in range(_STAGES))]
     index = {
@@ -240,9 +240,7 @@ def build_cell_sets(facts: pa.Table, headlines: Sequence[str], min_problems: int
     coords = [c.ravel() for c in np.indices(shape)]
     b2 = _Builder(len(atom_counts))
     _totals(b2, coords[3])
-    for dim, (table, labels) in enumerate(
-        (("ward", wards), ("month", months), ("age_band", AGE_BANDS))
-    ):
+    for dim, (table, labels) in enumerate((("ward", wards), ("month", months), ("age_band", AGE_BANDS))):
         for i, label in enumerate(labels):
             for column, stages in _COLUMN_STAGES.items():
                 b2.add((table, label, column), (coords[dim] == i) & np.isin(coords[3], stages))
@@ -251,4 +249,3 @@ def build_cell_sets(facts: pa.Table, headlines: Sequence[str], min_problems: int
         b2.add(("ward_by_month", ward, month), (coords[0] == wi) & (coords[1] == mi) & eligible)
     places = b2.build(atom_counts, [coords[3] == s for s in range(_STAGES)])
     return TableSets(status, places, tuple(headlines), wards, months)
-

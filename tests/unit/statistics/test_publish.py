@@ -62,8 +62,15 @@ def test_every_table_is_written_as_csv_parquet_and_tagged(release: tuple[UPath, 
     root, rel = release
     folder = _folder(root, rel.release_id)  # type: ignore[attr-defined]
     names = {p.name for p in folder.iterdir()}
-    for table in ("headline_problem", "number_of_problems", "ward", "age_band", "month", "ward_by_month",
-                  "partner_exchanges"):
+    for table in (
+        "headline_problem",
+        "number_of_problems",
+        "ward",
+        "age_band",
+        "month",
+        "ward_by_month",
+        "partner_exchanges",
+    ):
         assert {f"{table}.csv", f"{table}.parquet"} <= names
         parquet = pq.read_table(folder / f"{table}.parquet")
         assert set(pc.unique(parquet["sdc_threshold"]).to_pylist()) <= {10}
@@ -73,8 +80,11 @@ def test_every_table_is_written_as_csv_parquet_and_tagged(release: tuple[UPath, 
             assert all(v % 5 == 0 for v in values), table  # rounded to base 5
             assert all(v == 0 or v >= 10 for v in values), table  # nothing below the threshold shown
     svg = (folder / "eligible_by_ward.svg").read_text()
-    assert svg.startswith("<svg") and "threshold 10" in svg and "<script" not in svg and "http" not in svg.replace(
-        "http://www.w3.org/2000/svg", ""
+    assert (
+        svg.startswith("<svg")
+        and "threshold 10" in svg
+        and "<script" not in svg
+        and "http" not in svg.replace("http://www.w3.org/2000/svg", "")
     )
     manifest = json.loads((folder / "release.json").read_text())
     assert manifest["sdc"]["threshold"] == 10 and manifest["sdc"]["rounding_base"] == 5
@@ -107,14 +117,14 @@ def test_no_person_level_row_and_the_personal_data_scan_finds_nothing(
     root, rel = release
     folder = _folder(root, rel.release_id)  # type: ignore[attr-defined]
     text = "\n".join(p.read_text() for p in folder.iterdir() if p.suffix in (".csv", ".json", ".svg"))
-    text += "\n".join(
-        str(pq.read_table(p).to_pylist()) for p in folder.iterdir() if p.suffix == ".parquet"
-    )
+    text += "\n".join(str(pq.read_table(p).to_pylist()) for p in folder.iterdir() if p.suffix == ".parquet")
     assert _find(text, _needles(borough.persons)) == {}
     ids = set(borough.persons["person_id"].to_pylist()) | set(borough.persons["family_id"].to_pylist())
     assert not any(i in text for i in list(ids)[:2000])
     facts, *_ = read_family_facts(root, AS_OF)
-    register_families = set(pq.read_table(str(layout.register_file(root, "persons").path))["family_id"].to_pylist())
+    register_families = set(
+        pq.read_table(str(layout.register_file(root, "persons").path))["family_id"].to_pylist()
+    )
     assert not any(f in text for f in register_families)  # no family id, so no row per family
     assert facts.num_rows > 50
 
@@ -145,7 +155,9 @@ def test_exchange_table_suppresses_small_rows_and_rates() -> None:
     assert got["match_rate_percent"] == 83
 
 
-def test_aggregate_release_entry_passes_the_ledger_guard(release: tuple[UPath, object], tmp_path: Path) -> None:
+def test_aggregate_release_entry_passes_the_ledger_guard(
+    release: tuple[UPath, object], tmp_path: Path
+) -> None:
     _, rel = release
     entry = aggregate_release_entry(rel, dag_id="programme_statistics", run_id="manual__x", task_id="publish")  # type: ignore[arg-type]
     with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
@@ -156,6 +168,13 @@ def test_aggregate_release_entry_passes_the_ledger_guard(release: tuple[UPath, o
         ledger.append(entry)  # a retry records it once
         assert len(list(ledger.entries())) == 1
     with pytest.raises(Exception, match="release_id"):
-        NewEntry(kind="aggregate_release", occurred_at=datetime.now(UTC), file_name="release.json",
-                 plaintext_sha256="0" * 64, dag_id="d", run_id="r", details={}).validate()
+        NewEntry(
+            kind="aggregate_release",
+            occurred_at=datetime.now(UTC),
+            file_name="release.json",
+            plaintext_sha256="0" * 64,
+            dag_id="d",
+            run_id="r",
+            details={},
+        ).validate()
     assert _string_problem(rel.release_id) is None  # type: ignore[attr-defined]

@@ -20,7 +20,14 @@ from supporting_families.statistics import (
 )
 from supporting_families.statistics.tables import AGE_BANDS
 
-HEADLINES = ("school_attendance", "children_needing_help", "worklessness", "domestic_abuse", "health", "crime")
+HEADLINES = (
+    "school_attendance",
+    "children_needing_help",
+    "worklessness",
+    "domestic_abuse",
+    "health",
+    "crime",
+)
 PARAMS = SdcParameters()
 
 
@@ -61,7 +68,16 @@ def test_threshold_rule_suppresses_one_to_nine_not_zero() -> None:
 
 
 def test_rounding_to_base_five_half_up() -> None:
-    assert round_to_base(np.array([0, 2, 3, 7, 8, 12, 13, 1003]), 5).tolist() == [0, 0, 5, 5, 10, 10, 15, 1005]
+    assert round_to_base(np.array([0, 2, 3, 7, 8, 12, 13, 1003]), 5).tolist() == [
+        0,
+        0,
+        5,
+        5,
+        10,
+        10,
+        15,
+        1005,
+    ]
 
 
 def test_totals_are_rounded_from_unrounded_cells() -> None:
@@ -102,9 +118,10 @@ def test_overlapping_ward_and_ward_by_month_tables_are_protected() -> None:
     shared = set(sets.status.keys) & set(sets.places.keys)
     assert shared
     for key in shared:
-        assert sets.status.suppressed[sets.status.keys.index(key)] == sets.places.suppressed[
-            sets.places.keys.index(key)
-        ]
+        assert (
+            sets.status.suppressed[sets.status.keys.index(key)]
+            == sets.places.suppressed[sets.places.keys.index(key)]
+        )
 
 
 @pytest.mark.parametrize("threshold", [3, 10, 20])
