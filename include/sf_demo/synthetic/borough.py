@@ -298,7 +298,6 @@ def write_borough(borough: Borough, root: UPath, truth_root: UPath | None = None
     # The council's postcode-to-ward lookup lands beside the extracts (store/layout.py: ward_lookup_file).
     lookup = ward_lookup(borough.persons)
     write_bytes_atomic(root / "reference" / "postcode_wards.csv", ward_lookup_csv(lookup))
-    counts["reference/postcode_wards"] = lookup.num_rows
     for key, table in borough.truth_tables().items():
         write_bytes_atomic(truth_root / f"{key}.parquet", _parquet_bytes(table))
         counts[key] = table.num_rows
