@@ -102,9 +102,10 @@ def main() -> None:
     print(f"  peer: pandas crosstabs, no SDC {peer:8.2f} s  (ratio {total / peer:.1f}x)")
     # The README's benchmark table is rewritten from this line (benchmarks/readme_table.py).
     print(
-        f"README-ROW: `bench_statistics.py --persons {args.persons}` | every programme statistics table (facts,"
-        " cells, disclosure control, CSV + Parquet) against pandas crosstabs without SDC in the same run |"
-        f" {total:.2f} s (facts {times['facts']:.2f} s, protect and lay out {times['protect + lay out']:.2f} s,"
+        f"README-ROW: `bench_statistics.py --persons {args.persons}` | every programme statistics table"
+        " (facts, cells, disclosure control, CSV + Parquet) against pandas crosstabs without SDC in the"
+        f" same run | {total:.2f} s (facts {times['facts']:.2f} s,"
+        f" protect and lay out {times['protect + lay out']:.2f} s,"
         f" {suppressed} cells suppressed) against {peer:.2f} s, {total / peer:.1f}x"
     )
 
