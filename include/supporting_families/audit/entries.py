@@ -115,6 +115,10 @@ class NewEntry:
         details = _check_details_into(self.details, problems)
         if self.kind == "rights_action" and "action" not in details:
             problems.add("details.action", "a rights_action says which right (access, rectify, erase, ...)")
+        if self.kind == "aggregate_release":
+            for key in ("release_id", "sdc", "tables"):
+                if key not in details:
+                    problems.add(f"details.{key}", "an aggregate_release names its release, SDC and tables")
         problems.raise_if_any()
         return details
 

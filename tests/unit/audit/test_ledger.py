@@ -78,6 +78,15 @@ def simple(kind: str = "assessment", **overrides: Any) -> NewEntry:
     values: dict[str, Any] = {"kind": kind, "occurred_at": T0, "details": {"families": 10}}
     if kind == "rights_action":
         values["details"] = {"action": "erase"}
+    if kind == "aggregate_release":
+        values.update(
+            file_name="release.json", plaintext_sha256=SHA_B, dag_id="programme_statistics", run_id="r1"
+        )
+        values["details"] = {
+            "release_id": "r0123",
+            "sdc": {"threshold": 10, "rounding_base": 5},
+            "tables": {},
+        }
     if kind in ("collection", "return_received", "reconciliation", "quarantine"):
         values.update(agreement_id="dwp-benefits-matching", partner="dwp", file_name="dwp-return-1.csv.gpg")
         values["ciphertext_sha256"] = SHA_B
