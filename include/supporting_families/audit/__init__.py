@@ -34,13 +34,21 @@ from supporting_families.audit.history import (
     exchange_history,
 )
 from supporting_families.audit.ledger import Ledger
-from supporting_families.audit.settings import ANCHORS_URI_ENV, LEDGER_URL_ENV, LedgerSettingError, ledger_url
+from supporting_families.audit.settings import (
+    ANCHORS_URI_ENV,
+    LEDGER_CONN_ID,
+    LEDGER_URL_ENV,
+    LedgerSettingError,
+    ledger_url,
+    ledger_url_from_connection,
+)
 
 __all__ = [
     "ANCHORS_URI_ENV",
     "ENTRY_KINDS",
     "GENESIS_HASH",
     "HASHED_COLUMNS",
+    "LEDGER_CONN_ID",
     "LEDGER_URL_ENV",
     "STAFF_ID_PREFIX",
     "TABLE_NAME",
@@ -71,6 +79,7 @@ __all__ = [
     "hash_record",
     "idempotency_key",
     "ledger_url",
+    "ledger_url_from_connection",
     "read_anchors",
     "staff_id",
     "verify_with_anchors",
