@@ -11,6 +11,7 @@ Celery worker per partner queue (``sf_airflow.common.partner_queue``), each with
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -46,6 +47,26 @@ WORKERS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _end_with_parent() -> None:
+    """SIGTERM this component when pytest ends without its teardown (pytest-timeout's hard exit)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+def _drop_orphaned_databases(admin: Engine) -> None:
+    """Databases of earlier sessions that ended without their teardown (their pid is gone)."""
+    with admin.connect() as conn:
+        names = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT datname FROM pg_database WHERE datname LIKE 'sf_celery_test_%'")
+            )
+        ]
+        for name in names:
+            pid = int(name.split("_")[3])
+            if not Path(f"/proc/{pid}").exists():
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,6 +96,7 @@ class CeleryCluster:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: a kill reaches its forked children too
+            preexec_fn=_end_with_parent,
         )
 
     def start_worker(self, code: str) -> None:
@@ -232,6 +254,7 @@ def _base_env() -> dict[str, str]:
 def celery_db() -> Iterator[URL]:
     name = f"sf_celery_test_{os.getpid()}_{secrets.token_hex(3)}"
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    _drop_orphaned_databases(admin)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
@@ -246,6 +269,13 @@ def celery_db() -> Iterator[URL]:
 def celery_cluster(
     platform_env: PlatformEnv, celery_db: URL, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CeleryCluster]:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=5).close()
+    except OSError as exc:
+        pytest.fail(
+            f"Redis is not listening on 127.0.0.1:6379 ({exc}): scripts/test.sh starts it, or: redis-server"
+            ' --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
+        )
     home = tmp_path_factory.mktemp("celery-airflow-home")
     store = tmp_path_factory.mktemp("celery-store")
     logs = home / "services"
@@ -340,6 +370,23 @@ def celery_cluster(
             conn.execute(
                 text("UPDATE dag SET is_paused = false WHERE dag_id = ANY(:ids)"), {"ids": sorted(wanted)}
             )
+        # Unpaused, each share DAG gets its cron's latest run at once (catchup is off). Those runs find no
+        # identification and skip; wait for them before the tests seed the store, so they cannot race it.
+        shares = sorted(d for d in wanted if d.startswith("share__"))
+
+        def settled() -> bool:
+            due = cluster.query(
+                "SELECT count(*) FROM dag WHERE dag_id = ANY(:ids)"
+                " AND (next_dagrun_create_after IS NULL OR next_dagrun_create_after > now())",
+                ids=shares,
+            )[0][0]
+            active = cluster.query(
+                "SELECT count(*) FROM dag_run WHERE dag_id = ANY(:ids) AND state IN ('queued', 'running')",
+                ids=shares,
+            )[0][0]
+            return bool(due == len(shares) and active == 0)
+
+        cluster.wait_for("the shares' scheduled runs at unpause finished", settled, 300)
         yield cluster
     finally:
         cluster.stop_all()

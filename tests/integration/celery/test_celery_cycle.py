@@ -37,7 +37,8 @@ from supporting_families.store import read_parquet, store_root
 from tests.integration.celery.conftest import HEARTBEAT_TIMEOUT_S, WORKERS, CeleryCluster
 from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env
 
-pytestmark = pytest.mark.integration
+# The first test pays for the deployment and the cycle (several minutes on a loaded machine).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 AS_OF = date(2026, 3, 31)
 DAGS = Path(__file__).resolve().parents[3] / "dags"
