@@ -200,7 +200,11 @@ def test_results_are_the_same_as_in_process(
     _partners_answer(platform_env, store, tmp_path / "partners", agreements)
     for a in agreements:
         delivery_id = delivery_id_for(a.id, local_runs[a.id])
-        run = bag.dags[f"receive__{a.dag_id_suffix}"].test(run_conf={"delivery_id": delivery_id})
+        dag = bag.dags[f"receive__{a.dag_id_suffix}"]
+        # Airflow 3.3.2's dag.test() cannot finish a run of a DAG with a DeadlineAlert (as in
+        # tests/integration/exchange/test_receive.py); the Celery deployment above runs it with the alert.
+        dag.deadline = None
+        run = dag.test(run_conf={"delivery_id": delivery_id})
         states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
         assert "failed" not in states.values(), states
 
