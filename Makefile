@@ -67,17 +67,23 @@ lock:  ## re-pin requirements.txt (production) from requirements.in, then requir
 	$(VENV)/bin/uv pip compile -q requirements.in -o requirements.txt -p 3.11
 	$(VENV)/bin/uv pip compile -q requirements-dev.in -o requirements-dev.txt -p 3.11
 
-bench:  ## benchmarks print figures; they assert nothing (1,000,000 persons; takes several minutes)
-	$(PY) benchmarks/bench_synthetic.py --persons 1000000 --out file:///tmp/sf-bench-synthetic
-	$(PY) benchmarks/bench_identification.py --persons 1000000
-	$(PY) benchmarks/bench_linkage.py --persons 1000000
-	$(PY) benchmarks/bench_share.py --persons 1000000
-	$(PY) benchmarks/bench_reconcile.py
-	$(PY) benchmarks/bench_find_work.py --days 3
-	$(PY) benchmarks/bench_sftp.py --mib 256
-	$(PY) benchmarks/bench_openpgp.py
-	$(PY) benchmarks/bench_rights.py
-	$(PY) benchmarks/bench_console.py --entries 1000000
+BENCH_OUT := var/bench
+BENCH = set -o pipefail; $(PY) benchmarks/$(1) | tee $(BENCH_OUT)/$(firstword $(subst ., ,$(1))).txt
+
+bench: bench-peers  ## benchmarks print figures and peers' ratios, assert nothing (1,000,000 persons; several minutes); then the README's table is rewritten from them
+	mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/*.txt && uptime >$(BENCH_OUT)/uptime-before.txt
+	$(call BENCH,bench_synthetic.py --persons 1000000 --out file:///tmp/sf-bench-synthetic)
+	$(call BENCH,bench_identification.py --persons 1000000)
+	$(call BENCH,bench_linkage.py --persons 1000000)
+	$(call BENCH,bench_share.py --persons 1000000 --repeat 3)
+	$(call BENCH,bench_reconcile.py --repeat 3)
+	$(call BENCH,bench_find_work.py --days 3)
+	$(call BENCH,bench_sftp.py --mib 256)
+	$(call BENCH,bench_openpgp.py)
+	$(call BENCH,bench_rights.py)
+	$(call BENCH,bench_console.py --entries 1000000)
+	uptime >$(BENCH_OUT)/uptime-after.txt
+	$(PY) benchmarks/readme_table.py $(BENCH_OUT) README.md
 
 bench-peers:  ## the peers' separate pinned venv (benchmarks/peers/.venv) that bench_reconcile compares against
 	UV=$(abspath $(VENV))/bin/uv bash benchmarks/peers/setup.sh

@@ -48,8 +48,9 @@ from supporting_families.receive.merge import merge_flags
 from supporting_families.receive.process import read_references
 from supporting_families.receive.reconcile import reconcile
 from supporting_families.receive.validate import validate_return
+from supporting_families.share.delivery import Delivery
 from supporting_families.share.pseudonymise import PseudonymKey, references
-from supporting_families.store import write_parquet
+from supporting_families.store import FileKeyStore, write_parquet, write_sealed_table
 
 BOUND_SECONDS = 2.0
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
@@ -96,7 +97,7 @@ def compare_with_peers(
     stage_times: list[dict[str, float]],
     counts: Mapping[str, int],
     repeat: int,
-) -> None:
+) -> dict[str, tuple[float, bool]]:
     """Classify the same return with the peers (datacompy, DuckDB) in their own venv, and print their
     times beside ours and whether their per-class counts agree with ``counts`` (ours, the five classes).
 
@@ -107,7 +108,7 @@ def compare_with_peers(
     python = PEERS_DIR / ".venv" / "bin" / "python"
     if not python.exists():
         print("peers: not compared (no benchmarks/peers/.venv): run `make bench-peers` to build it")
-        return
+        return {}
     spec = agreement.returns
     assert spec.reference is not None
     command = [str(python), str(PEERS_DIR / "reconcile_peers.py"), "--repeat", str(repeat)]
@@ -125,11 +126,12 @@ def compare_with_peers(
         # The error's type only: a traceback can quote the data (references).
         last = (done.stderr.strip().splitlines() or [""])[-1].split(":")[0]
         print(f"peers: reconcile_peers.py failed (exit {done.returncode}, {last or 'no message'})")
-        return
+        return {}
     ours = min(t["reconcile"] for t in stage_times)
     ours_read = min(t["read refs"] for t in stage_times)
     print(f"peers (best of {repeat}; ratio = ours / peer, below 1 means ours is faster):")
     print(f"  {'ours':<10} read refs {ours_read:.3f} s  reconcile {ours:.3f} s")
+    found: dict[str, tuple[float, bool]] = {}
     for name, peer in json.loads(done.stdout)["peers"].items():
         classify = peer["classify_seconds"]
         print(
@@ -142,6 +144,8 @@ def compare_with_peers(
             print(f"  {name:<10} class counts agree with ours: {mine}")
         else:
             print(f"  {name:<10} CLASS COUNT MISMATCH: ours {mine}, {name} {theirs}")
+        found[name] = (classify, theirs == mine)
+    return found
 
 
 def main() -> None:
@@ -155,10 +159,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="sf-bench-reconcile-") as tmp:
         store = UPath(Path(tmp).as_uri())
-        refs_path = store / "deliveries" / agreement.id / "d0123456789abcdef" / "references.parquet"
+        delivery = Delivery(store, agreement.id, "dabcdefghijklmnop")
+        keys = FileKeyStore(Path(tmp) / "keys")
         started = time.perf_counter()
         sent = make_delivery(int(args.rows * 1.03))
-        write_parquet(sent, refs_path)
+        write_sealed_table(sent, delivery.references_path, keys, "2026-12", delivery.references_context)
         returned = make_return(sent, args.rows, rng)
         print(
             f"delivery: {sent.num_rows:,} references; return: {returned.num_rows:,} rows "
@@ -171,7 +176,7 @@ def main() -> None:
             name = f"dwp-return-d{attempt:016x}.csv.gpg"
             times: dict[str, float] = {}
             t = time.perf_counter()
-            sent_refs = read_references(refs_path)
+            sent_refs = read_references(delivery, keys)
             times["read refs"] = time.perf_counter() - t
             t = time.perf_counter()
             result = reconcile(returned, sent_refs, agreement)
@@ -219,7 +224,21 @@ def main() -> None:
             seconds = time.perf_counter() - t
             print(f"strict read + pandera validation of {validated.rows:,} rows: {seconds:.3f} s")
 
-        compare_with_peers(sent_refs, returned, agreement, stage_times, result.counts, args.repeat)
+        peers = compare_with_peers(sent_refs, returned, agreement, stage_times, result.counts, args.repeat)
+        ours = min(t["reconcile"] for t in stage_times)
+        beside = "; ".join(
+            f"{name} classify {sec:.2f} s, ours {ours / sec:.2f}× its time"
+            + ("" if agree else " (CLASS COUNTS DIFFER)")
+            for name, (sec, agree) in peers.items()
+        )
+        print(
+            f"README-ROW: `bench_reconcile.py --repeat {args.repeat}` | reconcile and merge a {rows:,}-row "
+            f"return (merge writes an answer marker per matched person too), beside datacompy "
+            f"`PolarsCompare` "
+            f"and one DuckDB statement on the same tables (benchmarks/peers/.venv) | best {best:.2f} s "
+            f"(runs {min(totals):.2f}–{max(totals):.2f} s), of which reconcile {ours:.2f} s; "
+            f"{beside or 'peers not run (make bench-peers)'}; the five classes add up (reconcile checks it)"
+        )
 
 
 if __name__ == "__main__":

@@ -9,19 +9,23 @@ alternating, so a burst of load from elsewhere on a shared machine tends to hit 
 * OpenSSH ``sftp -b`` put and get, with ``-c aes256-gcm@openssh.com`` and with its default cipher, and
   ``put -f`` (server-side fsync, as ``deliver()`` does) with AES-GCM;
 * ``deliver()`` (upload and read-back verification timed separately, as the outcome reports them);
-* ``fetch()`` of the delivered file.
+* ``fetch()`` of the delivered file;
+* the stock Airflow ``SFTPHook.store_file`` / ``retrieve_file`` (paramiko, the provider's defaults), with the
+  connection's ``compress`` extra on (the provider's default) and off, connection included as for OpenSSH.
 
 Prints MB/s (10^6 bytes per second) and the ratio of ours to OpenSSH's. The OpenSSH figures are wall
 time of the whole ``sftp`` process, connection included; ``deliver upload`` is the upload phase alone, so
 the connect-inclusive ratio is printed too. With several rounds, the best time per measure is printed as
-well, with the load average, since other work on the machine shifts single figures. Our
-upload at least 90% of OpenSSH's. Only sizes and timings are printed; no figure is asserted.
+well, with the load average, since other work on the machine shifts single figures. A ratio is speed
+(the peer's seconds over ours): above 1 means ours is faster. Only sizes and timings are printed; no figure
+is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -163,15 +167,58 @@ def _round(setup: Setup, source: Path, sha256: str, number: int) -> dict[str, fl
     openssh_get("default cipher", None, final_name)
     (remote_dir / final_name).unlink()
 
+    for compress in (True, False):
+        _stock_hook(setup, source, size, number, compress, times)
+
     times["connect: openssh sftp (empty batch)"], times["connect: open_session"] = _connect_seconds(setup)
     return times
+
+
+def _stock_hook(
+    setup: Setup, source: Path, size: int, number: int, compress: bool, times: dict[str, float]
+) -> None:
+    """The stock Airflow SFTPHook on the same file: store_file, then retrieve_file (connect included)."""
+    from airflow.providers.sftp.hooks.sftp import SFTPHook
+
+    conn_id = f"bench_stock_sftp_{'z' if compress else 'plain'}"
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+        {
+            "conn_type": "sftp",
+            "host": setup.server.host,
+            "port": setup.server.port,
+            "login": local_user(),
+            "extra": {
+                "key_file": str(setup.key),
+                "host_key": setup.server.host_public_key,
+                "compress": str(compress).lower(),
+                "look_for_keys": "false",
+            },
+        }
+    )
+    label = "compress on" if compress else "compress off"
+    remote = f"{FOLDER}/stock-{number}-{label[-3:].strip()}.bin"
+    download = setup.work / "stock-download.bin"
+    hook = SFTPHook(ssh_conn_id=conn_id)
+    started = time.perf_counter()
+    hook.store_file(remote, str(source))
+    times[f"stock SFTPHook.store_file ({label})"] = time.perf_counter() - started
+    hook.close_conn()
+    hook = SFTPHook(ssh_conn_id=conn_id)
+    started = time.perf_counter()
+    hook.retrieve_file(remote, str(download))
+    times[f"stock SFTPHook.retrieve_file ({label})"] = time.perf_counter() - started
+    hook.close_conn()
+    if download.stat().st_size != size:
+        raise SystemExit("the stock hook did not fetch the whole file")
+    download.unlink()
+    (setup.server.local_dir(FOLDER) / Path(remote).name).unlink()
 
 
 def _print_times(title: str, times: dict[str, float], size: int) -> None:
     print(f"\n{title}")
     for label, seconds in times.items():
         rate = "" if label.startswith("connect") else f"{_mbps(size, seconds):8.1f} MB/s"
-        print(f"  {label:<38} {seconds:7.3f} s {rate}")
+        print(f"  {label:<44} {seconds:7.3f} s {rate}")
     upload = times["deliver upload"]
     ratios = {
         "deliver upload / openssh put (aes256-gcm)": times["openssh put aes256-gcm"] / upload,
@@ -182,9 +229,39 @@ def _print_times(title: str, times: dict[str, float], size: int) -> None:
         "deliver upload / openssh put (default cipher)": times["openssh put default cipher"] / upload,
         "fetch / openssh get (aes256-gcm)": times["openssh get aes256-gcm"]
         / times["fetch (download, sha256, fsync)"],
+        "deliver verify / openssh get (aes256-gcm)": times["openssh get aes256-gcm"]
+        / times["deliver verify (read back)"],
     }
+    for label in ("compress on", "compress off"):
+        ratios[f"deliver total / stock store_file ({label})"] = (
+            times[f"stock SFTPHook.store_file ({label})"] / times["deliver total"]
+        )
+        ratios[f"fetch / stock retrieve_file ({label})"] = (
+            times[f"stock SFTPHook.retrieve_file ({label})"] / times["fetch (download, sha256, fsync)"]
+        )
     for label, ratio in ratios.items():
         print(f"  ratio {label:<52} {ratio:5.2f}")
+
+
+def _readme_row(mib: int, t: dict[str, float]) -> None:
+    """The README table's row: speed ratios (peer's seconds / ours), above 1 = ours faster."""
+    gcm_get = t["openssh get aes256-gcm"]
+    print(
+        f"README-ROW: `bench_sftp.py --mib {mib}` | delivery and fetch of {mib} MiB over loopback against "
+        f"OpenSSH `sftp` (aes256-gcm, connection included) and the stock Airflow `SFTPHook` "
+        f"(speed ratios, above 1 = ours faster) | upload "
+        f"{t['openssh put aes256-gcm'] / t['deliver upload']:.2f} "
+        f"× `put`, {t['openssh put -f aes256-gcm'] / t['deliver upload']:.2f} × `put -f`; read-back check "
+        f"{gcm_get / t['deliver verify (read back)']:.2f} × `get`; fetch "
+        f"{gcm_get / t['fetch (download, sha256, fsync)']:.2f} × `get`; delivery with its check "
+        f"{t['stock SFTPHook.store_file (compress on)'] / t['deliver total']:.2f} × `store_file` "
+        f"(compression on, the default), "
+        f"{t['stock SFTPHook.store_file (compress off)'] / t['deliver total']:.2f} × (off); fetch "
+        f"{t['stock SFTPHook.retrieve_file (compress on)'] / t['fetch (download, sha256, fsync)']:.2f} × "
+        f"`retrieve_file` (on), "
+        f"{t['stock SFTPHook.retrieve_file (compress off)'] / t['fetch (download, sha256, fsync)']:.2f} "
+        "× (off)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                 # The fastest of each: what the code can do when the shared machine lets it.
                 best = {label: min(r[label] for r in rounds) for label in rounds[0]}
                 _print_times(f"best of {len(rounds)} rounds, per measure", best, size)
+            else:
+                best = rounds[0]
+            _readme_row(args.mib, best)
         finally:
             setup.server.stop()
     return 0

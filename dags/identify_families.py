@@ -61,6 +61,13 @@ One run at a time (the register's id map is written by one run only). Emits `{ID
 run: then the worklist is refreshed and the shares wait for their schedule, so an answer never causes
 another delivery by itself.
 
+3. **tell_lead_practitioner**: the families new on the worklist since the previous identification are
+   e-mailed to the lead practitioner through Airflow's SMTP notifier (connection `sf_smtp`, extra
+   `lead_practitioner`) with each headline problem and its reason; the family reference only, never a
+   name or an address (`supporting_families.identify.newly`). A retry sends nothing twice once the
+   comparison is kept. The run's `assessment` ledger entry records counts, the worklist's SHA-256 and who
+   started it (a staff id, the schedule or the asset event).
+
 Logs and XCom carry counts only: persons, families with each headline problem, eligible families, flags
 by source. Never a name, date of birth, address or id.
 """
@@ -106,6 +113,55 @@ def identify_families() -> None:
             "written": counts["written"],
         }
 
+    @task
+    def tell_lead_practitioner(identified: Any, **context: Any) -> dict[str, Any]:
+        """E-mail the lead practitioner the families new on the worklist, with their reasons, and record
+        the identification in the ledger (kind ``assessment``) with who or what started it."""
+        from datetime import UTC, date, datetime
+
+        from sf_airflow.access import run_actor
+        from sf_airflow.credentials import ledger
+        from sf_airflow.notify import send_email
+        from supporting_families.identify import (
+            identification_entry,
+            newly_eligible,
+            notification_rows,
+            record_compared,
+        )
+
+        ti, dag_run = context["ti"], context["dag_run"]
+        root = store()
+        found = newly_eligible(root, date.fromisoformat(str(identified["as_of"])), ti.run_id)
+        entry = identification_entry(
+            found,
+            {"persons": identified["persons"], "families": identified["families"]},
+            occurred_at=datetime.now(UTC),
+            notified=bool(found.families),
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            try_number=ti.try_number,
+            triggered_by=run_actor(dag_run),
+        )
+        entry.validate()  # what cannot be recorded is not sent
+        if found.families and not found.already_compared:
+            send_email(
+                context,
+                audience="lead_practitioner",
+                subject=f"Supporting Families: {len(found.families)} families newly eligible",
+                note=(
+                    f"Identification of {found.as_of.isoformat()}: these families are new on the "
+                    "practitioners' worklist, each with the headline problems it meets and why. Open "
+                    "Browse > Practitioners' worklist to see who they are and to record an assessment; "
+                    "this e-mail names no one on purpose."
+                ),
+                rows=notification_rows(found),
+            )
+        record_compared(root, found)
+        with ledger() as audit_ledger:
+            seq = audit_ledger.append(entry).seq
+        return {**found.counts(), "lead_practitioner_notified": int(bool(found.families)), "ledger_seq": seq}
+
     @task(outlets=[IDENTIFICATION])
     def publish_for_shares(triggering_asset_events: Any = None) -> dict[str, Any]:
         """Emit the identification asset, unless partner returns alone triggered this run.
@@ -123,7 +179,9 @@ def identify_families() -> None:
             raise AirflowSkipException("triggered by partner returns only: the shares keep to their schedule")
         return {"published": 1}
 
-    build_register() >> evaluate_criteria() >> publish_for_shares()
+    identified = evaluate_criteria()
+    build_register() >> identified >> publish_for_shares()
+    tell_lead_practitioner(identified)
 
 
 identify_families()

@@ -80,16 +80,17 @@ the run fails. Other agreements' receive DAGs are separate and carry on.
 
 
 def _run_info(context: dict[str, Any]) -> Any:
+    from sf_airflow.access import run_actor
     from supporting_families.receive import RunInfo
 
     ti, dag_run = context["ti"], context["dag_run"]
-    trigger = getattr(dag_run, "triggered_by", None) or getattr(dag_run, "run_type", None)
     return RunInfo(
         dag_id=ti.dag_id,
         run_id=ti.run_id,
         task_id=ti.task_id,
         try_number=ti.try_number,
-        triggered_by=str(getattr(trigger, "value", trigger)) if trigger else None,
+        # Who acted: the staff id of the user who triggered the run, else the schedule or asset event.
+        triggered_by=run_actor(dag_run),
     )
 
 
@@ -185,7 +186,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
         def process(file_name: str, **context: Any) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from sf_airflow.credentials import council_openpgp, ledger, resolved_agreement
+            from sf_airflow.credentials import council_openpgp, data_keys, ledger, resolved_agreement
             from supporting_families.receive import ReturnQuarantined, process_return
             from supporting_families.transport import KeyProblem
 
@@ -199,6 +200,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
                         gnupg_home=key.gnupg_home,
                         passphrase=key.passphrase,
                         ledger=book,
+                        keys=data_keys(),
                         run=_run_info(context),
                     )
             except ReturnQuarantined as exc:

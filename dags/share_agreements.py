@@ -53,11 +53,6 @@ faults are retried with backoff. Logs and XCom hold counts and hashes only.
 """
 
 
-def _code(value: Any) -> str:
-    """An enum's value (``asset``, ``timetable``, ``manual``) as the ledger's short code."""
-    return str(getattr(value, "value", value))
-
-
 def build_share_dag(agreement: Agreement) -> Any:
     @dag(
         dag_id=f"share__{agreement.dag_id_suffix}",
@@ -102,15 +97,19 @@ def build_share_dag(agreement: Agreement) -> Any:
                 raise AirflowFailException(str(exc)) from None
 
         @task
-        def encrypt(prepared: dict[str, Any]) -> dict[str, Any]:
+        def encrypt(prepared: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from sf_airflow.credentials import council_openpgp, resolved_agreement
-            from supporting_families.share import Delivery, encrypt_delivery
+            from sf_airflow.credentials import council_openpgp, data_keys, pseudonym_key, resolved_agreement
+            from supporting_families.share import Delivery, encrypt_delivery, prepare_delivery
             from supporting_families.transport import KeyProblem
 
+            assert run_id is not None
             key = council_openpgp()
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
+            if not delivery.manifest_path.exists():
+                # A failed encryption undid the package (no plaintext waits in staging): package again.
+                prepare_delivery(delivery, agreement, pseudonym_key(agreement), run_id, keys=data_keys())
             try:
                 manifest = encrypt_delivery(
                     delivery,
@@ -130,13 +129,18 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from airflow.sdk.exceptions import AirflowFailException
 
-            from sf_airflow.credentials import ledger
+            from sf_airflow.access import run_actor
+            from sf_airflow.credentials import data_keys, ledger
             from sf_airflow.sftp import sftp_endpoint
+            from supporting_families.retention.rotation import rotation_entry
             from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
             from supporting_families.transport import PermanentTransferError
 
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
+
             ti, dag_run = context["ti"], context["dag_run"]
+            # Who acted: the staff id of the user who triggered the run, else the schedule or asset event.
+            actor = run_actor(dag_run)
             counts = {k: v for k, v in prepared.items() if isinstance(v, int)}
 
             def entry(receipt: dict[str, Any]) -> Any:
@@ -149,20 +153,34 @@ def build_share_dag(agreement: Agreement) -> Any:
                     run_id=ti.run_id,
                     task_id=ti.task_id,
                     try_number=ti.try_number,
-                    triggered_by=_code(getattr(dag_run, "triggered_by", None) or dag_run.run_type),
+                    triggered_by=actor,
                     counts=counts,
                 )
 
             # Check the disclosure's ledger entry before sending: what cannot be recorded must not leave.
             entry({"delivered_at": datetime.now(UTC).isoformat(), "bytes": 0}).validate()
             try:
-                receipt = deliver_delivery(delivery, agreement, sftp_endpoint(agreement.sftp.conn_id))
+                receipt = deliver_delivery(
+                    delivery, agreement, sftp_endpoint(agreement.sftp.conn_id), keys=data_keys()
+                )
             except PermanentTransferError as exc:
                 # Host key, authentication, permissions: retrying would only knock on the door again.
                 raise AirflowFailException(str(exc)) from None
             # A retry after a failed append finds the receipt, sends nothing, and records the entry once.
             with ledger() as book:
                 recorded = book.append(entry(receipt))
+                # The first delivery under a new key version records the rotation (once: idempotency key).
+                rotated = rotation_entry(
+                    agreement,
+                    delivery,
+                    delivery.manifest(),
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
+                    task_id=ti.task_id,
+                    triggered_by=actor,
+                )
+                if rotated is not None:
+                    book.append(rotated)
             if outlet_events is not None:
                 # The receive DAG learns which delivery to expect an answer for.
                 outlet_events[delivery_asset(agreement.id)].extra = {"delivery_id": delivery.delivery_id}

@@ -27,6 +27,7 @@ import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic as time_monotonic
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
@@ -34,16 +35,17 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, Form, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from sf_airflow.access import DISCLOSURE_LOOKUP, LEDGER_CONSOLE, require_view
+import sf_airflow.access as access
+from sf_airflow.access import DISCLOSURE_LOOKUP, LEDGER_CONSOLE, STAFF_NAMES, require_view
 from sf_airflow.pages import bar_chart, esc, page
 from supporting_families.audit import (
     ENTRY_KINDS,
+    STAFF_ID_PREFIX,
     Anchor,
     Ledger,
     LedgerEntry,
     LedgerSearch,
     VerifyReport,
-    disclosure_history,
     exchange_history,
     read_anchors,
 )
@@ -54,6 +56,10 @@ PAGE_SIZE_MAX = 500
 app = FastAPI(title="Supporting Families audit ledger", docs_url=None, redoc_url=None)
 _console = require_view(LEDGER_CONSOLE)
 _lookup = require_view(DISCLOSURE_LOOKUP)
+
+STAFF_NAMES_TTL_SECONDS = 60.0
+_names_cache: dict[str, tuple[float, dict[str, str]]] = {}
+_names_lock = threading.Lock()
 
 # The head each ledger was last verified at in this process: the next request walks only what came after.
 _verified: dict[str, Anchor] = {}
@@ -143,7 +149,36 @@ def _hash(label: str, value: str | None) -> str:
     )
 
 
-def _entry_row(e: LedgerEntry) -> str:
+def _who(e: LedgerEntry, names: dict[str, str] | None) -> str:
+    """The staff id, with the login it stands for if the reader may see it; the trigger otherwise."""
+    value = e.triggered_by
+    name = names.get(value) if names and value else None
+    if name is None:
+        return f"<code>{esc(value)}</code>"
+    return f'<span class="staff-name">{esc(name)}</span><div class="muted"><code>{esc(value)}</code></div>'
+
+
+def _names_for(user: Any, rows: list[LedgerEntry]) -> dict[str, str] | None:
+    """Staff ids on this page resolved to logins, for a role the auth manager lets see them (None else)."""
+    if not any(e.triggered_by and e.triggered_by.startswith(STAFF_ID_PREFIX) for e in rows):
+        return None
+    # Looked up on the module at call time, so the plugin's tests can stand in for FAB's answer.
+    if not access.is_authorized_view(user, STAFF_NAMES):
+        return None
+    # One HMAC per login in the user directory (about 20 ms for 1,000 logins here): kept for a minute, so
+    # paging does not pay it on every request; a login added since shows as its id until then.
+    now = time_monotonic()
+    with _names_lock:
+        cached = _names_cache.get("names")
+        if cached is not None and now - cached[0] < STAFF_NAMES_TTL_SECONDS:
+            return cached[1]
+    names = access.staff_names()
+    with _names_lock:
+        _names_cache["names"] = (now, names)
+    return names
+
+
+def _entry_row(e: LedgerEntry, names: dict[str, str] | None = None) -> str:
     detail = []
     if e.purpose:
         detail.append(f"<div><span class='muted'>purpose</span> {esc(e.purpose)}</div>")
@@ -170,7 +205,7 @@ def _entry_row(e: LedgerEntry) -> str:
         f'<tr data-seq="{e.seq}"><td class="num">{e.seq}</td>'
         f"<td>{esc(e.occurred_at.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{esc(e.kind)}</td>"
         f"<td>{esc(e.agreement_id)}</td><td>{esc(e.partner)}</td><td class='num'>{rows}</td>"
-        f"<td>{''.join(detail)}</td><td>{_run_link(e)}</td><td><code>{esc(e.triggered_by)}</code></td></tr>"
+        f"<td>{''.join(detail)}</td><td>{_run_link(e)}</td><td>{_who(e, names)}</td></tr>"
     )
 
 
@@ -218,6 +253,7 @@ def console(
         report, anchors = chain_status(ledger)
         rows = ledger.search(search, size, before_seq=before, after_seq=after)
         total = ledger.search_count(search)
+    names = _names_for(user, rows)
     agreements, partners = _choices()
     filters = {
         k: v
@@ -259,12 +295,16 @@ def console(
 <div class="pager">{"".join(pager)}</div>
 <table id="entries"><thead><tr><th>#</th><th>when (UTC)</th><th>kind</th><th>agreement</th><th>partner</th>
 <th>rows</th><th>what</th><th>run</th><th>who</th></tr></thead><tbody>
-{"".join(_entry_row(e) for e in rows)}
+{"".join(_entry_row(e, names) for e in rows)}
 </tbody></table>
 <h2>Exchange history</h2>
 <div class="charts" id="charts">{charts}</div>
 <p class="muted">"who" is a pseudonymous staff id (a keyed hash of the login), or the schedule or asset event
-that started the run: the ledger never holds a name.</p>
+that started the run: the ledger never holds a name. {
+        "Staff ids are shown with the login they stand for, resolved now from the user directory."
+        if names is not None
+        else ""
+    }</p>
 """
     return HTMLResponse(page("Disclosure ledger", body))
 
@@ -428,23 +468,43 @@ def person_form(user: Any = _lookup) -> HTMLResponse:
     return _lookup_page(None, "")
 
 
+@functools.cache
+def _agreements() -> dict[str, Any]:
+    from supporting_families.config import load_agreements
+
+    return {a.id: a for a in load_agreements(resolve=False)}
+
+
+_DISCLOSURE_KINDS = {
+    "delivery": "delivery",
+    "rectification": "rectification notice",
+    "erasure": "erasure notice",
+}
+
+
 @app.post("/person", response_class=HTMLResponse)
 def person_lookup(user: Any = _lookup, person_id: str = Form(..., max_length=64)) -> HTMLResponse:
     from sf_airflow.common import store
+    from sf_airflow.credentials import data_keys
+    from supporting_families.rights import disclosure_history
 
-    with _ledger() as ledger:
-        rows = disclosure_history(store(), ledger, person_id.strip())
+    # The same function as the subject access bundle's disclosure history, without the values: the page
+    # names fields, partners, dates and reasons; the values sent stay in the encrypted bundle. The data keys
+    # open the sealed reference lists that say who was in each delivery.
+    rows = disclosure_history(store(), person_id.strip(), _agreements(), data_keys(), with_values=False)
     lines = "".join(
-        f"<tr><td>{esc(r.sent_at.strftime('%Y-%m-%d %H:%M'))}</td><td>{esc(r.partner)}</td>"
-        f"<td>{esc(r.agreement)}</td><td>{esc(r.purpose)}</td>"
-        f"<td>{''.join(f'<span class=tag>{esc(g)}</span>' for g in r.legal_gateway)}</td>"
+        f"<tr><td>{esc((r.delivered_at or '')[:16].replace('T', ' '))}</td>"
+        f"<td>{esc(_DISCLOSURE_KINDS.get(r.kind, r.kind))}</td><td>{esc(r.partner)}</td>"
+        f"<td>{esc(r.agreement_id)}</td><td>{esc(r.purpose)}</td>"
+        f"<td>{''.join(f'<span class=tag>{esc(g)}</span>' for g in r.legal_gateways)}</td>"
         f"<td><code>{esc(', '.join(r.fields))}</code></td><td><code>{esc(r.delivery_id)}</code></td></tr>"
         for r in rows
     )
     result = (
         f"<p id='lookup-count'>{len(rows)} disclosures about this person.</p>"
-        "<table id='disclosures'><thead><tr><th>sent (UTC)</th><th>partner</th><th>agreement</th>"
-        "<th>purpose</th><th>legal gateway</th><th>fields sent</th><th>delivery</th></tr></thead>"
+        "<table id='disclosures'><thead><tr><th>sent (UTC)</th><th>what</th><th>partner</th>"
+        "<th>agreement</th><th>purpose</th><th>legal gateway</th><th>fields sent</th><th>delivery</th>"
+        "</tr></thead>"
         f"<tbody>{lines}</tbody></table>"
     )
     return _lookup_page(person_id, result)

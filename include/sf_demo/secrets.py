@@ -78,6 +78,9 @@ DPO_KEY_NAME = "dpo"
 RIGHTS_CONN_ID = "sf_rights"
 #: The council's tombstone key (HMAC-SHA256 of an erased person's identifying keys).
 TOMBSTONE_CONN_ID = "sf_tombstone_key"
+#: The key of pseudonymous staff ids in the ledger (plugins/sf_airflow/access.py reads it; the same file as
+#: scripts/airflow_access.py writes, so either may come first).
+STAFF_ID_KEY_CONN_ID = "sf_staff_id_key"
 SMTP_CONN_ID = "sf_smtp"
 #: Where the demo's SMTP sink listens (scripts/airflow-services.sh starts it; the tests start their own).
 SMTP_SINK_PORT = int(os.environ.get("SF_SMTP_SINK_PORT", "8025"))
@@ -268,6 +271,10 @@ class SecretsLayout:
     @property
     def tombstone_key_file(self) -> Path:
         return self.state_dir / "tombstone.key"
+
+    @property
+    def staff_id_key_file(self) -> Path:
+        return self.state_dir / "staff-id-key.hex"
 
     @property
     def data_keys_dir(self) -> Path:
@@ -677,6 +684,7 @@ def _connections(
                 "disable_ssl": True,
                 "from_email": "supporting-families@council.invalid",
                 "to": ["dpo@council.invalid"],
+                "lead_practitioner": ["lead.practitioner@council.invalid"],
                 "timeout": 10,
             },
         },
@@ -689,6 +697,15 @@ def _connections(
             "conn_type": "generic",
             "description": "HMAC-SHA256 key of erased persons' tombstones",
             "password": layout.tombstone_key_file.read_text(encoding="ascii").strip(),
+        },
+    )
+    if not layout.staff_id_key_file.exists():
+        _create_secret_file(layout.staff_id_key_file, secrets.token_hex(32).encode("ascii"))
+    conns.add(
+        STAFF_ID_KEY_CONN_ID,
+        {
+            "conn_type": "generic",
+            "password": layout.staff_id_key_file.read_text(encoding="ascii").strip(),
         },
     )
     return dict(conns)

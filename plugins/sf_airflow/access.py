@@ -199,6 +199,25 @@ def staff_id_of(username: str) -> str:
     return staff_id(staff_id_key(in_task=False), username)
 
 
+def staff_names(usernames: Iterable[str] | None = None) -> dict[str, str]:
+    """Each staff id the ledger may hold, resolved to the login it stands for (in the API server).
+
+    Resolved at view time, in the controller, from the auth manager's user table and the staff id key:
+    the ledger itself never holds a name (supporting_families.audit.actors). ``usernames`` defaults to
+    every FAB user; only a page whose reader holds :data:`STAFF_NAMES` calls this."""
+    from supporting_families.audit import staff_id
+
+    if usernames is None:
+        from airflow.providers.fab.auth_manager.models import User
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            usernames = [str(u) for u in session.scalars(select(User.username)) if u]
+    key = staff_id_key(in_task=False)
+    return {staff_id(key, name): name for name in usernames}
+
+
 def run_actor(dag_run: Any) -> str:
     """``triggered_by`` for a run's ledger entries: the staff id of ``dag_run.triggering_user_name`` if a
     person triggered it, else the schedule or the asset event (the run type)."""

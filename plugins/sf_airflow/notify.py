@@ -1,8 +1,10 @@
-"""Notifications through Airflow's SMTP notifier: the DPO's rights deadlines, and other alerts.
+"""Notifications through Airflow's SMTP notifier: the DPO's rights deadlines, and the lead practitioner's
+families newly eligible.
 
-The connection ``sf_smtp`` is an SMTP connection (host, port, login) with the recipients in its extra
-``to`` (a list) and the sender in ``from_email``. The mail holds ids, codes, counts and dates only, never a
-person: e-mail is outside the platform's store.
+The connection ``sf_smtp`` is an SMTP connection (host, port, login) with the sender in its extra
+``from_email`` and a list of addresses per audience: ``to`` (the data protection officer) and
+``lead_practitioner``. The mail holds ids, codes, counts, dates and the criteria's reasons only, never a
+name or an address: e-mail is outside the platform's store.
 """
 
 from __future__ import annotations
@@ -28,17 +30,31 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table border='1' cellpadding='4'><tr>{head}</tr>{body}</table>"
 
 
-def email_dpo(context: dict[str, Any], *, subject: str, rows: list[dict[str, Any]]) -> None:
-    """Send ``subject`` and a table of ``rows`` to the addresses of ``sf_smtp``'s extra ``to``."""
+def send_email(
+    context: dict[str, Any], *, audience: str, subject: str, rows: list[dict[str, Any]], note: str = ""
+) -> list[str]:
+    """Send ``subject``, ``note`` and a table of ``rows`` to the addresses in ``sf_smtp``'s extra
+    ``audience``; returns them. A missing audience is a configuration fault, named."""
     extra = BaseHook.get_connection(SMTP_CONN_ID).extra_dejson
+    to = extra.get(audience)
+    if not to:
+        raise ValueError(f"connection {SMTP_CONN_ID}: extra {audience!r} (a list of addresses) is not set")
     # The notifier renders its fields as Jinja templates: braces in the content are escaped first.
-    content = _table(rows).replace("{", "&#123;").replace("}", "&#125;")
+    content = f"<p>{html.escape(note)}</p>" if note else ""
+    content += _table(rows)
+    content = content.replace("{", "&#123;").replace("}", "&#125;")
     notifier = SmtpNotifier(
-        to=extra["to"],
+        to=to,
         from_email=extra.get("from_email", "supporting-families@council.invalid"),
-        subject=subject,
-        html_content=f"<p>{html.escape(subject)}</p>{content}",
+        subject=subject.replace("{", "(").replace("}", ")"),
+        html_content=f"<p>{html.escape(subject)}</p>".replace("{", "&#123;").replace("}", "&#125;") + content,
         smtp_conn_id=SMTP_CONN_ID,
     )
     # The task context is Airflow's Context at run time; tasks receive it as a plain mapping.
     notifier.notify(context)  # type: ignore[arg-type]
+    return list(to) if isinstance(to, list) else [str(to)]
+
+
+def email_dpo(context: dict[str, Any], *, subject: str, rows: list[dict[str, Any]]) -> None:
+    """Send ``subject`` and a table of ``rows`` to the data protection officer (extra ``to``)."""
+    send_email(context, audience="to", subject=subject, rows=rows)

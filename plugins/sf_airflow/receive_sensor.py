@@ -147,7 +147,8 @@ def _record(
     from supporting_families.receive import RunInfo, deadline_entry
 
     agreement = {a.id: a for a in load_agreements(resolve=False)}[agreement_id]
-    run = RunInfo(dag_id=dag_id, run_id=run_id, task_id=task_id)
+    # Who acted: nobody; Airflow's deadline alert on the run (docs/ARCHITECTURE.md, "Who may see what").
+    run = RunInfo(dag_id=dag_id, run_id=run_id, task_id=task_id, triggered_by="deadline_alert")
     with ledger() as book:
         book.append(
             deadline_entry(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sf_airflow.access import run_actor
 from sf_airflow.common import store
 from sf_airflow.credentials import council_openpgp, data_keys, ledger
 from sf_airflow.sftp import sftp_endpoint
@@ -19,8 +20,8 @@ from supporting_families.rights import send_notices as core_send_notices
 
 def acting_run(context: dict[str, Any]) -> Run:
     ti, dag_run = context["ti"], context["dag_run"]
-    triggered = getattr(dag_run, "triggered_by", None) or dag_run.run_type
-    return Run(ti.dag_id, ti.run_id, ti.task_id, str(getattr(triggered, "value", triggered)))
+    # Who acted: the DPO's staff id (the user who triggered the run), else the schedule (rights_deadlines).
+    return Run(ti.dag_id, ti.run_id, ti.task_id, run_actor(dag_run))
 
 
 def openpgp() -> OpenPgp:

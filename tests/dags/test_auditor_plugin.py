@@ -36,6 +36,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-
     import sf_auditor
 
     sf_auditor._verified.clear()
+    sf_auditor._names_cache.clear()
     return TestClient(sf_auditor.app), sf_auditor
 
 
@@ -115,5 +116,54 @@ def test_the_page_verifies_against_the_kept_anchors(
         assert "against 1 anchors kept outside the database" in http.get("/").text
         # The next request walks only what came after the head verified last time.
         assert module._verified
+    finally:
+        module.app.dependency_overrides.clear()
+
+
+def test_a_staff_id_is_shown_with_its_login_only_to_a_role_that_may_see_names(
+    client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The ledger holds the staff id; the console resolves it at view time, and only for a role the auth
+    manager grants ``Staff Names`` (FAB's own answer per role is exercised in the browser tests)."""
+    import json
+
+    from airflow.api_fastapi.core_api.security import get_user
+
+    import sf_airflow.access
+    from supporting_families.audit import Ledger, NewEntry, staff_id
+
+    key = "cd" * 32
+    monkeypatch.setenv("AIRFLOW_CONN_SF_STAFF_ID_KEY", json.dumps({"conn_type": "generic", "password": key}))
+    who = staff_id(bytes.fromhex(key), "practitioner")
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
+        ledger.append(
+            NewEntry(
+                kind="practitioner_decision",
+                occurred_at=datetime(2026, 4, 2, tzinfo=UTC),
+                triggered_by=who,
+                details={
+                    "assessment_id": "a" * 32,
+                    "decision": "meets_criteria",
+                    "reason": "confirmed_at_panel",
+                },
+            )
+        )
+    granted = {sf_airflow.access.LEDGER_CONSOLE}
+    monkeypatch.setattr(
+        sf_airflow.access, "is_authorized_view", lambda user, resource, method="GET": resource in granted
+    )
+    real = sf_airflow.access.staff_names
+    # The user directory: FAB's user table in the API server; here the logins it would list.
+    monkeypatch.setattr(sf_airflow.access, "staff_names", lambda: real(["auditor", "practitioner"]))
+    http, module = client
+    module.app.dependency_overrides[get_user] = lambda: object()
+    try:
+        hidden = http.get("/").text
+        assert who in hidden and 'class="staff-name"' not in hidden
+        granted.add(sf_airflow.access.STAFF_NAMES)
+        shown = http.get("/").text
+        assert f'<span class="staff-name">practitioner</span><div class="muted"><code>{who}</code>' in shown
+        # The export is the ledger as it is: ids, never names.
+        assert "practitioner," not in http.get("/entries.csv").text.replace("practitioner_decision", "")
     finally:
         module.app.dependency_overrides.clear()

@@ -5,6 +5,9 @@ Proposed for tests/dags/ (the criteria engineer does not own that folder). Needs
 
 from __future__ import annotations
 
+import email
+import email.policy
+import html
 import json
 from datetime import date
 from pathlib import Path
@@ -14,6 +17,7 @@ import pyarrow.compute as pc
 import pytest
 from upath import UPath
 
+from sf_demo.smtp_sink import SmtpSink
 from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
 from supporting_families.audit import Ledger, LedgerSearch, staff_id
 from supporting_families.config import load_sources
@@ -65,6 +69,43 @@ def test_the_assessment_form_offers_reason_codes_and_no_free_text(dagbag: Any) -
         assert "enum" in schema or "pattern" in schema or schema.get("format") == "date", name
 
 
+def _smtp(port: int) -> dict[str, Any]:
+    return {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": port,
+        "extra": {
+            "disable_tls": True,
+            "disable_ssl": True,
+            "from_email": "supporting-families@council.invalid",
+            "to": ["dpo@council.invalid"],
+            "lead_practitioner": ["lead.practitioner@council.invalid"],
+            "timeout": 10,
+        },
+    }
+
+
+def _check_the_lead_practitioners_mail(messages: list[bytes], worklist: Any, root: UPath) -> None:
+    """One mail to the lead practitioner: every family new on the worklist by its reference, each headline
+    problem with its reason; no name, address, postcode or person id of anyone in the register."""
+    assert len(messages) == 1
+    mail = email.message_from_bytes(messages[0], policy=email.policy.default)
+    assert mail["X-Sink-Recipients"] == "lead.practitioner@council.invalid"
+    assert f"{worklist.num_rows} families newly eligible" in str(mail["Subject"])
+    body = "\n".join(str(part.get_content()) for part in mail.walk() if part.get_content_maintype() == "text")
+    for family_id in worklist.column("family_id").to_pylist():
+        assert family_id in body
+    problems = read_parquet(root / "identification" / AS_OF.isoformat() / "family_problems.parquet")
+    on_worklist = problems.filter(pc.is_in(problems["family_id"], value_set=worklist["family_id"]))
+    for reason in set(on_worklist.column("reason").to_pylist()):
+        assert html.escape(reason) in body
+    persons = read_parquet(root / "register" / "persons.parquet")
+    for column in ("given_name", "family_name", "postcode", "address_line_1", "person_id"):
+        values = {str(v) for v in persons.column(column).to_pylist() if v and len(str(v)) > 3}
+        leaked = [v for v in values if v in body]
+        assert not leaked, f"{column}: {len(leaked)} values in the mail"
+
+
 def _states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
@@ -82,13 +123,31 @@ def test_a_run_identifies_the_truths_eligible_households_and_a_practitioner_conf
     for spec in load_sources().sources.values():
         ingest_source(root, spec)
 
-    run = dagbag.dags["identify_families"].test()
-    assert _states(run) == {
-        "build_register": "success",
-        "evaluate_criteria": "success",
-        "publish_for_shares": "success",  # a manual run publishes for the shares
-    }
+    key = "ab" * 32
+    monkeypatch.setenv("AIRFLOW_CONN_SF_STAFF_ID_KEY", json.dumps({"conn_type": "generic", "password": key}))
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    monkeypatch.setenv("SF_LEDGER_URL", ledger_url)
+    with SmtpSink(tmp_path / "mail") as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_SF_SMTP", json.dumps(_smtp(sink.port)))
+        run = dagbag.dags["identify_families"].test()
+        assert _states(run) == {
+            "build_register": "success",
+            "evaluate_criteria": "success",
+            "publish_for_shares": "success",  # a manual run publishes for the shares
+            "tell_lead_practitioner": "success",
+        }
+        first_mail = sink.messages()
+        # The same evidence again: nothing is new, nothing is sent.
+        assert set(_states(dagbag.dags["identify_families"].test()).values()) == {"success"}
+        assert sink.messages() == first_mail
     worklist = read_parquet(root / "identification" / AS_OF.isoformat() / "worklist.parquet")
+    _check_the_lead_practitioners_mail(first_mail, worklist, root)
+    # Each identification is in the ledger with who started it (dag.test() names the user "dag_test").
+    with Ledger(ledger_url) as ledger:
+        runs = list(ledger.search_all(LedgerSearch(kind="assessment")))
+    assert [e.details["newly_eligible"] for e in runs] == [worklist.num_rows, 0]
+    assert {e.triggered_by for e in runs} == {staff_id(bytes.fromhex(key), "dag_test")}
+    assert runs[0].details["worklist_sha256"] == runs[1].details["worklist_sha256"]
     crit = borough.person_criteria.filter(pc.equal(borough.person_criteria.column("origin"), "internal"))
     per = crit.group_by("household_id").aggregate([("headline_problem", "count_distinct")])
     n_truth = per.filter(pc.greater_equal(per.column("headline_problem_count_distinct"), 2)).num_rows
@@ -97,10 +156,6 @@ def test_a_run_identifies_the_truths_eligible_households_and_a_practitioner_conf
 
     family = worklist.column("family_id")[0].as_py()
     confirm = dagbag.dags["confirm_assessment"]
-    key = "ab" * 32
-    monkeypatch.setenv("AIRFLOW_CONN_SF_STAFF_ID_KEY", json.dumps({"conn_type": "generic", "password": key}))
-    ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    monkeypatch.setenv("SF_LEDGER_URL", ledger_url)
     conf = {"decision": "meets_criteria", "reason": "confirmed_at_panel"}
     ok = confirm.test(run_conf={"family_id": family, **conf})
     assert _states(ok) == {"record": "success"}

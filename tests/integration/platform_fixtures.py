@@ -14,6 +14,7 @@ import pytest
 from sf_demo.secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
 from sf_demo.sftp_server import LocalSftpServer
 from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
+from sf_demo.smtp_sink import SmtpSink
 from supporting_families.config import Agreement, load_agreements
 from supporting_families.share.pseudonymise import PseudonymKey
 from supporting_families.store import REGISTER_SCHEMA, FileKeyStore
@@ -107,14 +108,18 @@ def platform_env(
     agreements = {a.id: a for a in load_agreements(env=env)}
     connections = json.loads(layout.connections_file.read_text())
     council = connections["sf_openpgp_council"]
+    # The council's mail relay for the session: identification tells the lead practitioner by e-mail.
+    sink = SmtpSink(tmp_path_factory.mktemp("platform-mail"))
+    connections["sf_smtp"] = {**connections["sf_smtp"], "port": sink.port}
     try:
-        yield PlatformEnv(
-            secrets=layout,
-            agreements=agreements,
-            council_fingerprint=str(council["extra"]["fingerprint"]),
-            council_passphrase=str(council["password"]),
-            server=sftp_server,
-            connections=connections,
-        )
+        with sink:
+            yield PlatformEnv(
+                secrets=layout,
+                agreements=agreements,
+                council_fingerprint=str(council["extra"]["fingerprint"]),
+                council_passphrase=str(council["password"]),
+                server=sftp_server,
+                connections=connections,
+            )
     finally:
         stop_gpg_agents(state)

@@ -27,12 +27,7 @@ from supporting_families.audit.errors import (
     PersonalDataError,
 )
 from supporting_families.audit.guard import check_details
-from supporting_families.audit.history import (
-    DisclosureRow,
-    ExchangeHistory,
-    disclosure_history,
-    exchange_history,
-)
+from supporting_families.audit.history import ExchangeHistory, exchange_history
 from supporting_families.audit.ledger import Ledger
 from supporting_families.audit.settings import (
     ANCHORS_URI_ENV,
@@ -55,7 +50,6 @@ __all__ = [
     "Anchor",
     "AnchorError",
     "AppendConflictError",
-    "DisclosureRow",
     "EntryKind",
     "EntryValidationError",
     "ExchangeHistory",
@@ -74,7 +68,6 @@ __all__ = [
     "anchor",
     "canonical_json",
     "check_details",
-    "disclosure_history",
     "exchange_history",
     "hash_record",
     "idempotency_key",

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from typing import Final
 
 #: Prefix of a pseudonymous staff id: ``staff-`` and 128 bits of HMAC-SHA256 in hex.
 STAFF_ID_PREFIX: Final = "staff-"
+#: The exact shape of a staff id: a keyed hash, so the ledger's guard reads it like any other hash (its hex
+#: can hold a run of digits that would otherwise look like a telephone number or a date).
+STAFF_ID_PATTERN: Final = re.compile(r"staff-[0-9a-f]{32}")
 _DOMAIN: Final = b"supporting-families/staff-id/v1\x00"
 _MIN_KEY_BYTES: Final = 16
 #: Airflow's run types, as the ledger names a trigger that was not a person.

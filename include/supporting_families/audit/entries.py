@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from supporting_families.config.agreements import Agreement
 
+from supporting_families.audit.actors import STAFF_ID_PATTERN
 from supporting_families.audit.canonical import (
     _REQUIRED,
     ENTRY_KINDS,
@@ -162,7 +163,7 @@ class NewEntry:
             if name == "file_name" and ("/" in value or value in (".", "..")):
                 problems.add(name, "a file name, not a path")
             problems.string(name, value, max_length=max_length)
-        if self.triggered_by is not None:
+        if self.triggered_by is not None and not STAFF_ID_PATTERN.fullmatch(self.triggered_by):
             problems.string("triggered_by", self.triggered_by, allow_at=True, pattern=_TRIGGERED_BY)
 
 

@@ -1,10 +1,9 @@
-"""What the ledger says about the exchanges over time, and about one person.
+"""What the ledger says about the exchanges over time: :func:`exchange_history`, per partner and ISO week,
+deliveries and rows sent, return match rates, late or missing returns and quarantines (the auditor's charts).
 
-* :func:`exchange_history`: per partner and ISO week, deliveries and rows sent, return match rates, late
-  or missing returns and quarantines (the auditor's charts);
-* :func:`disclosure_history`: which partners got which fields about one person, when and why (UK GDPR
-  Article 15(1)(c): the recipients to whom personal data have been disclosed). The ledger holds no
-  personal data, so the person is found in each delivery's controller-side reference list.
+One person's disclosures are not here: the ledger holds no person, so they are found in the deliveries'
+reference lists by :func:`supporting_families.rights.disclosure_history`, the one function that subject
+access and the per-person lookup share.
 """
 
 from __future__ import annotations
@@ -13,13 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from upath import UPath
-
 from supporting_families.audit.entries import LedgerEntry, LedgerSearch
 from supporting_families.audit.ledger import Ledger
-from supporting_families.store import delivery_references_file
 
 
 def _week(when: datetime) -> str:
@@ -86,48 +80,3 @@ def exchange_history(ledger: Ledger, search: LedgerSearch | None = None) -> Exch
             history.match_rate[partner][week] = round(100.0 * hit / total, 1)
     history.weeks = sorted(weeks)
     return history
-
-
-@dataclass(frozen=True)
-class DisclosureRow:
-    """One delivery that sent something about the person."""
-
-    delivery_id: str
-    agreement: str
-    partner: str
-    purpose: str
-    legal_gateway: tuple[str, ...]
-    fields: tuple[str, ...]
-    sent_at: datetime
-
-
-def disclosure_history(store: UPath, ledger: Ledger, person_id: str) -> list[DisclosureRow]:
-    """Every disclosure whose delivery's reference list holds ``person_id``, oldest first.
-
-    A delivery whose reference list is gone (deleted by retention, or its key retired) cannot say whether
-    the person was in it, and is left out: the ledger entry alone says only that the delivery happened.
-    """
-    rows: list[DisclosureRow] = []
-    for entry in ledger.search_all(LedgerSearch(kind="disclosure")):
-        delivery_id = entry.details.get("delivery_id")
-        if not entry.agreement_id or not isinstance(delivery_id, str):
-            continue
-        path = delivery_references_file(store, entry.agreement_id, delivery_id)
-        if not path.exists():
-            continue
-        with path.open("rb") as fh:
-            ids = pq.read_table(fh, columns=["person_id"])["person_id"]
-        if not pc.any(pc.equal(ids, person_id)).as_py():
-            continue
-        rows.append(
-            DisclosureRow(
-                delivery_id=delivery_id,
-                agreement=entry.agreement_id,
-                partner=entry.partner or "",
-                purpose=entry.purpose or "",
-                legal_gateway=tuple(entry.legal_gateways),
-                fields=tuple(entry.fields),
-                sent_at=entry.occurred_at,
-            )
-        )
-    return rows

@@ -6,6 +6,8 @@ assessments.
 * the criteria (:mod:`~supporting_families.identify.criteria`, tables in and out, and
   :mod:`~supporting_families.identify.store`, their store side): :func:`identify` evaluates
   ``include/criteria.yaml`` and writes ``identification/<as_of>/`` with the practitioners' worklist;
+* the families newly eligible (:mod:`~supporting_families.identify.newly`): what the lead practitioner is
+  told, and the identification's ledger entry;
 * assessments (:mod:`~supporting_families.identify.assessment`): :func:`record_assessment` is the only way
   a family becomes "assessed as meeting the criteria" (UK GDPR Article 22); :class:`AssessmentError`
   refuses a decision without naming a person.
@@ -47,6 +49,14 @@ from supporting_families.identify.linkage import (
     load_register_state,
     save_register,
 )
+from supporting_families.identify.newly import (
+    NewFamily,
+    NewlyEligible,
+    identification_entry,
+    newly_eligible,
+    notification_rows,
+    record_compared,
+)
 from supporting_families.identify.practitioners import (
     Problem,
     WorklistFamily,
@@ -82,6 +92,8 @@ __all__ = [
     "Identification",
     "LinkageSettings",
     "LinkageStats",
+    "NewFamily",
+    "NewlyEligible",
     "Problem",
     "Recorded",
     "RegisterResult",
@@ -91,15 +103,19 @@ __all__ = [
     "build_register",
     "decision_entry",
     "evaluate",
+    "identification_entry",
     "identify",
     "identities_from_curated",
     "latest_identification",
     "load_register",
     "load_register_state",
+    "newly_eligible",
+    "notification_rows",
     "read_latest_curated",
     "read_partner_flags",
     "read_register",
     "record_assessment",
+    "record_compared",
     "record_decision",
     "refresh_register",
     "restricted_for_identification",

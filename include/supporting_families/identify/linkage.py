@@ -104,6 +104,7 @@ from supporting_families.identify.model import (
     u_probabilities,
 )
 from supporting_families.identify.names import nickname_lines, normalise_name, soundex
+from supporting_families.progress import Progress
 from supporting_families.store.io import read_parquet, write_parquet
 from supporting_families.store.layout import register_file
 from supporting_families.store.schemas import REGISTER_SCHEMA
@@ -447,7 +448,11 @@ def _cluster(keys: pa.Table, scored: pa.Table, settings: LinkageSettings) -> _Cl
     best_p = np.full(n_groups, np.nan)
     best_exact = group_size > 1
     refused = prob_links = exact_merged = 0
-    for i in np.lexsort((gb, ga, -np.where(exact_take, 2.0, p_take))).tolist():
+    order = np.lexsort((gb, ga, -np.where(exact_take, 2.0, p_take))).tolist()
+    progress = Progress(log, "linkage: candidate pairs", len(order), unit="pairs")
+    for k, i in enumerate(order):
+        if not k & 0xFFFF:  # the clock is read once per 65,536 pairs: this loop is the hot one
+            progress.advance(k - progress.done)
         x, y = int(ga[i]), int(gb[i])
         rx, ry = find(x), find(y)
         if rx != ry:
@@ -471,6 +476,8 @@ def _cluster(keys: pa.Table, scored: pa.Table, settings: LinkageSettings) -> _Cl
                 best_exact[g] = True
             elif not best_exact[g]:
                 best_p[g] = p_take[i] if np.isnan(best_p[g]) else max(best_p[g], p_take[i])
+    progress.advance(len(order) - progress.done)
+    progress.finish()
 
     roots = np.arange(n_groups, dtype=np.int64)
     for g in involved.tolist():

@@ -41,6 +41,7 @@ from supporting_families.config.sources import SourceSpec
 from supporting_families.ingest.read import FILE_RULES, ExtractRejected, RawExtract, read_extract_file
 from supporting_families.ingest.standardise import curated_schema, standardise
 from supporting_families.ingest.validate import ROW_RULES, RowVerdict, validate_rows
+from supporting_families.progress import Progress
 from supporting_families.registers.tombstones import drop_tombstoned, read_tombstones
 from supporting_families.store import layout
 from supporting_families.store.io import (
@@ -476,7 +477,9 @@ def ingest_extract(
 def ingest_source(root: UPath, spec: SourceSpec, *, tombstone_key: bytes | None = None) -> list[IngestReport]:
     """Ingest every pending file of one source; a file rejected whole is reported, not raised."""
     reports = []
-    for file_name in pending_extracts(root, spec):
+    pending = pending_extracts(root, spec)
+    progress = Progress(log, "ingest", len(pending), unit="extracts")  # counts only: no file names
+    for file_name in pending:
         try:
             reports.append(ingest_extract(root, spec, file_name, tombstone_key=tombstone_key))
         except ExtractRejected:
@@ -484,4 +487,6 @@ def ingest_source(root: UPath, spec: SourceSpec, *, tombstone_key: bytes | None 
             if report is None:  # pragma: no cover - _reject_whole always writes one
                 raise
             reports.append(report)
+        progress.advance(1)
+    progress.finish()
     return reports

@@ -1,15 +1,20 @@
 """What was disclosed about a person: every delivery and notice that included them, with the values sent.
 
-One core function, :func:`disclosure_history`, answers subject access ("the disclosure history") and the
-DPO's per-person lookup. It reads the store only: each delivery's reference list says whether the person was
-in it, its manifest and receipt say what and when, and the sealed controller-side copy says which values
-left (``deliveries/<agreement>/<delivery_id>/sent.parquet.sealed``). The ledger holds the same deliveries
-without persons; nothing personal is looked up there.
+The one core function, :func:`disclosure_history`, answers both subject access ("the disclosure history" in
+the bundle, UK GDPR Article 15(1)(c): the recipients) and the DPO's per-person lookup on the auditor's
+console (``plugins/sf_auditor.py``), so the two can never disagree about who received a person. It reads
+the store only: each delivery's reference list says whether the person was in it, its manifest and receipt
+say what and when, and the sealed controller-side copy says which values left
+(``deliveries/<agreement>/<delivery_id>/sent.parquet.sealed``). The ledger holds the same deliveries
+without persons; nothing personal is looked up there. The lookup asks for no values (``keys=None``): the
+page shows which fields went where, and the values stay in the encrypted bundle (minimisation, UK GDPR
+Article 5(1)(c)).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +26,7 @@ from supporting_families.config.agreements import Agreement
 from supporting_families.share.delivery import SENT_COPY, Delivery
 from supporting_families.store.keystore import KeyShredded, KeyStore
 from supporting_families.store.layout import DELIVERIES, NOTICES
-from supporting_families.store.sealed import read_sealed_table
+from supporting_families.store.sealed import read_delivery_references, read_sealed_table
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,9 @@ class Disclosure:
     #: the values as sent, field by field (one dict per row about the person); empty once shredded
     values: list[dict[str, Any]] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
-    copy_status: str = "kept"  # kept | shredded | none
+    copy_status: str = "kept"  # kept | shredded | none | not_read (asked without the data keys)
+    #: the agreement's version the delivery was packaged under (its manifest); None for a notice
+    agreement_version: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +59,7 @@ class Disclosure:
             "values": self.values,
             "references": self.references,
             "copy_status": self.copy_status,
+            "agreement_version": self.agreement_version,
         }
 
 
@@ -61,29 +69,45 @@ def _folders(root: UPath) -> list[UPath]:
     return sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
 
 
-def person_deliveries(store: UPath, person_id: str) -> list[tuple[str, str, list[str]]]:
-    """``(agreement_id, delivery_id, person_refs)`` of each delivery whose reference list holds the person."""
+def person_deliveries(store: UPath, person_id: str, keys: KeyStore) -> list[tuple[str, str, list[str]]]:
+    """``(agreement_id, delivery_id, person_refs)`` of each delivery whose reference list holds the person.
+
+    A delivery whose reference list is gone or whose period key is shredded cannot say who was in it, and
+    is left out (its references resolve to nobody)."""
     found = []
     for agreement_dir in _folders(store / DELIVERIES):
         for folder in _folders(agreement_dir):
-            refs = folder / "references.parquet"
-            if not refs.exists():
-                continue
-            with refs.open("rb") as fh:
-                table = pq.read_table(
-                    fh, columns=["person_id", "person_ref"], filters=[("person_id", "==", person_id)]
-                )
-            if table.num_rows:
+            table = read_delivery_references(
+                store,
+                agreement_dir.name,
+                folder.name,
+                keys,
+                columns=["person_id", "person_ref"],
+                filters=[("person_id", "==", person_id)],
+            )
+            if table is not None and table.num_rows:
                 found.append((agreement_dir.name, folder.name, table["person_ref"].to_pylist()))
     return found
 
 
 def disclosure_history(
-    store: UPath, person_id: str, agreements: dict[str, Agreement], keys: KeyStore
+    store: UPath,
+    person_id: str,
+    agreements: Mapping[str, Agreement],
+    keys: KeyStore,
+    *,
+    with_values: bool = True,
 ) -> list[Disclosure]:
-    """Every delivery and notice about ``person_id``, oldest first."""
+    """Every delivery and notice about ``person_id``, oldest first; ``with_values``, the values as sent.
+
+    The keys open the sealed reference lists (who was in each delivery); the values come from the sealed
+    copies only when asked for (the subject access bundle, never the console).
+
+    A delivery packaged but never sent (no receipt) disclosed nothing and is left out; one whose reference
+    list is gone (retention, erasure) can no longer say whether the person was in it.
+    """
     out: list[Disclosure] = []
-    for agreement_id, delivery_id, refs in person_deliveries(store, person_id):
+    for agreement_id, delivery_id, refs in person_deliveries(store, person_id, keys):
         delivery = Delivery(store, agreement_id, delivery_id)
         if not delivery.manifest_path.exists():
             continue
@@ -95,7 +119,9 @@ def disclosure_history(
         values: list[dict[str, Any]] = []
         status = "none"
         copy = delivery.folder / SENT_COPY
-        if copy.exists():
+        if not with_values:
+            status = "not_read"
+        elif copy.exists():
             try:
                 sent = read_sealed_table(copy, keys, delivery.sent_copy_context)
                 mine = sent.filter(pc.equal(sent["person_id"], person_id)).drop_columns(["person_id"])
@@ -116,13 +142,14 @@ def disclosure_history(
                 values=values,
                 references=refs,
                 copy_status=status,
+                agreement_version=manifest.agreement_version,
             )
         )
     out.extend(_notices(store, person_id, agreements))
     return sorted(out, key=lambda d: d.delivered_at or "")
 
 
-def _notices(store: UPath, person_id: str, agreements: dict[str, Agreement]) -> list[Disclosure]:
+def _notices(store: UPath, person_id: str, agreements: Mapping[str, Agreement]) -> list[Disclosure]:
     out = []
     for agreement_dir in _folders(store / NOTICES):
         for folder in _folders(agreement_dir):

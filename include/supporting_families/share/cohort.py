@@ -6,9 +6,12 @@ register afterwards, and only the agreed ones survive minimisation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -106,20 +109,54 @@ def assessed_and_comparison(inputs: CohortInputs) -> pa.Table:
     )
 
 
-def register_rows(cohort: pa.Table, persons: pa.Table) -> tuple[pa.Table, int]:
+def register_rows(
+    cohort: pa.Table, persons: pa.Table, columns: Sequence[str] | None = None
+) -> tuple[pa.Table, int]:
     """The register's rows for the cohort, in the cohort's order, with the cohort's own columns after them.
 
     The same rows as an inner join on ``person_id`` (person ids are the register's key, so each cohort
-    person matches one row at most), found with one hash lookup and a ``take`` instead of a general join:
-    about a fifth of the time for a million persons. Returns the rows and how many cohort persons the
-    register does not have (left out).
+    person matches one row at most; were one held twice, its first row is taken). ``columns`` narrows the
+    register to what the share needs (``person_id`` first): the rows are gathered only for those.
+
+    The join runs in DuckDB on the ids and row positions alone (both cores, a third of Arrow's single-threaded
+    ``index_in`` for a million persons), then Arrow gathers the rows by position, so no text column is copied
+    through DuckDB. Returns the rows and how many cohort persons the register does not have (left out).
     """
-    at = pc.index_in(cohort["person_id"], value_set=persons["person_id"])
-    missing = int(at.null_count)
+    if columns is not None:
+        persons = persons.select(["person_id", *(c for c in columns if c != "person_id")])
+    ids = pa.table(
+        {
+            "person_id": cohort["person_id"],
+            "ci": pa.array(np.arange(cohort.num_rows, dtype=np.int64)),
+        }
+    )
+    register = pa.table(
+        {
+            "person_id": persons["person_id"],
+            "pi": pa.array(np.arange(persons.num_rows, dtype=np.int64)),
+        }
+    )
+    con = duckdb.connect()
+    try:
+        con.register("ids", ids)
+        con.register("register", register)
+        found = con.sql(
+            "SELECT ci, pi FROM ids JOIN register USING (person_id) ORDER BY ci, pi"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    if found is None:  # DuckDB types the fetch as optional; a SELECT always yields a table
+        raise RuntimeError("DuckDB returned no result for the register join")
+    at_cohort = found["ci"].to_numpy()
+    at_register = found["pi"].to_numpy()
+    first = np.ones(len(at_cohort), dtype=bool)
+    first[1:] = at_cohort[1:] != at_cohort[:-1]  # a person held twice: the first row only
+    if not first.all():
+        at_cohort, at_register = at_cohort[first], at_register[first]
+    missing = cohort.num_rows - len(at_cohort)
+    rows = persons.take(pa.array(at_register))
     if missing:
-        found = pc.is_valid(at)
-        at, cohort = pc.filter(at, found), cohort.filter(found)
-    rows = persons.take(at)
+        cohort = cohort.take(pa.array(at_cohort))
     for name in cohort.column_names:
         if name != "person_id":
             rows = rows.append_column(name, cohort[name])

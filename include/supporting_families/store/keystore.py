@@ -23,7 +23,9 @@ from typing import Final, Protocol
 from supporting_families.store.io import delete_file, make_private_dirs, write_bytes_atomic
 
 DATA_KEY_BYTES: Final = 32  # AES-256
-_PERIOD: Final = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+#: A key id: a period (``YYYY-MM``), or a legal hold's own key (``h`` and six letters; the retention sweep
+#: seals a held person's or agreement's copies under it so that their period can still be shredded).
+_PERIOD: Final = re.compile(r"^([0-9]{4}-(0[1-9]|1[0-2])|h[a-p]{6})$")
 KEYSTORE_ENV: Final = "SF_KEYSTORE_DIR"
 
 
@@ -37,7 +39,7 @@ def period_of(day: date | datetime) -> str:
 
 def _check_period(period: str) -> str:
     if not _PERIOD.fullmatch(period):
-        raise ValueError("period: YYYY-MM (rule: retention period)")
+        raise ValueError("period: YYYY-MM or a hold key id (rule: retention period)")
     return period
 
 

@@ -50,6 +50,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Final, Literal, cast
 
+from supporting_families.progress import Progress
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -590,10 +592,11 @@ def _check_passphrase(passphrase: str | None) -> None:
 class _Feeder(threading.Thread):
     """Copies the source file into gpg's stdin, hashing it on the way."""
 
-    def __init__(self, source: io.RawIOBase, sink: IO[bytes]) -> None:
+    def __init__(self, source: io.RawIOBase, sink: IO[bytes], progress: Progress | None = None) -> None:
         super().__init__(name="gpg-feeder", daemon=True)
         self._source = source
         self._sink = sink
+        self._progress = progress
         self.hash = hashlib.sha256()
         self.size = 0
         self.error: BaseException | None = None
@@ -608,6 +611,10 @@ class _Feeder(threading.Thread):
                 self.hash.update(chunk)  # hashlib releases the GIL on large buffers
                 self.size += n
                 _write_all(self._sink, chunk)
+                if self._progress is not None:
+                    self._progress.advance(n)
+            if self._progress is not None:
+                self._progress.finish()
         except BrokenPipeError:
             self.broken_pipe = True  # gpg stopped reading (refused early); its status says why
         except BaseException as exc:  # re-raised in the calling thread
@@ -685,7 +692,10 @@ def _stream_through_gpg(
             # Only gpg may hold the write end, or the status pipe would never reach its end.
             os.close(status_write)
             os.close(passphrase_read)
-        return _pump(proc, data, sink, status_stream, max_output)
+        # Input bytes through gpg, about every ten seconds for a large file (counts only).
+        step = "encryption" if "--encrypt" in command else "decryption"
+        progress = Progress(log, step, os.fstat(data.fileno()).st_size, unit="bytes")
+        return _pump(proc, data, sink, status_stream, max_output, progress)
 
 
 def _pump(
@@ -694,11 +704,12 @@ def _pump(
     sink: IO[bytes],
     status_stream: IO[bytes],
     max_output: int | None,
+    progress: Progress | None = None,
 ) -> _Run:
     assert proc.stdin is not None and proc.stdout is not None
     _widen_pipe(proc.stdin.fileno())
     _widen_pipe(proc.stdout.fileno())
-    feeder = _Feeder(source, proc.stdin)
+    feeder = _Feeder(source, proc.stdin, progress)
     status = _Drain(status_stream)
     feeder.start()
     status.start()

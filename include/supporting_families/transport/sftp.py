@@ -60,6 +60,7 @@ from paramiko.sftp import (
 )
 from paramiko.sftp_attr import SFTPAttributes
 
+from supporting_families.progress import Progress
 from supporting_families.transport.paths import (
     MAX_NAME_BYTES,
     SEVERE_NAME_REASONS,
@@ -621,6 +622,7 @@ def _remote_sha256(
         remote.MAX_REQUEST_SIZE = request_size  # this file only: the class attribute stays paramiko's
         remote.prefetch(size)
         remaining = size
+        progress = Progress(log, "read-back check", size, unit="bytes")
         while remaining:
             # One request's worth per read: larger reads make paramiko concatenate bytes repeatedly.
             chunk = remote.read(min(request_size, remaining))
@@ -628,6 +630,8 @@ def _remote_sha256(
                 raise TransientTransferError(f"{path} ended {remaining} bytes early while reading it back")
             digest.update(chunk)
             remaining -= len(chunk)
+            progress.advance(len(chunk))
+        progress.finish()
         if then_fsync:
             _remote_fsync(sftp, remote.handle, path)
     return digest.hexdigest()
@@ -827,10 +831,13 @@ def _upload(session: SftpSession, delivery: _Delivery, temporary: str, progress:
             dest.set_pipelined(True)
             buffer = bytearray(WRITE_CHUNK)
             view = memoryview(buffer)
+            lines = Progress(log, "upload", delivery.size, unit="bytes")
             while count := source.readinto(buffer):
                 dest.write(view[:count])
                 progress.bytes_sent += count
+                lines.advance(count)
             _collect_write_answers(session.sftp, dest)
+            lines.finish()
     finally:
         progress.upload_seconds += time.monotonic() - started
 
@@ -1064,6 +1071,7 @@ def _download(
             remote.MAX_REQUEST_SIZE = session.endpoint.request_size  # this file only
             remote.prefetch(size)
             remaining = size
+            progress = Progress(log, "fetch", size, unit="bytes")  # counts only: never the partner's name
             while remaining:
                 chunk = remote.read(min(session.endpoint.request_size, remaining))
                 if not chunk:
@@ -1071,6 +1079,8 @@ def _download(
                 _write_local(out, chunk, temporary)
                 digest.update(chunk)
                 remaining -= len(chunk)
+                progress.advance(len(chunk))
+            progress.finish()
             after = remote.stat()
             if after.st_size != size or after.st_mtime != attrs.st_mtime:
                 return RejectedFile(name, "changed_while_reading", "changed while being read", size)

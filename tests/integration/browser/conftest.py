@@ -26,11 +26,21 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from supporting_families.audit import Ledger, NewEntry, anchor, idempotency_key
+from supporting_families.audit import Ledger, NewEntry, anchor, idempotency_key, staff_id
 from supporting_families.config import load_agreements
 from supporting_families.identify import FAMILY_PROBLEMS_SCHEMA, WORKLIST_SCHEMA
-from supporting_families.store import delivery_references_file, identification_dir, register_file, store_root
-from supporting_families.store.io import write_parquet
+from supporting_families.share.delivery import Delivery
+from supporting_families.share.package import new_manifest
+from supporting_families.store import (
+    FileKeyStore,
+    delivery_references_file,
+    identification_dir,
+    register_file,
+    store_root,
+    write_sealed_table,
+)
+from supporting_families.store.io import write_bytes_atomic, write_parquet
+from supporting_families.store.layout import relative
 from tests.integration.platform_fixtures import small_register
 
 REPO = Path(__file__).resolve().parents[3]
@@ -73,7 +83,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _seed(store: Any, ledger_url: str, anchors: Path) -> None:
+def _seed(store: Any, ledger_url: str, anchors: Path, keys: FileKeyStore) -> None:
     persons = small_register(60)
     write_parquet(persons, register_file(store, "persons"))
     families = sorted(set(persons["family_id"].to_pylist()))[:5]
@@ -135,12 +145,22 @@ def _seed(store: Any, ledger_url: str, anchors: Path) -> None:
             agreement = agreements[agreement_id]
             delivery_id = f"d{i:02d}-{days:02d}"
             ids = [f"P{n:06d}" for n in range(rows)] if i < 2 else [f"P{n:06d}" for n in range(10, 10 + rows)]
-            write_parquet(
-                pa.table(
-                    {"person_id": ids, "family_id": ids, "person_ref": ids, "family_ref": ids},
-                ),
-                delivery_references_file(store, agreement_id, delivery_id),
+            refs = delivery_references_file(store, agreement_id, delivery_id)
+            write_sealed_table(
+                pa.table({"person_id": ids, "family_id": ids, "person_ref": ids, "family_ref": ids}),
+                refs,
+                keys,
+                "2026-03",
+                relative(store, refs),
             )
+            # The manifest and receipt a delivery leaves (share.package, share.delivery): the DPO's lookup
+            # and subject access read the same files.
+            delivery = Delivery(store, agreement_id, delivery_id)
+            sent_at = T0 + timedelta(days=days)
+            manifest = new_manifest(agreement, f"run{i}", rows, f"{delivery_id}.csv", "a" * 64, sent_at)
+            write_bytes_atomic(delivery.manifest_path, manifest.to_json().encode())
+            receipt = {"status": "delivered", "bytes": 1000 + rows, "delivered_at": sent_at.isoformat()}
+            write_bytes_atomic(delivery.receipt_path, json.dumps(receipt).encode())
             ledger.append(
                 NewEntry.for_agreement(
                     agreement,
@@ -192,7 +212,8 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUi]:
     store = store_root((root / "store").as_uri())
     ledger_url = f"sqlite:///{root / 'ledger.sqlite'}"
     anchors = root / "anchors"
-    _seed(store, ledger_url, anchors)
+    keys_dir = root / "data_keys"
+    _seed(store, ledger_url, anchors, FileKeyStore(keys_dir))
     port = _free_port()
     env = {
         k: v
@@ -239,6 +260,26 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUi]:
     ):
         subprocess.run(cmd, env=env, check=True, stdout=log, stderr=subprocess.STDOUT, timeout=240)
     passwords = json.loads((secrets_dir / "airflow-users.json").read_text())
+    # The DPO's lookup opens the sealed reference lists with the data keys named by the rights connection.
+    connections_file = secrets_dir / "connections.json"
+    connections = json.loads(connections_file.read_text())
+    connections["sf_rights"] = {"conn_type": "generic", "extra": {"data_keys_dir": str(keys_dir)}}
+    connections_file.write_text(json.dumps(connections))
+    # A subject access answered by the DPO: the ledger names them by staff id only.
+    staff_key = json.loads((secrets_dir / "connections.json").read_text())["sf_staff_id_key"]["password"]
+    with Ledger(ledger_url) as ledger:
+        ledger.append(
+            NewEntry(
+                kind="rights_action",
+                occurred_at=T0 + timedelta(days=20),
+                dag_id="rights_subject_access",
+                run_id="manual__2026-03-22T10:00:00+00:00",
+                task_id="answer",
+                triggered_by=staff_id(bytes.fromhex(staff_key), "dpo"),
+                details={"action": "access"},
+                idempotency_key=idempotency_key("rights_action", "browser-seed"),
+            )
+        )
     server_log = root / "api-server.log"
     with server_log.open("w") as out:
         proc = subprocess.Popen(

@@ -109,6 +109,15 @@ def test_auditor_sees_the_chain_verified_filters_downloads_and_charts(
         assert [r["ciphertext_sha256"] for r in exported] == [e.ciphertext_sha256 for e in expected]
         assert {r["purpose"] for r in exported} == {e.purpose for e in expected}
 
+        # Who acted: the ledger holds the DPO's staff id; the Auditor sees the login it stands for.
+        page.goto(airflow_ui.base_url + "/auditor/?kind=rights_action")
+        who = page.locator("#entries tbody tr").nth(0).locator("td").last
+        assert who.locator(".staff-name").inner_text() == "dpo"
+        with Ledger(airflow_ui.ledger_url, create=False) as ledger:
+            [action] = ledger.search(LedgerSearch(kind="rights_action"), 1)
+        assert action.triggered_by in who.inner_text() and "dpo" not in json.dumps(action.to_dict())
+        screenshot(page, "auditor-staff-names")
+
         # The charts are drawn by the server as SVG (no script, no CDN) and load in the page.
         page.goto(airflow_ui.base_url + "/auditor/")
         images = page.locator("#charts img")

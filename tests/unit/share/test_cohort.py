@@ -141,3 +141,17 @@ def test_register_rows_are_the_inner_join_in_the_cohort_order() -> None:
     )
     assert rows.to_pylist() == joined.to_pylist()[::-1]
     assert rows.column_names == ["person_id", "given", "programme_status"]
+
+
+def test_register_rows_narrowed_to_columns_and_first_row_of_a_person_held_twice() -> None:
+    from supporting_families.share.cohort import register_rows
+
+    persons = pa.table(
+        {"person_id": ["a", "b", "a", "c"], "given": ["1", "2", "3", "4"], "town": ["t1", "t2", "t3", "t4"]}
+    )
+    cohort = pa.table({"person_id": ["c", "a", "z"]})
+    rows, missing = register_rows(cohort, persons, ["person_id", "town"])
+    assert missing == 1
+    assert rows.to_pylist() == [{"person_id": "c", "town": "t4"}, {"person_id": "a", "town": "t1"}]
+    empty, missing = register_rows(cohort.slice(0, 0), persons)
+    assert (empty.num_rows, missing, empty.column_names) == (0, 0, ["person_id", "given", "town"])

@@ -1,0 +1,137 @@
+"""Retention: every day, delete what is past its limit, record the evidence, and check nothing is left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from sf_airflow.common import DEFAULT_ARGS, START_DATE
+
+TAGS = ["supporting-families", "retention"]
+
+
+@dag(
+    dag_id="retention",
+    schedule=CronTriggerTimetable("30 2 * * *", timezone="Europe/London"),
+    start_date=START_DATE,
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    max_active_runs=1,
+    tags=TAGS,
+    params={
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Only work out what would be deleted (counts per area in the plan task's return value"
+            " and log); delete nothing.",
+        ),
+        "as_of": Param(
+            "",
+            type="string",
+            pattern=r"^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+            title="As of",
+            description="The day to sweep for (YYYY-MM-DD); empty: the run's own date. A later day shows what"
+            " the sweep will delete then.",
+        ),
+    },
+    doc_md="""
+### Retention: deletion when no longer needed
+
+The privacy notice promises everything "will be retained for up to one year after the end of the
+programme ... deleted when no longer needed under strict information security arrangements". The limits
+are `include/retention.yaml` (the programme's end, the ceiling, and a limit per store area) and each
+agreement's `retention:`; `docs/STORE.md` lists the areas.
+
+* **plan** works out what is past its limit, what a legal hold keeps (reported by hold id), and which
+  register records left every source. With **Dry run** ticked, that is all it does.
+* **sweep** deletes it, copies a held person's rows under their hold's own key first, seals a held
+  agreement's files under the hold's key, shreds each month's data key once nothing live is sealed under
+  it, and writes one `deletion` ledger entry per area: counts, the rule, a hash of the deleted paths.
+* **verify** scans the store again: anything still past its limit fails the run.
+
+The same, from a shell: `python -m supporting_families.retention plan|sweep|overdue [--as-of D]`.
+""",
+)
+def retention() -> None:
+    @task
+    def plan(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        from supporting_families.retention import plan_sweep
+
+        root, policy, agreements, sources, as_of = _inputs(params, context)
+        swept = plan_sweep(root, policy, agreements, sources, as_of)
+        held = sorted({h for item in swept.held for h in item.held_by})
+        return {"as_of": as_of.isoformat(), "areas": swept.summary(), "holds_in_force": len(held)}
+
+    @task
+    def sweep(
+        planned: dict[str, Any], params: dict[str, Any] | None = None, **context: Any
+    ) -> dict[str, Any]:
+        from sf_airflow.credentials import data_keys, ledger
+        from sf_airflow.rights import acting_run
+        from supporting_families.retention import apply_sweep, deletion_entries, plan_sweep
+
+        if params and params.get("dry_run"):
+            return {"dry_run": True, **planned}
+        root, policy, agreements, sources, as_of = _inputs(params, context)
+        # Planned again inside this task: a retry sees the store as the earlier attempt left it.
+        swept = plan_sweep(root, policy, agreements, sources, as_of)
+        result = apply_sweep(root, swept, data_keys())
+        run = acting_run(context)
+        with ledger() as book:
+            seqs = [
+                book.append(entry).seq
+                for entry in deletion_entries(
+                    swept,
+                    result,
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    task_id=run.task_id,
+                    triggered_by=run.triggered_by,
+                )
+            ]
+        evidence = result.evidence()
+        return {
+            "as_of": as_of.isoformat(),
+            "areas": {k: v["files_deleted"] for k, v in evidence.items()},
+            "keys_shredded": len(result.keys_shredded),
+            "ledger_seq": seqs,
+        }
+
+    @task
+    def verify(swept: dict[str, Any], params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from supporting_families.retention import overdue
+
+        if swept.get("dry_run"):
+            return {"dry_run": True}
+        root, policy, agreements, sources, as_of = _inputs(params, context)
+        left = overdue(root, policy, agreements, sources, as_of)
+        if left:
+            counts: dict[str, int] = {}
+            for item in left:
+                counts[item.retention_class] = counts.get(item.retention_class, 0) + 1
+            raise AirflowFailException(f"still past their limit after the sweep: {counts}")
+        return {"overdue": 0}
+
+    verify(sweep(plan()))  # type: ignore[arg-type]
+
+
+def _inputs(params: dict[str, Any] | None, context: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+    from datetime import date
+
+    from sf_airflow.common import store
+    from supporting_families.config import load_agreements, load_sources
+    from supporting_families.config.retention import load_retention
+
+    as_of_text = str((params or {}).get("as_of") or "")
+    logical = context.get("logical_date") or context["dag_run"].run_after
+    as_of = date.fromisoformat(as_of_text) if as_of_text else logical.date()
+    agreements = {a.id: a for a in load_agreements(resolve=False)}
+    return store(), load_retention(), agreements, load_sources(), as_of
+
+
+retention()

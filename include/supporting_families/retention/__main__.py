@@ -1,0 +1,3 @@
+from supporting_families.retention.cli import main
+
+raise SystemExit(main())
