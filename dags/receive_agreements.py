@@ -9,6 +9,7 @@ the names of the agreement's own return files (to map one processing task per fi
 from __future__ import annotations
 
 import functools
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -23,8 +24,9 @@ from supporting_families.config import Agreement, load_agreements
 AGREEMENTS = load_agreements(resolve=False)
 
 #: How often the deferred sensor looks in the partner's outbox. Returns take days; a look costs one SFTP
-#: listing, in the triggerer, with no worker slot held.
-POKE_SECONDS = 15 * 60
+#: listing, in the triggerer, with no worker slot held. ``$SF_RETURN_POKE_SECONDS`` shortens it where a
+#: test waits for a return that arrives in seconds (tests/integration/celery).
+POKE_SECONDS = int(os.environ.get("SF_RETURN_POKE_SECONDS") or 15 * 60)
 
 
 def _doc(a: Agreement) -> str:
