@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, ParamSpec
 
+from airflow.providers.openlineage.extractors.base import BaseExtractor, OperatorLineage
 from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.facet_v2 import (
     RunFacet,
@@ -36,7 +37,6 @@ from openlineage.client.facet_v2 import (
 )
 from openlineage.client.transport.transform import EventTransformer
 
-from airflow.providers.openlineage.extractors.base import BaseExtractor, OperatorLineage
 from supporting_families.lineage import LineageDataset, RunLineage
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,9 @@ def operator_lineage(lineage: RunLineage) -> OperatorLineage:  # type: ignore[ty
     return OperatorLineage(
         inputs=[_input(d) for d in lineage.inputs],
         outputs=[_output(d) for d in lineage.outputs],
-        run_facets={name: RunFacet().with_additional_properties(**dict(v)) for name, v in lineage.facets.items()},
+        run_facets={
+            name: RunFacet().with_additional_properties(**dict(v)) for name, v in lineage.facets.items()
+        },
     )
 
 
@@ -191,7 +193,7 @@ def _never_fails(declare_fn: Callable[_P, None]) -> Callable[_P, None]:
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> None:
         try:
             declare_fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 (any fault here is lineage's, not the task's)
+        except Exception as exc:
             # The type only: a message could name a file.
             log.warning("lineage not declared for this task: %s", type(exc).__name__)
 

@@ -71,7 +71,9 @@ class RunLineage:
         return self
 
 
-def store_dataset(store_uri: str, area: str, fields: Iterable[str] = (), rows: int | None = None) -> LineageDataset:
+def store_dataset(
+    store_uri: str, area: str, fields: Iterable[str] = (), rows: int | None = None
+) -> LineageDataset:
     """An area of the store (``curated/<source>``, ``deliveries/<agreement>``), named as OpenLineage names
     object storage: the scheme and bucket (or host) as namespace, the path as name."""
     parts = urlsplit(store_uri)
@@ -131,7 +133,9 @@ def ingest_lineage(
         outputs.append(store_dataset(store_uri, f"quarantine/{spec.name}", rows=rejected))
     return RunLineage(
         inputs=(
-            store_dataset(store_uri, f"landing/extracts/{spec.name}", (c.name for c in spec.columns), received),
+            store_dataset(
+                store_uri, f"landing/extracts/{spec.name}", (c.name for c in spec.columns), received
+            ),
         ),
         outputs=tuple(outputs),
         facets={
@@ -160,7 +164,10 @@ def share_prepare_lineage(agreement: Agreement, store_uri: str, counts: Mapping[
         ),
         outputs=(
             store_dataset(
-                store_uri, f"deliveries/{agreement.id}", agreement.fields, rows if isinstance(rows, int) else None
+                store_uri,
+                f"deliveries/{agreement.id}",
+                agreement.fields,
+                rows if isinstance(rows, int) else None,
             ),
         ),
         facets={**agreement_facet(agreement), **_counts("counts", counts)},
@@ -212,7 +219,9 @@ def receive_lineage(
                 host, port, agreement.sftp.remote_outbox, (c.name for c in agreement.returns.columns), rows
             ),
         ),
-        outputs=(store_dataset(store_uri, "register/partner_flags", PARTNER_FLAGS_SCHEMA.names, flags_merged),),
+        outputs=(
+            store_dataset(store_uri, "register/partner_flags", PARTNER_FLAGS_SCHEMA.names, flags_merged),
+        ),
         facets={
             **agreement_facet(agreement),
             f"{FACET_PREFIX}return": {
