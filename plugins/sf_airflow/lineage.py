@@ -25,7 +25,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from typing import Any, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from airflow.providers.openlineage.extractors.base import BaseExtractor, OperatorLineage
 from openlineage.client.event_v2 import InputDataset, OutputDataset
@@ -37,7 +37,9 @@ from openlineage.client.facet_v2 import (
 )
 from openlineage.client.transport.transform import EventTransformer
 
-from supporting_families.lineage import LineageDataset, RunLineage
+if TYPE_CHECKING:
+    # Only for the hints: the scheduler and the API server load this module for the transformer alone.
+    from supporting_families.lineage import LineageDataset, RunLineage
 
 log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
