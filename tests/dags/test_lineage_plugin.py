@@ -64,6 +64,6 @@ def test_the_transformer_takes_out_form_values_file_names_and_failure_texts() ->
 
     for leaked in (partner_name, "P000001", "neet_2025-03-31.csv", "Traceback"):
         assert leaked not in text
-    airflow = json.loads(text)["run"]["facets"]["airflow"]
-    assert airflow["task"]["outlets"] == ["sf_curated_neet"]
-    assert airflow["taskInstance"]["rendered_map_index"].startswith("sha256:")
+    facet = json.loads(text)["run"]["facets"]["airflow"]
+    assert facet["task"]["outlets"] == ["sf_curated_neet"]
+    assert facet["taskInstance"]["rendered_map_index"].startswith("sha256:")
