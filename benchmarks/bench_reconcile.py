@@ -48,8 +48,9 @@ from supporting_families.receive.merge import merge_flags
 from supporting_families.receive.process import read_references
 from supporting_families.receive.reconcile import reconcile
 from supporting_families.receive.validate import validate_return
+from supporting_families.share.delivery import Delivery
 from supporting_families.share.pseudonymise import PseudonymKey, references
-from supporting_families.store import write_parquet
+from supporting_families.store import FileKeyStore, write_parquet, write_sealed_table
 
 BOUND_SECONDS = 2.0
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
@@ -155,10 +156,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="sf-bench-reconcile-") as tmp:
         store = UPath(Path(tmp).as_uri())
-        refs_path = store / "deliveries" / agreement.id / "d0123456789abcdef" / "references.parquet"
+        delivery = Delivery(store, agreement.id, "dabcdefghijklmnop")
+        keys = FileKeyStore(Path(tmp) / "keys")
         started = time.perf_counter()
         sent = make_delivery(int(args.rows * 1.03))
-        write_parquet(sent, refs_path)
+        write_sealed_table(sent, delivery.references_path, keys, "2026-12", delivery.references_context)
         returned = make_return(sent, args.rows, rng)
         print(
             f"delivery: {sent.num_rows:,} references; return: {returned.num_rows:,} rows "
@@ -171,7 +173,7 @@ def main() -> None:
             name = f"dwp-return-d{attempt:016x}.csv.gpg"
             times: dict[str, float] = {}
             t = time.perf_counter()
-            sent_refs = read_references(refs_path)
+            sent_refs = read_references(delivery, keys)
             times["read refs"] = time.perf_counter() - t
             t = time.perf_counter()
             result = reconcile(returned, sent_refs, agreement)

@@ -157,7 +157,7 @@ def main() -> int:
         )
 
         t0 = time.perf_counter()
-        plan = plan_erasure(root, TARGET)
+        plan = plan_erasure(root, TARGET, keys)
         changes = erase_now(
             root, plan, tombstone_key=bytes(32), keys=keys, request_id="rqbench", on=date.today()
         )

@@ -183,7 +183,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
         def process(file_name: str, **context: Any) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from sf_airflow.credentials import council_openpgp, ledger, resolved_agreement
+            from sf_airflow.credentials import council_openpgp, data_keys, ledger, resolved_agreement
             from sf_airflow.lineage import declare_receive
             from supporting_families.receive import ReturnQuarantined, process_return
             from supporting_families.transport import KeyProblem
@@ -198,6 +198,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
                         gnupg_home=key.gnupg_home,
                         passphrase=key.passphrase,
                         ledger=book,
+                        keys=data_keys(),
                         run=_run_info(context),
                     )
             except ReturnQuarantined as exc:

@@ -174,6 +174,7 @@ def rights_rectification() -> None:
                 staged,
                 agreements=agreements(),
                 run=run,
+                keys=data_keys(),
             )
         except _REFUSALS as exc:
             _fail(exc)

@@ -105,15 +105,19 @@ def build_share_dag(agreement: Agreement) -> Any:
             return prepared
 
         @task
-        def encrypt(prepared: dict[str, Any]) -> dict[str, Any]:
+        def encrypt(prepared: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from sf_airflow.credentials import council_openpgp, resolved_agreement
-            from supporting_families.share import Delivery, encrypt_delivery
+            from sf_airflow.credentials import council_openpgp, data_keys, pseudonym_key, resolved_agreement
+            from supporting_families.share import Delivery, encrypt_delivery, prepare_delivery
             from supporting_families.transport import KeyProblem
 
+            assert run_id is not None
             key = council_openpgp()
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
+            if not delivery.manifest_path.exists():
+                # A failed encryption undid the package (no plaintext waits in staging): package again.
+                prepare_delivery(delivery, agreement, pseudonym_key(agreement), run_id, keys=data_keys())
             try:
                 manifest = encrypt_delivery(
                     delivery,
@@ -133,7 +137,7 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from airflow.sdk.exceptions import AirflowFailException
 
-            from sf_airflow.credentials import ledger
+            from sf_airflow.credentials import data_keys, ledger
             from sf_airflow.lineage import declare_share_deliver
             from sf_airflow.sftp import sftp_endpoint
             from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
@@ -160,7 +164,9 @@ def build_share_dag(agreement: Agreement) -> Any:
             # Check the disclosure's ledger entry before sending: what cannot be recorded must not leave.
             entry({"delivered_at": datetime.now(UTC).isoformat(), "bytes": 0}).validate()
             try:
-                receipt = deliver_delivery(delivery, agreement, sftp_endpoint(agreement.sftp.conn_id))
+                receipt = deliver_delivery(
+                    delivery, agreement, sftp_endpoint(agreement.sftp.conn_id), keys=data_keys()
+                )
             except PermanentTransferError as exc:
                 # Host key, authentication, permissions: retrying would only knock on the door again.
                 raise AirflowFailException(str(exc)) from None

@@ -427,9 +427,10 @@ def person_form(user: Any = _lookup) -> HTMLResponse:
 @app.post("/person", response_class=HTMLResponse)
 def person_lookup(user: Any = _lookup, person_id: str = Form(..., max_length=64)) -> HTMLResponse:
     from sf_airflow.common import store
+    from sf_airflow.credentials import data_keys
 
     with _ledger() as ledger:
-        rows = disclosure_history(store(), ledger, person_id.strip())
+        rows = disclosure_history(store(), ledger, person_id.strip(), data_keys())
     lines = "".join(
         f"<tr><td>{esc(r.sent_at.strftime('%Y-%m-%d %H:%M'))}</td><td>{esc(r.partner)}</td>"
         f"<td>{esc(r.agreement)}</td><td>{esc(r.purpose)}</td>"

@@ -99,9 +99,9 @@ returns:
     matched: [matched]
     rejected: [not_found]
 retention:
-  programme_end: 2026-03-31
-  days_after_programme_end:
+  days:
     deliveries: 365
+    references: 365
     returns: 365
     manifests: 365
 """

@@ -13,13 +13,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from upath import UPath
 
 from supporting_families.audit.entries import LedgerEntry, LedgerSearch
 from supporting_families.audit.ledger import Ledger
-from supporting_families.store import delivery_references_file
+from supporting_families.store import KeyStore, read_delivery_references
 
 
 def _week(when: datetime) -> str:
@@ -101,7 +99,7 @@ class DisclosureRow:
     sent_at: datetime
 
 
-def disclosure_history(store: UPath, ledger: Ledger, person_id: str) -> list[DisclosureRow]:
+def disclosure_history(store: UPath, ledger: Ledger, person_id: str, keys: KeyStore) -> list[DisclosureRow]:
     """Every disclosure whose delivery's reference list holds ``person_id``, oldest first.
 
     A delivery whose reference list is gone (deleted by retention, or its key retired) cannot say whether
@@ -112,12 +110,10 @@ def disclosure_history(store: UPath, ledger: Ledger, person_id: str) -> list[Dis
         delivery_id = entry.details.get("delivery_id")
         if not entry.agreement_id or not isinstance(delivery_id, str):
             continue
-        path = delivery_references_file(store, entry.agreement_id, delivery_id)
-        if not path.exists():
-            continue
-        with path.open("rb") as fh:
-            ids = pq.read_table(fh, columns=["person_id"])["person_id"]
-        if not pc.any(pc.equal(ids, person_id)).as_py():
+        refs = read_delivery_references(
+            store, entry.agreement_id, delivery_id, keys, ["person_id"], [("person_id", "==", person_id)]
+        )
+        if refs is None or refs.num_rows == 0:
             continue
         rows.append(
             DisclosureRow(

@@ -20,7 +20,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -116,7 +116,7 @@ ColumnType = Literal["string", "boolean", "date", "integer"]
 #: reconciles a return against the delivery's manifest of references and re-identifies controller-side.
 ReferenceField = Literal["person_ref", "family_ref"]
 
-RetentionClass = Literal["deliveries", "returns", "manifests"]
+RetentionClass = Literal["deliveries", "references", "manifests", "returns"]
 
 #: Airflow's cron presets (airflow.utils.dates.cron_presets). ``@once`` and ``@continuous`` are not
 #: accepted: a disclosure of personal data happens on a known timetable, not once or in a loop.
@@ -586,35 +586,39 @@ class ReturnSpec(_Strict):
 
 
 class RetentionDays(_Strict):
-    # The notice: "retained for up to one year after the end of the programme". 366 allows a leap day.
+    # Days after the delivery (a return: after its receipt). At most a year after the event, and the council's
+    # ceiling (include/retention.yaml: the notice's "up to one year after the end of the programme") ends
+    # each one earlier whatever it says here. 366 allows a leap day.
     deliveries: int = Field(ge=0, le=366)
+    references: int = Field(ge=0, le=366)
     returns: int = Field(ge=0, le=366)
     manifests: int = Field(ge=0, le=366)
 
 
 class Retention(_Strict):
-    #: End of the Supporting Families programme for this council; retention counts from here.
-    programme_end: date
-    days_after_programme_end: RetentionDays
+    """How long this agreement's classes (:data:`supporting_families.config.retention.AGREEMENT_CLASSES`)
+    are kept; the programme's end is council-wide, in ``include/retention.yaml``."""
+
+    days: RetentionDays
 
     @model_validator(mode="after")
     def _manifests_outlive_data(self) -> Retention:
-        days = self.days_after_programme_end
+        days = self.days
         # A delivery's manifest (which references went where) answers subject access and rectification
         # for as long as the data it describes exists, so it must not be deleted first.
-        if days.manifests < max(days.deliveries, days.returns):
+        if days.manifests < max(days.deliveries, days.references, days.returns):
             rules = Rules()
             rules.fail(
-                "days_after_programme_end.manifests",
-                "manifests must be kept at least as long as the deliveries and returns they describe",
+                "days.manifests",
+                "manifests must be kept at least as long as the deliveries, references and returns they"
+                " describe",
             )
             rules.check()
         return self
 
-    def delete_after(self, kind: RetentionClass) -> date:
-        """The last day ``kind`` may be kept; the retention sweep deletes it after this date."""
-        days: int = getattr(self.days_after_programme_end, kind)
-        return self.programme_end + timedelta(days=days)
+    def days_for(self, kind: RetentionClass) -> int:
+        days: int = getattr(self.days, kind)
+        return days
 
 
 class Agreement(_Strict):

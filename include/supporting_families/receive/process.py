@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from upath import UPath
 
 from supporting_families.audit import Ledger, NewEntry, idempotency_key
@@ -65,6 +64,7 @@ from supporting_families.store.io import (
     write_bytes_atomic,
     write_parquet,
 )
+from supporting_families.store.keystore import KeyStore
 from supporting_families.transport.openpgp import (
     DecryptionError,
     IntegrityCheckFailed,
@@ -175,6 +175,7 @@ def process_return(
     gnupg_home: Path,
     passphrase: str,
     ledger: Ledger,
+    keys: KeyStore,
     run: RunInfo | None = None,
 ) -> ReturnOutcome:
     """Verify, validate, reconcile (or check the receipt) and merge one archived return.
@@ -192,7 +193,9 @@ def process_return(
     if state == "absent" or received is None:
         raise FileNotFoundError(f"{agreement.id}: {name} was not fetched into the store")
     try:
-        outcome = _take(store, agreement, paths, received, gnupg_home=gnupg_home, passphrase=passphrase)
+        outcome = _take(
+            store, agreement, paths, received, gnupg_home=gnupg_home, passphrase=passphrase, keys=keys
+        )
     except ReturnRejected as exc:
         raise _quarantine_archived(store, agreement, paths, received, exc, ledger=ledger, run=run) from None
     # A late arrival was alerted when it was fetched; the entry below records it again with the counts.
@@ -209,6 +212,7 @@ def _take(
     *,
     gnupg_home: Path,
     passphrase: str,
+    keys: KeyStore,
 ) -> ReturnOutcome:
     name = received.name
     delivery_id = delivery_id_of(agreement, name)
@@ -231,7 +235,7 @@ def _take(
         checked = check_receipt(validated, manifest, agreement)
         counts = {"rows_received": checked["rows_received"], "manifest_rows": checked["manifest_rows"]}
     else:
-        sent = read_references(delivery.references_path, agreement)
+        sent = read_references(delivery, keys, agreement)
         reconciliation = reconcile(validated.table, sent, agreement)
         write_parquet(reconciliation.classified, paths.classified_path)
         # The answer is dated by the question (the delivery), not by when the file came back, so answers
@@ -263,13 +267,15 @@ def _take(
     return outcome
 
 
-def read_references(path: UPath, agreement: Agreement | None = None) -> pa.Table:
-    """A delivery's ``references.parquet``, only the columns reconciliation needs (person id, reference)."""
+def read_references(delivery: Delivery, keys: KeyStore, agreement: Agreement | None = None) -> pa.Table:
+    """A delivery's reference list, only the columns reconciliation needs (person id, reference).
+
+    Raises :class:`~supporting_families.store.KeyShredded` once the delivery's period key is shredded: its
+    references then resolve to nobody, and a late return for it cannot be reconciled."""
     refers_to = "person_ref"
     if agreement is not None and agreement.returns.reference is not None:
         refers_to = agreement.returns.reference.refers_to
-    with path.open("rb") as fh:
-        return pq.read_table(fh, columns=["person_id", refers_to])
+    return delivery.references(keys, columns=["person_id", refers_to])
 
 
 def _reconciliation_entry(agreement: Agreement, outcome: ReturnOutcome, run: RunInfo | None) -> NewEntry:

@@ -224,6 +224,7 @@ def rectification(
     *,
     agreements: dict[str, Agreement],
     run: Run,
+    keys: KeyStore,
 ) -> tuple[Outcome, list[tuple[Agreement, list[str], dict[str, object]]]]:
     """Record and apply the corrections; returns the outcome and the notices due to partners.
 
@@ -233,7 +234,7 @@ def rectification(
     applied = 0
     for name, value in sorted(corrections.items()):
         applied += rectify(store, person_id, name, value, request_id)["applied"]
-    due = notices_due(store, person_id, sorted(corrections), agreements)
+    due = notices_due(store, person_id, sorted(corrections), agreements, keys)
     counts = {"fields": sorted(corrections), "applied": applied, "notices_due": len(due)}
     return (
         Outcome(
@@ -271,7 +272,7 @@ def erasure(
     with the hold's reason codes in the ledger); otherwise returns the plan the notices and compaction use."""
     request_id = _open(store, "erasure", case_reference, person_id, received_on)
     # A retry finds the plan made before anything was erased (the person is gone from the register then).
-    plan = load_plan(store, request_id, keys) or plan_erasure(store, person_id)
+    plan = load_plan(store, request_id, keys) or plan_erasure(store, person_id, keys)
     save_plan(store, request_id, plan, keys)
     today = datetime.now(UTC).date()
     try:

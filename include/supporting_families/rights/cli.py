@@ -230,7 +230,7 @@ def _with_keys(store: UPath, args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "rectify":
         staged = staged_corrections(store, args.case, args.person, keys)
         outcome, due = rectification(
-            store, args.person, args.case, args.received_on, staged, agreements=agreements, run=run
+            store, args.person, args.case, args.received_on, staged, agreements=agreements, run=run, keys=keys
         )
         recorded = _record(outcome)
         drop_staged(store, args.case)

@@ -137,7 +137,7 @@ def _read(path: UPath, filters: list[tuple[str, str, Any]] | None = None) -> pa.
         return pq.read_table(fh, filters=filters)
 
 
-def plan_erasure(store: UPath, person_id: str) -> ErasurePlan:
+def plan_erasure(store: UPath, person_id: str, keys: KeyStore) -> ErasurePlan:
     persons = register_file(store, "persons")
     record = _read(persons, [("person_id", "==", person_id)]) if persons.exists() else pa.table({})
     family_id = str(record["family_id"][0]) if record.num_rows else None
@@ -174,7 +174,7 @@ def plan_erasure(store: UPath, person_id: str) -> ErasurePlan:
         if parts
         else pa.table({"source": pa.array([], pa.string()), "record_id": pa.array([], pa.string())})
     )
-    return ErasurePlan(person_id, family_id, records, person_deliveries(store, person_id))
+    return ErasurePlan(person_id, family_id, records, person_deliveries(store, person_id, keys))
 
 
 def erasure_blockers(store: UPath, plan: ErasurePlan, on: date) -> list[str]:
@@ -283,8 +283,22 @@ def _erase_from_delivery(store: UPath, delivery: Delivery, person_id: str, keys:
             write_sealed_table(sent.filter(pc.invert(hit)), copy, keys, period, delivery.sent_copy_context)
             changes.removed("deliveries/sent_copy", int(pc.sum(hit.cast(pa.int64())).as_py() or 0))
             changes.files_rewritten.append(_rel(store, copy))
-    person = pa.array([person_id], pa.string())
-    _without(store, delivery.references_path, "person_id", person, "deliveries/references", changes)
+    refs = delivery.references_path
+    if refs.exists():
+        try:
+            table = delivery.references(keys)
+        except KeyShredded:
+            table = None  # its references already resolve to nobody
+        if table is not None:
+            hit = pc.equal(table["person_id"], person_id)
+            n = int(pc.sum(hit.cast(pa.int64())).as_py() or 0)
+            if n:
+                period = sealed_period(refs.read_bytes())
+                write_sealed_table(
+                    table.filter(pc.invert(hit)), refs, keys, period, delivery.references_context
+                )
+                changes.removed("deliveries/references", n)
+                changes.files_rewritten.append(_rel(store, refs))
     return changes
 
 
@@ -382,9 +396,10 @@ def compact(store: UPath, plan: ErasurePlan, sources: dict[str, str]) -> Changes
     # Partner-encrypted archives of deliveries that included the person.
     for agreement_id, delivery_id, _ in plan.deliveries:
         delivery = Delivery(store, agreement_id, delivery_id)
-        if delivery.ciphertext.exists():
-            delete_file(delivery.ciphertext)
-            changes.files_deleted.append(_rel(store, delivery.ciphertext))
+        for archived in (delivery.ciphertext, delivery.archive_path):
+            if archived.exists():
+                delete_file(archived)
+                changes.files_deleted.append(_rel(store, archived))
     # Returns answering them: the person's references out of the classification, the original deleted.
     for agreement_id in plan.agreements:
         for folder in _dirs(store / RETURNS / agreement_id):

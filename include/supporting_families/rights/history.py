@@ -21,7 +21,7 @@ from supporting_families.config.agreements import Agreement
 from supporting_families.share.delivery import SENT_COPY, Delivery
 from supporting_families.store.keystore import KeyShredded, KeyStore
 from supporting_families.store.layout import DELIVERIES, NOTICES
-from supporting_families.store.sealed import read_sealed_table
+from supporting_families.store.sealed import read_delivery_references, read_sealed_table
 
 
 @dataclass(frozen=True)
@@ -61,19 +61,23 @@ def _folders(root: UPath) -> list[UPath]:
     return sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
 
 
-def person_deliveries(store: UPath, person_id: str) -> list[tuple[str, str, list[str]]]:
-    """``(agreement_id, delivery_id, person_refs)`` of each delivery whose reference list holds the person."""
+def person_deliveries(store: UPath, person_id: str, keys: KeyStore) -> list[tuple[str, str, list[str]]]:
+    """``(agreement_id, delivery_id, person_refs)`` of each delivery whose reference list holds the person.
+
+    A delivery whose reference list is gone or whose period key is shredded cannot say who was in it, and
+    is left out (its references resolve to nobody)."""
     found = []
     for agreement_dir in _folders(store / DELIVERIES):
         for folder in _folders(agreement_dir):
-            refs = folder / "references.parquet"
-            if not refs.exists():
-                continue
-            with refs.open("rb") as fh:
-                table = pq.read_table(
-                    fh, columns=["person_id", "person_ref"], filters=[("person_id", "==", person_id)]
-                )
-            if table.num_rows:
+            table = read_delivery_references(
+                store,
+                agreement_dir.name,
+                folder.name,
+                keys,
+                columns=["person_id", "person_ref"],
+                filters=[("person_id", "==", person_id)],
+            )
+            if table is not None and table.num_rows:
                 found.append((agreement_dir.name, folder.name, table["person_ref"].to_pylist()))
     return found
 
@@ -83,7 +87,7 @@ def disclosure_history(
 ) -> list[Disclosure]:
     """Every delivery and notice about ``person_id``, oldest first."""
     out: list[Disclosure] = []
-    for agreement_id, delivery_id, refs in person_deliveries(store, person_id):
+    for agreement_id, delivery_id, refs in person_deliveries(store, person_id, keys):
         delivery = Delivery(store, agreement_id, delivery_id)
         if not delivery.manifest_path.exists():
             continue

@@ -55,7 +55,7 @@ def rectify(store: UPath, person_id: str, field: str, value: str | None, request
 
 
 def notices_due(
-    store: UPath, person_id: str, fields: list[str], agreements: dict[str, Agreement]
+    store: UPath, person_id: str, fields: list[str], agreements: dict[str, Agreement], keys: KeyStore
 ) -> list[tuple[Agreement, list[str], dict[str, object]]]:
     """``(agreement, person_refs, corrected values)`` for each partner that received one of ``fields``.
 
@@ -69,7 +69,7 @@ def notices_due(
     as_text = to_csv_text_columns(row).to_pylist()[0]
     refs_by_agreement: dict[str, list[str]] = {}
     fields_by_agreement: dict[str, set[str]] = {}
-    for agreement_id, _delivery_id, refs in person_deliveries(store, person_id):
+    for agreement_id, _delivery_id, refs in person_deliveries(store, person_id, keys):
         agreement = agreements.get(agreement_id)
         if agreement is None:
             continue

@@ -4,8 +4,9 @@ A delivery is identified by ``delivery_id`` (derived from the DAG run, so a retr
 the same files). Its folder in the store holds everything the council keeps about it:
 
     deliveries/<agreement>/<delivery_id>/manifest.json      counts and hashes (no personal data)
-    deliveries/<agreement>/<delivery_id>/references.parquet  person_id/family_id -> references sent (PD by id)
-    deliveries/<agreement>/<delivery_id>/<name>.csv.gpg     the encrypted file exactly as delivered
+    deliveries/<agreement>/<delivery_id>/references.parquet.sealed  person_id/family_id -> references sent
+    deliveries/<agreement>/<delivery_id>/<name>.csv.gpg     the encrypted file, until delivered
+    deliveries/<agreement>/<delivery_id>/<name>.csv.gpg.sealed  the archive: the file exactly as delivered
     deliveries/<agreement>/<delivery_id>/receipt.json       where and when it was delivered
     deliveries/<agreement>/<delivery_id>/sent.parquet.sealed  what was sent, readable by the council only
     staging/<agreement>/<delivery_id>/<name>.csv            plaintext, deleted once encrypted
@@ -13,7 +14,10 @@ the same files). Its folder in the store holds everything the council keeps abou
 The partner's file is encrypted to the partner alone (one OpenPGP recipient), so the council keeps its own
 copy of exactly what was sent: the agreed fields with the person id, sealed under the data key of its
 retention period (:mod:`supporting_families.store.sealed`), never as a second OpenPGP recipient. Subject
-access reads it; shredding the period's key ends it.
+access reads it; shredding the period's key ends it. The reference list and, once delivered, the archive of
+the partner's file are sealed under the same period's key, so that shredding it leaves nothing from which a
+returned reference could be resolved or the file read again, even from a copy that deletion missed (object
+versions, object-lock archives, backups).
 
 The per-delivery reference list is what later answers a subject access request ("which partner received
 which of my fields, when") and a rectification ("who received the old value") without putting personal
@@ -63,11 +67,16 @@ from supporting_families.store.io import (
     read_parquet,
     sha256_of,
     write_bytes_atomic,
-    write_parquet,
 )
 from supporting_families.store.keystore import KeyStore, period_of
-from supporting_families.store.layout import identification_dir
-from supporting_families.store.sealed import write_sealed_table
+from supporting_families.store.layout import REFERENCES_FILE, SEALED_SUFFIX, identification_dir, relative
+from supporting_families.store.sealed import (
+    open_bytes,
+    read_sealed_table,
+    seal_bytes,
+    sealed_period,
+    write_sealed_table,
+)
 from supporting_families.transport.openpgp import encrypt_and_sign
 from supporting_families.transport.sftp import SftpEndpoint, deliver
 
@@ -128,7 +137,36 @@ class Delivery:
 
     @property
     def references_path(self) -> UPath:
-        return self.folder / "references.parquet"
+        return self.folder / REFERENCES_FILE
+
+    @property
+    def references_context(self) -> str:
+        return relative(self.store, self.references_path)
+
+    @property
+    def archive_path(self) -> UPath:
+        """The delivered file's archive, sealed under the period's data key."""
+        return self.folder / f"{self.name}.csv.gpg{SEALED_SUFFIX}"
+
+    @property
+    def archive_context(self) -> str:
+        return relative(self.store, self.archive_path)
+
+    def period(self) -> str:
+        """The retention period (data key) the delivery's copies are sealed under: its sent copy's."""
+        with self.sent_copy_path.open("rb") as fh:
+            return sealed_period(fh.read(11))
+
+    def references(self, keys: KeyStore, columns: list[str] | None = None) -> pa.Table:
+        """The reference list; :class:`KeyShredded` once the period's key is gone."""
+        return read_sealed_table(self.references_path, keys, self.references_context, columns)
+
+    def archived_ciphertext(self, keys: KeyStore) -> bytes:
+        """The partner's file exactly as delivered (OpenPGP bytes), from the archive or, before delivery
+        completed, the unsealed file."""
+        if self.archive_path.exists():
+            return open_bytes(self.archive_path.read_bytes(), keys, self.archive_context)
+        return self.ciphertext.read_bytes()
 
     @property
     def sent_copy_path(self) -> UPath:
@@ -215,13 +253,12 @@ def package_delivery(
         rows = write_partner_csv(minimised, agreement, local)
         plaintext_sha256 = sha256_of(local)
         upload(local, delivery.staging_csv)
-    write_parquet(refs, delivery.references_path)
+    period = period_of(datetime.now(UTC))
+    write_sealed_table(refs, delivery.references_path, keys, period, delivery.references_context)
     # What left, value for value, with whom it is about: the agreed fields as minimised, and the person id.
     # The same transformation as the CSV writer's, so the copy holds the values exactly as the file does.
     sent = neutralise_formulas(to_csv_text_columns(minimised)).append_column("person_id", view["person_id"])
-    write_sealed_table(
-        sent, delivery.sent_copy_path, keys, period_of(datetime.now(UTC)), delivery.sent_copy_context
-    )
+    write_sealed_table(sent, delivery.sent_copy_path, keys, period, delivery.sent_copy_context)
     manifest = new_manifest(agreement, run_id, rows, f"{delivery.name}.csv", plaintext_sha256)
     # The manifest is written last: its presence means the package is complete.
     write_bytes_atomic(delivery.manifest_path, manifest.to_json().encode())
@@ -239,9 +276,14 @@ def encrypt_delivery(
 ) -> Manifest:
     """Encrypt the staged CSV to the partner's pinned key, signed by the council; drop the plaintext.
 
-    Idempotent: once the manifest records a ciphertext whose file is present with that hash, nothing runs.
+    Idempotent: once the manifest records a ciphertext whose file (or its archive) is present, nothing runs.
+    The staged plaintext goes whatever happens: on success it is replaced by the ciphertext; on failure the
+    package is undone (plaintext and manifest deleted), so a retry packages again from the register rather
+    than leaving personal data in staging for as long as the failure lasts (UK GDPR Article 5(1)(e), (f)).
     """
     manifest = delivery.manifest()
+    if manifest.ciphertext_sha256 and delivery.archive_path.exists():
+        return manifest
     if manifest.ciphertext_sha256 and delivery.ciphertext.exists():
         if sha256_of(delivery.ciphertext) != manifest.ciphertext_sha256:
             raise ShareError(
@@ -250,6 +292,39 @@ def encrypt_delivery(
         return manifest
     if not delivery.staging_csv.exists():
         raise ShareError(f"{agreement.id} {delivery.delivery_id}: no staged plaintext to encrypt")
+    try:
+        return _encrypt(
+            delivery,
+            agreement,
+            manifest,
+            council_fingerprint=council_fingerprint,
+            passphrase=passphrase,
+            gnupg_home=gnupg_home,
+        )
+    except BaseException:
+        unpackage(delivery)
+        raise
+
+
+def unpackage(delivery: Delivery) -> None:
+    """Undo a package that cannot be encrypted: the staged plaintext and the manifest (whose presence means
+    "packaged") go; the next attempt packages again. Nothing has left, so nothing else depends on it."""
+    delete_file(delivery.staging_csv, missing_ok=True)
+    delete_file(delivery.manifest_path, missing_ok=True)
+    log.warning(
+        "%s %s: encryption failed; staged plaintext deleted", delivery.agreement_id, delivery.delivery_id
+    )
+
+
+def _encrypt(
+    delivery: Delivery,
+    agreement: Agreement,
+    manifest: Manifest,
+    *,
+    council_fingerprint: str,
+    passphrase: str,
+    gnupg_home: Path,
+) -> Manifest:
     with local_file(delivery.staging_csv) as plain, tempfile.TemporaryDirectory(prefix="sf-enc-") as tmp:
         out = Path(tmp) / delivery.ciphertext.name
         result = encrypt_and_sign(
@@ -274,8 +349,10 @@ def encrypt_delivery(
     return manifest
 
 
-def deliver_delivery(delivery: Delivery, agreement: Agreement, endpoint: SftpEndpoint) -> dict[str, Any]:
-    """Send the ciphertext to the partner's inbox exactly once; returns the receipt.
+def deliver_delivery(
+    delivery: Delivery, agreement: Agreement, endpoint: SftpEndpoint, *, keys: KeyStore
+) -> dict[str, Any]:
+    """Send the ciphertext to the partner's inbox exactly once, then archive it sealed; returns the receipt.
 
     Two guards against a second delivery: the receipt in the store (the partner may already have
     collected the file, so the inbox alone cannot tell), and the SFTP layer's own check of the final name.
@@ -283,11 +360,12 @@ def deliver_delivery(delivery: Delivery, agreement: Agreement, endpoint: SftpEnd
     existing = delivery.receipt()
     if existing is not None:
         log.info("%s %s: already delivered, nothing sent", agreement.id, delivery.delivery_id)
+        archive_delivered(delivery, keys)
         return {**existing, "status": "already_delivered"}
     manifest = delivery.manifest()
     if not manifest.ciphertext_sha256 or not manifest.ciphertext_name:
         raise ShareError(f"{agreement.id} {delivery.delivery_id}: not encrypted yet")
-    with local_file(delivery.ciphertext) as cipher:
+    with _ciphertext_file(delivery, keys) as cipher:
         outcome = deliver(
             endpoint,
             cipher,
@@ -305,7 +383,37 @@ def deliver_delivery(delivery: Delivery, agreement: Agreement, endpoint: SftpEnd
         "seconds": round(outcome.seconds, 3),
     }
     write_bytes_atomic(delivery.receipt_path, json.dumps(receipt, indent=2, sort_keys=True).encode())
+    archive_delivered(delivery, keys)
     return receipt
+
+
+@contextlib.contextmanager
+def _ciphertext_file(delivery: Delivery, keys: KeyStore) -> Iterator[Path]:
+    """The OpenPGP file as a local path: the encrypted file, or (a receipt lost after archiving) the archive
+    opened into a private temporary file."""
+    if delivery.ciphertext.exists() or not delivery.archive_path.exists():
+        with local_file(delivery.ciphertext) as path:
+            yield path
+        return
+    with private_tempdir("sf-archive-") as tmp:
+        local = tmp / delivery.ciphertext.name
+        write_bytes_atomic(local, delivery.archived_ciphertext(keys))
+        yield local
+
+
+def archive_delivered(delivery: Delivery, keys: KeyStore) -> None:
+    """Replace the delivered file by its archive, sealed under the delivery's period key (idempotent).
+
+    The OpenPGP file is encrypted to the partner, so a copy of it is the partner's data for as long as it
+    exists; sealing it as well means the period's key ends every copy of it too."""
+    if delivery.archive_path.exists() or not delivery.ciphertext.exists():
+        delete_file(delivery.ciphertext, missing_ok=True)
+        return
+    data = delivery.ciphertext.read_bytes()
+    write_bytes_atomic(
+        delivery.archive_path, seal_bytes(data, keys, delivery.period(), delivery.archive_context)
+    )
+    delete_file(delivery.ciphertext)
 
 
 def disclosure_entry(

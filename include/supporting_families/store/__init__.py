@@ -66,6 +66,7 @@ from supporting_families.store.schemas import (
 from supporting_families.store.sealed import (
     SealError,
     open_bytes,
+    read_delivery_references,
     read_sealed_table,
     seal_bytes,
     write_sealed_table,
@@ -115,6 +116,7 @@ __all__ = [
     "partner_flags_file",
     "period_of",
     "private_tempdir",
+    "read_delivery_references",
     "read_parquet",
     "read_sealed_table",
     "register_dir",

@@ -122,15 +122,17 @@ def write_parquet(table: pa.Table, path: UPath | Path) -> None:
         pq.write_table(table, handle, compression="zstd")
 
 
-def delete_file(path: UPath | Path) -> None:
+def delete_file(path: UPath | Path, *, missing_ok: bool = False) -> None:
     """Delete exactly the file ``path`` names: literally, never as a pattern.
 
     ``UPath.unlink`` on S3 goes through fsspec's ``rm``, which expands ``*``, ``?`` and ``[`` as a glob, so
     a partner-chosen name such as ``dwp-return-*.csv.gpg`` would delete every return beside it. Here an
     object store deletes the one key, and a local file system unlinks the one name.
     """
+    if missing_ok and not path.exists():
+        return
     if isinstance(path, Path) or is_local(path):
-        local_path(path).unlink()
+        local_path(path).unlink(missing_ok=missing_ok)
         return
     path.fs.rm_file(path.path)
 

@@ -84,6 +84,10 @@ REGISTER_FILES: Final = {
     "tombstones": "tombstones.parquet",
 }
 PARTNER_FLAGS: Final = "partner_flags"
+#: A delivery's reference list, sealed (:mod:`supporting_families.store.sealed`).
+REFERENCES_FILE: Final = "references.parquet.sealed"
+#: The suffix of a sealed archive of a delivered file.
+SEALED_SUFFIX: Final = ".sealed"
 
 AREAS: Final[tuple[Area, ...]] = (
     Area(
@@ -216,16 +220,24 @@ AREAS: Final[tuple[Area, ...]] = (
         "manifests",
     ),
     Area(
-        "deliveries/<agreement>/<delivery_id>/references.parquet",
+        "deliveries/<agreement>/<delivery_id>/references.parquet.sealed",
         "person_id, family_id, person_ref, family_ref sent in this delivery (answers subject access and"
-        " rectification; reconciles returns)",
+        " rectification; reconciles returns), sealed under the data key of its retention period",
         "share__<agreement>",
-        "by_id",
+        "encrypted",
         "references",
     ),
     Area(
         "deliveries/<agreement>/<delivery_id>/sf-<agreement>-<delivery_id>.csv.gpg",
-        "the file exactly as delivered, encrypted to the partner",
+        "the file encrypted to the partner, until it is delivered",
+        "share__<agreement>",
+        "encrypted",
+        "deliveries",
+    ),
+    Area(
+        "deliveries/<agreement>/<delivery_id>/sf-<agreement>-<delivery_id>.csv.gpg.sealed",
+        "the archive: the file exactly as delivered, encrypted to the partner and sealed under the data key"
+        " of its retention period (shredding the key ends every copy, object versions included)",
         "share__<agreement>",
         "encrypted",
         "deliveries",
@@ -349,7 +361,12 @@ def delivery_dir(root: UPath, agreement_id: str, delivery_id: str) -> UPath:
 
 def delivery_references_file(root: UPath, agreement_id: str, delivery_id: str) -> UPath:
     """The persons a delivery sent, with their references (see the Area above)."""
-    return delivery_dir(root, agreement_id, delivery_id) / "references.parquet"
+    return delivery_dir(root, agreement_id, delivery_id) / REFERENCES_FILE
+
+
+def relative(root: UPath, path: UPath) -> str:
+    """``path``'s place in the store, as a sealed file's associated data (``deliveries/a/d/x``)."""
+    return path.relative_to(root).as_posix()
 
 
 def return_dir(root: UPath, agreement_id: str, return_name: str) -> UPath:

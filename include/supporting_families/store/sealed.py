@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +20,7 @@ from upath import UPath
 
 from supporting_families.store.io import write_bytes_atomic
 from supporting_families.store.keystore import KeyShredded, KeyStore
+from supporting_families.store.layout import delivery_references_file, relative
 
 MAGIC: Final = b"SFS1"
 _NONCE: Final = 12
@@ -58,15 +59,41 @@ def write_sealed_table(table: pa.Table, path: UPath, keys: KeyStore, period: str
 
 
 def read_sealed_table(
-    path: UPath, keys: KeyStore, context: str, columns: list[str] | None = None
+    path: UPath,
+    keys: KeyStore,
+    context: str,
+    columns: list[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
 ) -> pa.Table:
-    return pq.read_table(io.BytesIO(open_bytes(path.read_bytes(), keys, context)), columns=columns)
+    return pq.read_table(
+        io.BytesIO(open_bytes(path.read_bytes(), keys, context)), columns=columns, filters=filters
+    )
+
+
+def read_delivery_references(
+    root: UPath,
+    agreement_id: str,
+    delivery_id: str,
+    keys: KeyStore,
+    columns: list[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
+) -> pa.Table | None:
+    """A delivery's reference list (``person_id, family_id, person_ref, family_ref``), or None when it is
+    gone: deleted by retention, or its period's key shredded (then nobody can resolve its references)."""
+    path = delivery_references_file(root, agreement_id, delivery_id)
+    if not path.exists():
+        return None
+    try:
+        return read_sealed_table(path, keys, relative(root, path), columns, filters)
+    except KeyShredded:
+        return None
 
 
 __all__ = [
     "KeyShredded",
     "SealError",
     "open_bytes",
+    "read_delivery_references",
     "read_sealed_table",
     "seal_bytes",
     "sealed_period",

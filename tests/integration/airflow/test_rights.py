@@ -36,7 +36,8 @@ from supporting_families.config import load_sources
 from supporting_families.ingest import ingest_source
 from supporting_families.registers import open_request
 from supporting_families.rights import stage_correction
-from supporting_families.store import open_bytes, read_parquet
+from supporting_families.share import Delivery
+from supporting_families.store import FileKeyStore, open_bytes, read_parquet
 from supporting_families.store.layout import register_file
 from supporting_families.transport.openpgp import decrypt_and_verify
 from tests.integration.airflow.test_cycle_no_personal_data import _find, _metadata_text, _states
@@ -77,7 +78,7 @@ def _csv_rows(data: bytes) -> list[dict[str, str]]:
 def _refs(root: UPath, agreement_id: str) -> dict[str, pa.Table]:
     out = {}
     for folder in sorted((root / "deliveries" / agreement_id).iterdir(), key=lambda p: p.name):
-        out[folder.name] = read_parquet(folder / "references.parquet")
+        out[folder.name] = Delivery(root, agreement_id, folder.name).references(FileKeyStore.from_env())
     return out
 
 

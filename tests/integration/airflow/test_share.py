@@ -55,7 +55,9 @@ def test_partner_decrypts_verifies_and_finds_exactly_the_agreed_fields(
         gnupg_home=platform_env.secrets.gnupg_council,
     )
     assert not delivery.staging_csv.exists(), "plaintext must not outlive encryption"
-    receipt = deliver_delivery(delivery, agreement, platform_env.endpoint(agreement))
+    receipt = deliver_delivery(
+        delivery, agreement, platform_env.endpoint(agreement), keys=platform_env.data_keys
+    )
     assert receipt["status"] == "delivered"
 
     # The partner's side: its own keyring decrypts, and the council's signature verifies.
@@ -76,11 +78,15 @@ def test_partner_decrypts_verifies_and_finds_exactly_the_agreed_fields(
     assert sent_refs == set(refs["person_ref"].to_pylist())
 
     # Running the deliver step again for the same logical run sends nothing.
-    again = deliver_delivery(delivery, agreement, platform_env.endpoint(agreement))
+    again = deliver_delivery(
+        delivery, agreement, platform_env.endpoint(agreement), keys=platform_env.data_keys
+    )
     assert again["status"] == "already_delivered"
     # Even if the receipt were lost, the SFTP layer finds the same bytes and sends nothing.
     delivery.receipt_path.unlink()
-    third = deliver_delivery(delivery, agreement, platform_env.endpoint(agreement))
+    third = deliver_delivery(
+        delivery, agreement, platform_env.endpoint(agreement), keys=platform_env.data_keys
+    )
     assert third["status"] == "already_present" and third["bytes_sent"] == 0
 
     # One disclosure in the ledger, however often the task records it.

@@ -29,8 +29,16 @@ import pytest
 from supporting_families.audit import Ledger, NewEntry, anchor, idempotency_key
 from supporting_families.config import load_agreements
 from supporting_families.identify import FAMILY_PROBLEMS_SCHEMA, WORKLIST_SCHEMA
-from supporting_families.store import delivery_references_file, identification_dir, register_file, store_root
+from supporting_families.store import (
+    FileKeyStore,
+    delivery_references_file,
+    identification_dir,
+    register_file,
+    store_root,
+    write_sealed_table,
+)
 from supporting_families.store.io import write_parquet
+from supporting_families.store.layout import relative
 from tests.integration.platform_fixtures import small_register
 
 REPO = Path(__file__).resolve().parents[3]
@@ -73,7 +81,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _seed(store: Any, ledger_url: str, anchors: Path) -> None:
+def _seed(store: Any, ledger_url: str, anchors: Path, keys: FileKeyStore) -> None:
     persons = small_register(60)
     write_parquet(persons, register_file(store, "persons"))
     families = sorted(set(persons["family_id"].to_pylist()))[:5]
@@ -135,11 +143,13 @@ def _seed(store: Any, ledger_url: str, anchors: Path) -> None:
             agreement = agreements[agreement_id]
             delivery_id = f"d{i:02d}-{days:02d}"
             ids = [f"P{n:06d}" for n in range(rows)] if i < 2 else [f"P{n:06d}" for n in range(10, 10 + rows)]
-            write_parquet(
-                pa.table(
-                    {"person_id": ids, "family_id": ids, "person_ref": ids, "family_ref": ids},
-                ),
-                delivery_references_file(store, agreement_id, delivery_id),
+            refs = delivery_references_file(store, agreement_id, delivery_id)
+            write_sealed_table(
+                pa.table({"person_id": ids, "family_id": ids, "person_ref": ids, "family_ref": ids}),
+                refs,
+                keys,
+                "2026-03",
+                relative(store, refs),
             )
             ledger.append(
                 NewEntry.for_agreement(
@@ -192,7 +202,8 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUi]:
     store = store_root((root / "store").as_uri())
     ledger_url = f"sqlite:///{root / 'ledger.sqlite'}"
     anchors = root / "anchors"
-    _seed(store, ledger_url, anchors)
+    keys_dir = root / "data_keys"
+    _seed(store, ledger_url, anchors, FileKeyStore(keys_dir))
     port = _free_port()
     env = {
         k: v
@@ -239,6 +250,11 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowUi]:
     ):
         subprocess.run(cmd, env=env, check=True, stdout=log, stderr=subprocess.STDOUT, timeout=240)
     passwords = json.loads((secrets_dir / "airflow-users.json").read_text())
+    # The DPO's lookup opens the sealed reference lists with the data keys named by the rights connection.
+    connections_file = secrets_dir / "connections.json"
+    connections = json.loads(connections_file.read_text())
+    connections["sf_rights"] = {"conn_type": "generic", "extra": {"data_keys_dir": str(keys_dir)}}
+    connections_file.write_text(json.dumps(connections))
     server_log = root / "api-server.log"
     with server_log.open("w") as out:
         proc = subprocess.Popen(

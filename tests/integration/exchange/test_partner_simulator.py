@@ -182,7 +182,10 @@ def share(platform_env: PlatformEnv, register: pa.Table, tmp_path: Path) -> Shar
             gnupg_home=platform_env.secrets.gnupg_council,
         )
         assert (
-            deliver_delivery(delivery, agreement, platform_env.endpoint(agreement))["status"] == "delivered"
+            deliver_delivery(
+                delivery, agreement, platform_env.endpoint(agreement), keys=platform_env.data_keys
+            )["status"]
+            == "delivered"
         )
         mapping = dict(zip(refs["person_id"].to_pylist(), refs["person_ref"].to_pylist(), strict=True))
         return Sent(
@@ -301,7 +304,9 @@ def test_dwp_answers_households_from_the_truth_and_collects_once(
     # Collection: the delivery left the inbox for the partner's private folder, byte for byte.
     assert not (inbox / sent.ciphertext_name).exists(), "the delivery was not collected"
     collected = collected_dir(tmp_path, sent) / sent.ciphertext_name
-    same_file = collected.is_file() and collected.read_bytes() == sent.delivery.ciphertext.read_bytes()
+    same_file = collected.is_file() and collected.read_bytes() == sent.delivery.archived_ciphertext(
+        platform_env.data_keys
+    )
     assert same_file, "the collected file is not the delivery"
     assert (report.deliveries_collected, report.deliveries_answered, report.deliveries_refused) == (1, 1, 0)
 
@@ -446,7 +451,7 @@ def test_a_delivery_not_encrypted_to_the_partner_is_refused_not_answered(
     dwp = platform_env.agreements[DWP]
     # The police's file, misdirected to DWP under a DWP delivery name: DWP must not read it.
     name = f"sf-{DWP}-d{'a' * 15}b.csv.gpg"
-    shutil.copyfile(police.delivery.ciphertext.path, platform_env.inbox(dwp) / name)
+    (platform_env.inbox(dwp) / name).write_bytes(police.delivery.archived_ciphertext(platform_env.data_keys))
     report = partner(DWP)
     assert (report.deliveries_collected, report.deliveries_refused, report.deliveries_answered) == (1, 1, 0)
     assert _entries(platform_env.outbox(dwp)) == [] and report.outbox_entries_written == 0

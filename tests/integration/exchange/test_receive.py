@@ -118,7 +118,7 @@ def share(platform_env: PlatformEnv, store: UPath, agreement_id: str, n: int = 1
         passphrase=platform_env.council_passphrase,
         gnupg_home=platform_env.secrets.gnupg_council,
     )
-    deliver_delivery(delivery, agreement, platform_env.endpoint(agreement))
+    deliver_delivery(delivery, agreement, platform_env.endpoint(agreement), keys=platform_env.data_keys)
     mapping = dict(zip(refs["person_ref"].to_pylist(), refs["person_id"].to_pylist(), strict=True))
     return Shared(agreement, store, delivery, mapping, manifest.plaintext_sha256, manifest.row_count)
 
@@ -235,6 +235,7 @@ def receive(
                     gnupg_home=platform_env.secrets.gnupg_council,
                     passphrase=platform_env.council_passphrase,
                     ledger=ledger,
+                    keys=platform_env.data_keys,
                 )
             )
         except ReturnQuarantined as exc:
@@ -339,6 +340,7 @@ def test_a_partner_answer_is_taken_in_reconciled_and_merged(
         gnupg_home=platform_env.secrets.gnupg_council,
         passphrase=platform_env.council_passphrase,
         ledger=ledger,
+        keys=platform_env.data_keys,
     )
     assert again.status == "already_accepted" and again.counts == outcome.counts
     assert [e.kind for e in ledger.entries()].count("reconciliation") == 1
@@ -498,6 +500,7 @@ def test_a_bad_return_is_quarantined_whole_and_a_corrected_one_is_taken_in(
             gnupg_home=platform_env.secrets.gnupg_council,
             passphrase=platform_env.council_passphrase,
             ledger=ledger,
+            keys=platform_env.data_keys,
         )
     if fault == "unknown_delivery":
         return

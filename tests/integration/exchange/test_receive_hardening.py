@@ -80,6 +80,7 @@ def test_a_partner_name_that_looks_like_personal_data_reaches_the_ledger_only_ha
                 gnupg_home=platform_env.secrets.gnupg_council,
                 passphrase=platform_env.council_passphrase,
                 ledger=ledger,
+                keys=platform_env.data_keys,
             )
         assert "1985" not in str(caught.value) and "4857773456" not in str(caught.value)
 

@@ -99,9 +99,9 @@ def _encrypt(platform_env: PlatformEnv, delivery: Delivery) -> None:
     )
 
 
-def _deliver(platform_env: PlatformEnv, delivery: Delivery) -> None:
+def _deliver(platform_env: PlatformEnv, delivery: Delivery, keys: FileKeyStore) -> None:
     agreement = platform_env.agreements[DWP]
-    deliver_delivery(delivery, agreement, platform_env.endpoint(agreement))
+    deliver_delivery(delivery, agreement, platform_env.endpoint(agreement), keys=keys)
 
 
 def test_a_full_staging_folder_stops_the_share_before_anything_leaves(
@@ -119,14 +119,14 @@ def test_a_full_staging_folder_stops_the_share_before_anything_leaves(
         with pytest.raises(Exception):  # noqa: B017 - nothing staged: nothing to encrypt or send
             _encrypt(platform_env, delivery)
         with pytest.raises(Exception):  # noqa: B017
-            _deliver(platform_env, delivery)
+            _deliver(platform_env, delivery, keys)
         assert _partials(Path(str(store.path))) == []
     assert _inbox_names(platform_env) == before, "nothing reached the partner, not even a temporary"
 
     # Room again: the retry packages, encrypts and delivers once.
     _package(platform_env, delivery, keys)
     _encrypt(platform_env, delivery)
-    _deliver(platform_env, delivery)
+    _deliver(platform_env, delivery, keys)
     assert _inbox_names(platform_env) == sorted([*before, delivery.ciphertext.name])
     assert _partials(Path(str(store.path))) == []
 
@@ -149,15 +149,21 @@ def test_a_full_tmpdir_while_encrypting_sends_no_truncated_ciphertext(
             _encrypt(platform_env, delivery)
         assert caught.value.errno == errno.ENOSPC, "the scratch folder filled up, nothing else failed"
         assert not delivery.ciphertext.exists(), "no truncated ciphertext archived for delivery"
+        # The failed encryption took the staged plaintext with it (and the manifest, so a retry packages
+        # again): no personal data waits in staging for the failure to be fixed.
+        assert not delivery.staging_csv.exists(), "staged plaintext left behind by a failed encryption"
+        assert not delivery.manifest_path.exists()
+        assert [p for p in (Path(str(store.path)) / "staging").rglob("*") if p.is_file()] == []
         with pytest.raises(Exception):  # noqa: B017 - not encrypted: nothing is sent
-            _deliver(platform_env, delivery)
+            _deliver(platform_env, delivery, keys)
         assert _partials(Path(str(store.path)), scratch) == []
         assert sorted(p.name for p in scratch.iterdir()) == ["filler"], "nothing left in $TMPDIR"
     monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.delenv("TMPDIR")
     assert _inbox_names(platform_env) == before, "nothing reached the partner, not even a temporary"
 
+    _package(platform_env, delivery, keys)
     _encrypt(platform_env, delivery)
-    _deliver(platform_env, delivery)
+    _deliver(platform_env, delivery, keys)
     assert _inbox_names(platform_env) == sorted([*before, delivery.ciphertext.name])
     assert _partials(Path(str(store.path))) == []

@@ -25,7 +25,8 @@ from supporting_families.audit import (
     exchange_history,
     staff_id,
 )
-from supporting_families.store import delivery_references_file, write_parquet
+from supporting_families.store import FileKeyStore, delivery_references_file, write_sealed_table
+from supporting_families.store.layout import relative
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -117,19 +118,24 @@ def test_disclosure_history_finds_the_person_in_each_deliverys_reference_list(
     ledger: Ledger, tmp_path: Path
 ) -> None:
     store = UPath((tmp_path / "store").as_uri())
+    keys = FileKeyStore(tmp_path / "keys")
     for i in (0, 1, 2):
         agreement = "police-y" if i == 0 else "dwp-x"
         ids = ["P1", "P2"] if i != 1 else ["P2"]
-        write_parquet(
+        path = delivery_references_file(store, agreement, f"d{i:03d}")
+        write_sealed_table(
             pa.table({"person_id": ids, "family_id": ids, "person_ref": ids, "family_ref": ids}),
-            delivery_references_file(store, agreement, f"d{i:03d}"),
+            path,
+            keys,
+            "2026-03",
+            relative(store, path),
         )
-    rows = disclosure_history(store, ledger, "P1")
+    rows = disclosure_history(store, ledger, "P1", keys)
     assert [(r.delivery_id, r.partner) for r in rows] == [("d000", "police"), ("d002", "dwp")]
     assert rows[0].fields == ("person_ref", "postcode") and rows[0].legal_gateway == (
         "Children Act 2004 s10",
     )
-    assert disclosure_history(store, ledger, "P9") == []
+    assert disclosure_history(store, ledger, "P9", keys) == []
 
 
 def test_a_person_is_recorded_by_a_keyed_staff_id_and_a_run_by_its_trigger() -> None:

@@ -87,8 +87,10 @@ def test_the_sealed_copy_opens_only_in_its_place_and_not_once_its_key_is_shredde
         small_store.keys.destroy(period)
     with pytest.raises(KeyShredded):
         read_sealed_table(copy, small_store.keys, small_store.delivery.sent_copy_context)
-    [sent] = disclosure_history(small_store.root, "P3", small_store.agreements, small_store.keys)
-    assert sent.copy_status == "shredded" and sent.values == []
+    # The reference list was sealed under the same key: nobody can say any more who was in the delivery.
+    with pytest.raises(KeyShredded):
+        small_store.delivery.references(small_store.keys)
+    assert disclosure_history(small_store.root, "P3", small_store.agreements, small_store.keys) == []
 
 
 def test_the_dossier_gathers_the_register_the_source_records_and_the_disclosures(
@@ -150,6 +152,7 @@ def test_rectification_corrects_the_register_and_finds_the_partners_to_tell(smal
         {"postcode": "w11 3cd"},
         agreements=small_store.agreements,
         run=RUN,
+        keys=small_store.keys,
     )
     persons = read_parquet(register_file(small_store.root, "persons"))
     assert persons.filter(pc.equal(persons["person_id"], "P3"))["postcode"].to_pylist() == ["W11 3CD"]
@@ -175,7 +178,7 @@ def test_erasure_removes_the_person_everywhere_and_keeps_the_others(small_store:
     assert persons["person_id"].to_pylist() == ["P2", "P3"]
     curated = read_parquet(curated_file(root, "housing", date(2026, 11, 30)))
     assert curated["record_id"].to_pylist() == ["HS2", "HS3"]
-    refs = read_parquet(small_store.delivery.references_path)
+    refs = small_store.delivery.references(small_store.keys)
     assert sorted(refs["person_id"].to_pylist()) == ["P2", "P3"]
     sent = read_sealed_table(
         small_store.delivery.sent_copy_path, small_store.keys, small_store.delivery.sent_copy_context
@@ -285,8 +288,8 @@ def test_compaction_deletes_every_return_that_holds_the_persons_reference(small_
     (the second is not missed because the first already counted rows for the same area)."""
     root = small_store.root
     [ref] = (
-        read_parquet(small_store.delivery.references_path)
-        .filter(pc.equal(read_parquet(small_store.delivery.references_path)["person_id"], "P1"))["person_ref"]
+        (refs := small_store.delivery.references(small_store.keys))
+        .filter(pc.equal(refs["person_id"], "P1"))["person_ref"]
         .to_pylist()
     )
     originals = []

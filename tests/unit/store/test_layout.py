@@ -41,7 +41,7 @@ def test_the_path_functions_land_in_their_areas(tmp_path: Path) -> None:
         layout.identification_dir(root, d) / "worklist.parquet": "identification",
         layout.staging_dir(root, "dwp-benefits-matching", "dabc")
         / "sf-dwp-benefits-matching-dabc.csv": "staging",
-        layout.delivery_dir(root, "dwp-benefits-matching", "dabc") / "references.parquet": "references",
+        layout.delivery_dir(root, "dwp-benefits-matching", "dabc") / layout.REFERENCES_FILE: "references",
         layout.return_dir(root, "dwp-benefits-matching", "dwp-return-dabc.csv.gpg")
         / "received.json": "returns",
         layout.return_quarantine_dir(root, "dwp-benefits-matching", "x.csv.gpg") / "reason.json": (
