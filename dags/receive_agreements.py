@@ -187,6 +187,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import council_openpgp, data_keys, ledger, resolved_agreement
+            from sf_airflow.lineage import declare_receive
             from supporting_families.receive import ReturnQuarantined, process_return
             from supporting_families.transport import KeyProblem
 
@@ -210,6 +211,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
                 # The partner's pinned key is missing, expired or revoked in the council keyring: a
                 # configuration fault (the file stays archived, unprocessed, for the run after the fix).
                 raise AirflowFailException(str(exc)) from None
+            declare_receive(agreement, outcome)
             return outcome.summary()
 
         @task(trigger_rule="all_done", outlets=[return_asset(agreement.id)], max_active_tis_per_dag=1)
