@@ -400,6 +400,23 @@ def rotate_hmac_key(layout: SecretsLayout, key_conn_id: str) -> int:
     return new
 
 
+def retire_hmac_key(layout: SecretsLayout, ref: AgreementRefs, version: int) -> bool:
+    """Destroy key ``version`` behind the agreement's ``key_conn_id`` (True when it was there). Refused
+    while the agreement still names it: its references would stop resolving under a live agreement."""
+    if version == ref.key_version or version in ref.previous_key_versions:
+        raise DemoSecretsError(
+            f"{ref.id}: key version {version} is still named in the agreement; remove it from"
+            " key_version/previous_key_versions first"
+        )
+    path = layout.hmac_key_file(ref.key_conn_id, version)
+    if not path.exists():
+        return False
+    # The file system's unlink: the demo's secrets backend; in production the secrets manager's delete.
+    path.unlink()
+    log.info("destroyed HMAC key v%s for %s", version, ref.key_conn_id)
+    return True
+
+
 def ensure_agreement_keys(layout: SecretsLayout, ref: AgreementRefs) -> list[int]:
     """The agreement's current key version, created if missing; returns previous versions that are missing.
 
@@ -913,6 +930,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="add the next key version for this agreement id or key_conn_id; it becomes current once the "
         "agreement's key_version says so",
     )
+    parser.add_argument(
+        "--retire-hmac",
+        metavar="AGREEMENT:VERSION",
+        action="append",
+        default=[],
+        help="destroy that key version (refused while the agreement names it); its references then resolve"
+        " to no one",
+    )
     return parser.parse_args(argv)
 
 
@@ -949,6 +974,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 new,
                 ref.key_version,
             )
+        for item in args.retire_hmac:
+            name, _, version = item.rpartition(":")
+            if not name or not version.isdigit():
+                raise DemoSecretsError(f"--retire-hmac {item!r}: give AGREEMENT:VERSION")
+            retire_hmac_key(layout, spec.find(name), int(version))
         summary = generate_demo_secrets(args.state_dir, sftp, agreements)
     except (DemoSecretsError, RuntimeError, ValueError) as exc:  # ValueError includes AgreementError
         sys.stderr.write(f"error: {exc}\n")

@@ -41,6 +41,26 @@ def check_key_versions(agreement: Agreement, available: set[int]) -> None:
         )
 
 
+def available_versions(agreement: Agreement, connections: dict[str, dict[str, object]]) -> set[int]:
+    """The versions with a key in a connections file (``<key_conn_id>_v<N>``), after checking that the
+    current connection ``<key_conn_id>`` holds the agreement's ``key_version`` (the YAML and the secret
+    agree: a mismatch would make references that never resolve)."""
+    conn_id = agreement.pseudonymisation.key_conn_id
+    found = {
+        int(name.removeprefix(f"{conn_id}_v"))
+        for name in connections
+        if name.startswith(f"{conn_id}_v") and name.removeprefix(f"{conn_id}_v").isdigit()
+    }
+    current = connections.get(conn_id, {}).get("password")
+    pinned = connections.get(f"{conn_id}_v{agreement.pseudonymisation.key_version}", {}).get("password")
+    if current is None or current != pinned:
+        raise RotationError(
+            f"{agreement.id}: the connection {conn_id} does not hold key version"
+            f" {agreement.pseudonymisation.key_version}, the agreement's key_version"
+        )
+    return found
+
+
 def rotation_entry(
     agreement: Agreement,
     delivery: Delivery,
