@@ -249,23 +249,3 @@ def test_the_dry_run_deletes_nothing(store: Store) -> None:
     assert plan.summary()["deliveries"]["files"] >= 2
     assert sorted(_rel(store, p) for p in store.root.rglob("*") if p.is_file()) == before
     assert pc.sum(pa.array([1])).as_py() == 1
-
-
-def test_a_record_id_is_matched_within_its_own_source_only(store: Store) -> None:
-    """The same record id in another source's current extract does not keep a departed record."""
-    id_map = read_parquet(register_file(store.root, "id_map"))
-    other = pa.table({"source": ["asb"], "record_id": ["HS3"], "person_id": ["P2"]})
-    write_parquet(pa.concat_tables([id_map, other]), register_file(store.root, "id_map"))
-    write_parquet(
-        pa.table({"record_id": ["HS3"], "rent_arrears": [False]}), curated_file(store.root, "asb", NEW)
-    )
-    plan, _result = store.sweep(NEW + timedelta(days=121))
-    assert plan.register_records["record_id"].to_pylist() == ["HS3"]  # type: ignore[attr-defined]
-    assert plan.register_records["source"].to_pylist() == ["housing"]  # type: ignore[attr-defined]
-    kept = read_parquet(register_file(store.root, "id_map"))
-    assert sorted(zip(kept["source"].to_pylist(), kept["record_id"].to_pylist(), strict=True)) == [
-        ("asb", "HS3"),
-        ("housing", "HS1"),
-        ("housing", "HS2"),
-    ]
-    assert read_parquet(register_file(store.root, "persons"))["person_id"].to_pylist() == ["P1", "P2"]
