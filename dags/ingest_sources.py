@@ -99,6 +99,7 @@ def build_ingest_dag(spec: SourceSpec) -> Any:
             from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
             from sf_airflow.credentials import tombstone_key
+            from sf_airflow.lineage import declare_ingest
             from supporting_families.ingest import ExtractRejected, ingest_extract
 
             try:
@@ -108,8 +109,10 @@ def build_ingest_dag(spec: SourceSpec) -> Any:
             try:
                 report = ingest_extract(store(), spec, file_name, tombstone_key=key)
             except ExtractRejected as exc:
+                declare_ingest(spec, file_name)  # quarantined whole: lineage says so, with the counts
                 # Retrying cannot fix a malformed file: fail now, visibly; the message has no values.
                 raise AirflowFailException(str(exc)) from None
+            declare_ingest(spec, report)
             return report.counts()
 
         @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[curated])

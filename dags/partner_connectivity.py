@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.sdk import dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE
 from supporting_families.config import load_agreements
+
+log = logging.getLogger(__name__)
 
 AGREEMENTS = load_agreements(resolve=False)
 
@@ -26,6 +29,8 @@ AGREEMENTS = load_agreements(resolve=False)
 For each data agreement, connects to the partner's SFTP server through the agreement's Airflow
 connection, **with the host key pinned in that connection** (an unknown or changed key is refused), and
 checks that the agreement's inbox (deliveries) and outbox (returns) folders exist. Nothing is written.
+It connects exactly as delivery does (`supporting_families.transport`: the SSH algorithm policy, strict key
+exchange required) and its log and XCom show the negotiated key exchange, cipher, MAC and host key.
 
 A failure here, before a share runs, names the agreement and the folder, so an engineer can fix a rotated
 host key or a missing folder before any personal data is packaged.
@@ -34,16 +39,22 @@ host key or a missing folder before any personal data is packaged.
 def partner_connectivity() -> None:
     @task(map_index_template="{{ task.op_kwargs['agreement_id'] }}")
     def check(agreement_id: str, conn_id: str, inbox: str, outbox: str) -> dict[str, Any]:
-        from airflow.providers.sftp.hooks.sftp import SFTPHook
+        from sf_airflow.sftp import sftp_endpoint
+        from supporting_families.transport import check_connectivity
 
-        hook = SFTPHook(ssh_conn_id=conn_id)
-        try:
-            missing = [folder for folder in (inbox, outbox) if not hook.isdir(folder)]
-        finally:
-            hook.close_conn()
+        # The same pinned endpoint and SSH algorithm policy (strict key exchange required) as delivery and
+        # fetch, not the stock SFTPHook: a check that negotiates differently would prove nothing about them.
+        report = check_connectivity(sftp_endpoint(conn_id), [inbox, outbox])
+        missing = list(report.missing)
+        # In the task log, so an engineer sees what the partner's server agreed to.
+        log.info(
+            "%s: negotiated %s",
+            agreement_id,
+            ", ".join(f"{name} {value}" for name, value in sorted(report.algorithms.items())),
+        )
         if missing:
             raise RuntimeError(f"{agreement_id}: missing remote folder(s) {missing} on {conn_id}")
-        return {"agreement": agreement_id, "inbox": inbox, "outbox": outbox}
+        return {"agreement": agreement_id, "inbox": inbox, "outbox": outbox, **report.algorithms}
 
     @task
     def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the names of the agreement's own return files (to map one processing task per fi
 from __future__ import annotations
 
 import functools
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -23,8 +24,9 @@ from supporting_families.config import Agreement, load_agreements
 AGREEMENTS = load_agreements(resolve=False)
 
 #: How often the deferred sensor looks in the partner's outbox. Returns take days; a look costs one SFTP
-#: listing, in the triggerer, with no worker slot held.
-POKE_SECONDS = 15 * 60
+#: listing, in the triggerer, with no worker slot held. ``$SF_RETURN_POKE_SECONDS`` shortens it where a
+#: test waits for a return that arrives in seconds (tests/integration/celery).
+POKE_SECONDS = int(os.environ.get("SF_RETURN_POKE_SECONDS") or 15 * 60)
 
 
 def _doc(a: Agreement) -> str:
@@ -69,11 +71,11 @@ with no conf, takes whatever returns are in the outbox (e.g. a late one whose ru
 7. **verdict**: fails the run, naming every quarantined file with its rule and row numbers, when anything
    was refused or quarantined, or when this run's return never arrived.
 
-**Deadline: {a.returns.deadline_days} days.** A `DeadlineAlert` on the run (queued at + deadline) logs an
-alert and records `deadline_missed` in the ledger if the return has not been taken in by then. The
-sensor keeps waiting another {a.returns.deadline_days} days so a late return is still taken in (marked
-late in the store and the ledger, with an alert in the log); then it times out, records `no_return` and
-the run fails. Other agreements' receive DAGs are separate and carry on.
+**Deadline: {a.returns.deadline_days} days.** A `DeadlineAlert` on the run (queued at + deadline) e-mails
+the `sf_smtp` recipients and records `deadline_missed` in the ledger if the return has not been taken in
+by then. The sensor keeps waiting another {a.returns.deadline_days} days so a late return is still taken
+in (marked late in the store and the ledger, with an alert in the log); then it times out, records
+`no_return` and the run fails. Other agreements' receive DAGs are separate and carry on.
 """
 
 
@@ -185,6 +187,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException
 
             from sf_airflow.credentials import council_openpgp, data_keys, ledger, resolved_agreement
+            from sf_airflow.lineage import declare_receive
             from supporting_families.receive import ReturnQuarantined, process_return
             from supporting_families.transport import KeyProblem
 
@@ -208,6 +211,7 @@ def build_receive_dag(agreement: Agreement) -> Any:
                 # The partner's pinned key is missing, expired or revoked in the council keyring: a
                 # configuration fault (the file stays archived, unprocessed, for the run after the fix).
                 raise AirflowFailException(str(exc)) from None
+            declare_receive(agreement, outcome)
             return outcome.summary()
 
         @task(trigger_rule="all_done", outlets=[return_asset(agreement.id)], max_active_tis_per_dag=1)

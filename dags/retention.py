@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from typing import Any
 
 from airflow.sdk import Param, dag, task
@@ -117,7 +118,78 @@ def retention() -> None:
             raise AirflowFailException(f"still past their limit after the sweep: {counts}")
         return {"overdue": 0}
 
+    @task
+    def airflow_metadata(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        """``airflow db clean`` on Airflow's own tables, here on the scheduler's side (default queue)."""
+        import subprocess
+        import sys
+        from datetime import datetime, time, timedelta
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from supporting_families.retention import SweepPlan, SweepResult
+        from supporting_families.retention.maintenance import db_clean_command, db_clean_counts
+
+        _root, policy, _agreements, _sources, as_of = _inputs(params, context)
+        days = policy.airflow.metadata_days
+        cutoff = datetime.combine(as_of - timedelta(days=days), time(0), UTC)
+        command = db_clean_command(f"{sys.prefix}/bin/airflow", cutoff)
+        if params and params.get("dry_run"):
+            command.append("--dry-run")
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+        if done.returncode != 0:
+            raise AirflowFailException(f"airflow db clean exited {done.returncode}")
+        counts = db_clean_counts(done.stdout)
+        if params and params.get("dry_run"):
+            return {"dry_run": True, "rows": counts}
+        result = SweepResult(as_of, rows_removed={"airflow_metadata": sum(counts.values())})
+        return _record(SweepPlan(as_of), result, {"airflow_metadata": f"{days}d-after-run"}, context) | {
+            "rows": counts
+        }
+
+    @task
+    def task_logs(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+        """Task logs older than their limit, by a rule on the logs folder."""
+        from pathlib import Path
+
+        from airflow.configuration import conf
+
+        from supporting_families.retention import SweepPlan, SweepResult
+        from supporting_families.retention.maintenance import delete_logs, stale_logs
+
+        _root, policy, _agreements, _sources, as_of = _inputs(params, context)
+        days = policy.airflow.task_logs_days
+        folder = Path(conf.get("logging", "base_log_folder"))
+        now = datetime.combine(as_of, time(0), UTC)
+        stale = stale_logs(folder, days, now) if folder.exists() else []
+        if params and params.get("dry_run"):
+            return {"dry_run": True, "files": len(stale)}
+        result = SweepResult(as_of, deleted={"task_logs": delete_logs(folder, stale)})
+        return _record(SweepPlan(as_of), result, {"task_logs": f"{days}d-after-written"}, context)
+
     verify(sweep(plan()))  # type: ignore[arg-type]
+    airflow_metadata()
+    task_logs()
+
+
+def _record(plan: Any, result: Any, rules: dict[str, str], context: dict[str, Any]) -> dict[str, Any]:
+    from sf_airflow.credentials import ledger
+    from sf_airflow.rights import acting_run
+    from supporting_families.retention import deletion_entries
+
+    run = acting_run(context)
+    entries = deletion_entries(
+        plan,
+        result,
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        task_id=run.task_id,
+        triggered_by=run.triggered_by,
+        rules=rules,
+    )
+    with ledger() as book:
+        seqs = [book.append(entry).seq for entry in entries]
+    return {"evidence": result.evidence(), "ledger_seq": seqs}
 
 
 def _inputs(params: dict[str, Any] | None, context: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:

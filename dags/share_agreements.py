@@ -75,6 +75,7 @@ def build_share_dag(agreement: Agreement) -> Any:
             from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
             from sf_airflow.credentials import data_keys, pseudonym_key
+            from sf_airflow.lineage import declare_share_prepare
             from supporting_families.identify import latest_identification
             from supporting_families.share import (
                 Delivery,
@@ -90,11 +91,13 @@ def build_share_dag(agreement: Agreement) -> Any:
                 raise AirflowSkipException("no identification yet: nothing to share")
             delivery = Delivery(root, agreement.id, delivery_id_for(agreement.id, run_id))
             try:
-                return prepare_delivery(
+                prepared = prepare_delivery(
                     delivery, agreement, pseudonym_key(agreement), run_id, keys=data_keys()
                 )
             except MinimisationError as exc:
                 raise AirflowFailException(str(exc)) from None
+            declare_share_prepare(agreement, prepared)
+            return prepared
 
         @task
         def encrypt(prepared: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
@@ -131,6 +134,7 @@ def build_share_dag(agreement: Agreement) -> Any:
 
             from sf_airflow.access import run_actor
             from sf_airflow.credentials import data_keys, ledger
+            from sf_airflow.lineage import declare_share_deliver
             from sf_airflow.sftp import sftp_endpoint
             from supporting_families.retention.rotation import rotation_entry
             from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
@@ -184,13 +188,15 @@ def build_share_dag(agreement: Agreement) -> Any:
             if outlet_events is not None:
                 # The receive DAG learns which delivery to expect an answer for.
                 outlet_events[delivery_asset(agreement.id)].extra = {"delivery_id": delivery.delivery_id}
-            return {
+            delivered = {
                 "delivery_id": delivery.delivery_id,
                 "rows": prepared["rows"],
                 "status": receipt["status"],
                 "bytes": receipt["bytes"],
                 "ledger_seq": recorded.seq,
             }
+            declare_share_deliver(agreement, delivered, counts)
+            return delivered
 
         # An XComArg stands in for the upstream's value: Airflow's stubs type a task call with
         # the function's own parameters, so they cannot accept it.

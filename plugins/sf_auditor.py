@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import os
 import threading
@@ -46,7 +47,6 @@ from supporting_families.audit import (
     LedgerSearch,
     VerifyReport,
     exchange_history,
-    ledger_url,
     read_anchors,
 )
 
@@ -77,7 +77,9 @@ def _choices() -> tuple[list[str], list[str]]:
 
 
 def _ledger() -> Ledger:
-    return Ledger(ledger_url(), create=False)
+    from sf_airflow.credentials import ledger
+
+    return ledger(create=False)
 
 
 def _anchors() -> list[Anchor] | None:
@@ -91,7 +93,9 @@ def _anchors() -> list[Anchor] | None:
 def chain_status(ledger: Ledger) -> tuple[VerifyReport, int | None]:
     """The chain verified from the last verified head; the number of anchors kept (None: none configured)."""
     anchors = _anchors()
-    key = ledger_url()
+    from sf_airflow.credentials import ledger_location
+
+    key = hashlib.sha256(ledger_location().encode()).hexdigest()  # a password may be in the URL
     with _verified_lock:
         start = _verified.get(key)
     report = ledger.verify_from(start, anchors or ())

@@ -37,6 +37,20 @@ export SF_LEDGER_ANCHORS_URI="${SF_LEDGER_ANCHORS_URI:-file://$SF_VAR/ledger-anc
 export SF_KEYSTORE_DIR="${SF_KEYSTORE_DIR:-$SF_SECRETS_DIR/data_keys}"
 # One base URI for all storage: file:// here, s3://bucket/prefix in production.
 export SF_STORE_URI="${SF_STORE_URI:-file://$SF_VAR/store}"
+# Lineage (OpenLineage provider): every event passes plugins/sf_airflow/lineage.py's PrivacyTransformer,
+# then the file transport writes it as one JSON line to $SF_LINEAGE_FILE. For Marquez, replace the inner
+# transport with {"type": "http", "url": "http://<marquez>:5000"} (README.md, "Lineage"). Hook lineage is
+# off and locked: it would name every store file a task opened.
+export SF_LINEAGE_FILE="${SF_LINEAGE_FILE:-$SF_VAR/lineage/events.jsonl}"
+mkdir -p -m 0700 "$(dirname "$SF_LINEAGE_FILE")"
+export AIRFLOW__OPENLINEAGE__NAMESPACE="${AIRFLOW__OPENLINEAGE__NAMESPACE:-supporting-families}"
+_sf_lineage_file_transport="{\"type\": \"file\", \"log_file_path\": \"$SF_LINEAGE_FILE\", \"append\": true}"
+if [ -z "${AIRFLOW__OPENLINEAGE__TRANSPORT:-}" ]; then
+  export AIRFLOW__OPENLINEAGE__TRANSPORT="{\"type\": \"transform\", \"transformer_class\": \"sf_airflow.lineage.PrivacyTransformer\", \"transport\": $_sf_lineage_file_transport}"
+fi
+export AIRFLOW__OPENLINEAGE__EXTRACTORS=sf_airflow.lineage.TaskFlowExtractor
+export AIRFLOW__OPENLINEAGE__EMISSION_POLICY='[{"scope": {}, "controls": {"hook_lineage": false}, "locked": true}]'
+export AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD=True
 # Partner OpenPGP fingerprints generated at set-up; the agreements pin them through ${SF_*_PGP_FINGERPRINT}.
 if [ -f "$SF_SECRETS_DIR/fingerprints.env" ]; then
   set -a

@@ -8,6 +8,10 @@ bash scripts/setup.sh --install-only
 if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
 fi
+# Redis is the Celery broker of tests/integration/celery.
+if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis || true
+fi
 mkdir -p var
 # A migrated metadata DB for the DAG tests (SQLite, inside var/test-airflow-home).
 export AIRFLOW_HOME="$PWD/var/test-airflow-home" AIRFLOW__CORE__LOAD_EXAMPLES=False

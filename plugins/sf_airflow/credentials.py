@@ -12,7 +12,13 @@ from airflow.sdk import BaseHook
 from upath import UPath
 
 from sf_airflow.common import storage_path
-from supporting_families.audit import ANCHORS_URI_ENV, Ledger, ledger_url
+from supporting_families.audit import (
+    ANCHORS_URI_ENV,
+    LEDGER_CONN_ID,
+    Ledger,
+    ledger_url,
+    ledger_url_from_connection,
+)
 from supporting_families.config import Agreement, load_agreement
 from supporting_families.share import PseudonymKey
 from supporting_families.store import FileKeyStore
@@ -61,9 +67,30 @@ def resolved_agreement(agreement: Agreement) -> Agreement:
     return load_agreement(agreement.source_path)
 
 
-def ledger() -> Ledger:
-    """The audit ledger: ``$SF_LEDGER_URL`` (SQLite file by default in the demo, PostgreSQL in production)."""
-    return Ledger(ledger_url())
+def ledger_location() -> str:
+    """The ledger's database URL: the connection ``sf_ledger`` from the secrets backend (PostgreSQL in
+    production, with its password there only), else ``$SF_LEDGER_URL`` for a database that needs no
+    secret (the demo's SQLite file; ``ledger_url`` refuses one with a password)."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(LEDGER_CONN_ID)
+    except AirflowNotFoundException:
+        return ledger_url()
+    return ledger_url_from_connection(
+        LEDGER_CONN_ID,
+        conn_type=conn.conn_type,
+        host=conn.host,
+        port=conn.port,
+        schema=conn.schema,
+        login=conn.login,
+        password=conn.password,
+    )
+
+
+def ledger(*, create: bool = True) -> Ledger:
+    """The audit ledger at :func:`ledger_location`."""
+    return Ledger(ledger_location(), create=create)
 
 
 def ledger_anchors() -> UPath:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,34 +49,55 @@ from supporting_families.transport import (
 log = logging.getLogger(__name__)
 
 
+#: Set while a :class:`PolicySFTPHookAsync` connects: only then does ``asyncssh.connect`` add the policy.
+#: A context variable, because one triggerer runs many partners' triggers concurrently in one event loop.
+_POLICY_ON: ContextVar[bool] = ContextVar("sf_ssh_policy_on", default=False)
+
+
+async def _policy_connect(*args: Any, **config: Any) -> asyncssh.SSHClientConnection:
+    real_connect = _policy_connect.real  # type: ignore[attr-defined]
+    if not _POLICY_ON.get():
+        conn: asyncssh.SSHClientConnection = await real_connect(*args, **config)
+        return conn
+    conn = await real_connect(
+        *args,
+        **{
+            **config,
+            "kex_algs": list(ALLOWED_KEX),
+            "encryption_algs": list(ALLOWED_CIPHERS),
+            "mac_algs": list(ALLOWED_MACS),
+            "server_host_key_algs": list(ALLOWED_HOST_KEYS),
+            "compression_algs": None,
+        },
+    )
+    if not getattr(conn, "_strict_kex", False):
+        conn.close()
+        raise asyncssh.KeyExchangeFailed("the server did not agree on strict key exchange")
+    return conn
+
+
+# Installed once, for the process's life. Swapping ``asyncssh.connect`` in and out around each connection
+# (as an earlier version did) breaks with concurrent triggers: a second trigger wraps the first one's
+# wrapper ("got multiple values for keyword argument 'kex_algs'", seen in the Celery deployment test,
+# tests/integration/celery), and a trigger restoring the original can leave another's connection
+# without the policy.
+if not hasattr(asyncssh.connect, "real"):
+    _policy_connect.real = asyncssh.connect  # type: ignore[attr-defined]
+    asyncssh.connect = _policy_connect  # type: ignore[assignment]
+
+
 class PolicySFTPHookAsync(SFTPHookAsync):  # type: ignore[misc]
     """The provider's asyncssh hook, offering only the platform's SSH algorithms and requiring strict kex
     (the same policy as ``supporting_families.transport.sftp``)."""
 
     async def _get_conn(self) -> asyncssh.SSHClientConnection:
-        real_connect = asyncssh.connect
-
-        async def connect(**config: Any) -> asyncssh.SSHClientConnection:
-            conn = await real_connect(
-                **config,
-                kex_algs=list(ALLOWED_KEX),
-                encryption_algs=list(ALLOWED_CIPHERS),
-                mac_algs=list(ALLOWED_MACS),
-                server_host_key_algs=list(ALLOWED_HOST_KEYS),
-                compression_algs=None,
-            )
-            if not getattr(conn, "_strict_kex", False):
-                conn.close()
-                raise asyncssh.KeyExchangeFailed("the server did not agree on strict key exchange")
-            return conn
-
         # The provider builds the connection's options (host key pin, client key) itself; only the
         # algorithms are added, so the pinning stays the provider's tested code.
-        asyncssh.connect = connect  # type: ignore[assignment]
+        token = _POLICY_ON.set(True)
         try:
             conn: asyncssh.SSHClientConnection = await super()._get_conn()
         finally:
-            asyncssh.connect = real_connect
+            _POLICY_ON.reset(token)
         return conn
 
 
@@ -150,6 +172,22 @@ async def return_deadline_missed(agreement_id: str, deadline_days: int, context:
         run_id,
     )
     await asyncio.to_thread(_record, agreement_id, "deadline_missed", run_id, dag_id, None)
+    # An alert that alerts nobody is a log line: the sf_smtp recipients are told (ids and counts only).
+    from sf_airflow.notify import email_dpo
+
+    await asyncio.to_thread(
+        email_dpo,
+        context,
+        subject=f"Return deadline missed: {agreement_id}",
+        rows=[
+            {
+                "agreement": agreement_id,
+                "deadline_days": deadline_days,
+                "run": run_id or "",
+                "dag": dag_id or "",
+            }
+        ],
+    )
 
 
 def return_not_received(agreement_id: str, context: Any) -> None:

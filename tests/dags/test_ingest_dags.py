@@ -98,3 +98,36 @@ def test_a_run_ingests_the_good_file_and_fails_only_the_malformed_ones_task(
     assert second[("announce", -1)] == "skipped"
     assert second[("verdict", -1)] == "success"
     assert not any(task == "ingest" and state == "failed" for (task, _), state in second.items())
+
+
+def test_an_ingest_run_emits_its_datasets_fields_and_counts_and_no_file_name(
+    dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from supporting_families.ingest import curated_schema
+    from tests.lineage_events import completed, lineage_events, schema
+
+    root = UPath(tmp_path.as_uri())
+    monkeypatch.setenv("SF_STORE_URI", tmp_path.as_uri())
+    monkeypatch.delenv("SF_STORE_CONN_ID", raising=False)
+    borough = generate_borough(300, seed=5, as_of=AS_OF, dirt=DirtConfig.clean())
+    write_borough(borough, root / "landing", truth_root=root / "demo")
+    spec = SOURCES.sources[SOURCE]
+
+    run = dagbag.dags[f"ingest_{SOURCE}"].test()
+
+    [event] = completed(lineage_events(f"ingest_{SOURCE}", run.run_id), "ingest")
+    assert event["eventType"] == "COMPLETE"
+    [landing] = event["inputs"]
+    assert landing["name"].endswith(f"landing/extracts/{SOURCE}")
+    assert schema(landing) == [c.name for c in spec.columns]
+    rows = borough.extracts[SOURCE].num_rows
+    assert landing["inputFacets"]["inputStatistics"]["rowCount"] == rows
+    [curated] = event["outputs"]
+    assert curated["name"].endswith(f"curated/{SOURCE}")
+    assert schema(curated) == curated_schema(spec).names
+    assert curated["outputFacets"]["outputStatistics"]["rowCount"] == rows
+    counts = event["run"]["facets"]["supportingFamilies_counts"]
+    assert counts["received"] == counts["accepted"] == rows and counts["rejected"] == 0
+    assert event["run"]["facets"]["supportingFamilies_source"]["source"] == SOURCE
+    # The landed file's name is the department's: it is in no event (the map index is hashed).
+    assert spec.path_for(AS_OF).split("/")[-1] not in json.dumps(event)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sf_demo.smtp_sink import SmtpSink
 from supporting_families.audit import Ledger
 from supporting_families.config import Agreement, load_agreements
 
@@ -178,15 +179,25 @@ def ledger_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-def test_a_missed_deadline_is_logged_and_recorded_once(
-    ledger_url: str, caplog: pytest.LogCaptureFixture
+def test_a_missed_deadline_is_logged_mailed_and_recorded_once(
+    ledger_url: str, caplog: pytest.LogCaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sf_airflow.receive_sensor import return_deadline_missed
 
     context = {"dag_run": {"dag_id": "receive__dwp_benefits_matching", "dag_run_id": "asset_triggered__x"}}
-    for _ in range(2):  # the scheduler may hand the callback over twice; the ledger records it once
-        asyncio.run(return_deadline_missed("dwp-benefits-matching", 20, context=context))
+    with SmtpSink(tmp_path / "mail") as sink:
+        smtp = {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": sink.port,
+            "extra": {"disable_tls": True, "disable_ssl": True, "to": ["dpo@council.invalid"]},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_SF_SMTP", json.dumps(smtp))
+        for _ in range(2):  # the scheduler may hand the callback over twice; the ledger records it once
+            asyncio.run(return_deadline_missed("dwp-benefits-matching", 20, context=context))
+        mails = sink.messages()
     assert any("DEADLINE ALERT" in r.getMessage() for r in caplog.records)
+    assert mails and all(b"Return deadline missed: dwp-benefits-matching" in m for m in mails)
     with Ledger(ledger_url) as book:
         [entry] = book.entries()
     assert entry.kind == "reconciliation" and entry.agreement_id == "dwp-benefits-matching"

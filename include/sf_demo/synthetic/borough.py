@@ -49,6 +49,7 @@ from sf_demo.synthetic.sources import (
 )
 from sf_demo.synthetic.truth import HEADLINE_PROBLEMS, MIN_PROBLEMS, SUB_CRITERIA, build_truth
 from sf_demo.synthetic.vocab import vocabularies
+from sf_demo.synthetic.wards import ward_lookup, ward_lookup_csv
 from supporting_families.store import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -294,6 +295,9 @@ def write_borough(borough: Borough, root: UPath, truth_root: UPath | None = None
         write_bytes_atomic(root / rel, encode_extract(table, spec))
         counts[f"extracts/{name}"] = table.num_rows
         paths[f"extracts/{name}"] = rel
+    # The council's postcode-to-ward lookup lands beside the extracts (store/layout.py: ward_lookup_file).
+    lookup = ward_lookup(borough.persons)
+    write_bytes_atomic(root / "reference" / "postcode_wards.csv", ward_lookup_csv(lookup))
     for key, table in borough.truth_tables().items():
         write_bytes_atomic(truth_root / f"{key}.parquet", _parquet_bytes(table))
         counts[key] = table.num_rows

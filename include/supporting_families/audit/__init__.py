@@ -29,13 +29,21 @@ from supporting_families.audit.errors import (
 from supporting_families.audit.guard import check_details
 from supporting_families.audit.history import ExchangeHistory, exchange_history
 from supporting_families.audit.ledger import Ledger
-from supporting_families.audit.settings import ANCHORS_URI_ENV, LEDGER_URL_ENV, LedgerSettingError, ledger_url
+from supporting_families.audit.settings import (
+    ANCHORS_URI_ENV,
+    LEDGER_CONN_ID,
+    LEDGER_URL_ENV,
+    LedgerSettingError,
+    ledger_url,
+    ledger_url_from_connection,
+)
 
 __all__ = [
     "ANCHORS_URI_ENV",
     "ENTRY_KINDS",
     "GENESIS_HASH",
     "HASHED_COLUMNS",
+    "LEDGER_CONN_ID",
     "LEDGER_URL_ENV",
     "STAFF_ID_PREFIX",
     "TABLE_NAME",
@@ -64,6 +72,7 @@ __all__ = [
     "hash_record",
     "idempotency_key",
     "ledger_url",
+    "ledger_url_from_connection",
     "read_anchors",
     "staff_id",
     "verify_with_anchors",

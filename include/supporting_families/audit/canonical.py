@@ -21,6 +21,7 @@ GENESIS_HASH: Final = "0" * 64
 #: about a family (who: a pseudonymous staff id in ``triggered_by``, never a name);
 #: ``rights_action``: access, rectification, erasure, restriction,
 #: objection, portability; ``deletion``: retention sweep; ``key_rotation``: pseudonymisation or OpenPGP keys;
+#: ``aggregate_release``: anonymised statistics were published (tables, SDC parameters, file hashes);
 #: ``test``: written only by the ``append-test`` command, never by the platform.
 EntryKind = Literal[
     "disclosure",
@@ -33,6 +34,7 @@ EntryKind = Literal[
     "rights_action",
     "deletion",
     "key_rotation",
+    "aggregate_release",
     "test",
 ]
 ENTRY_KINDS: Final[tuple[str, ...]] = get_args(EntryKind)
@@ -88,6 +90,8 @@ _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "return_received": ("agreement_id", "partner", "file_name", "ciphertext_sha256"),
     "reconciliation": ("agreement_id", "partner"),
     "quarantine": ("file_name",),
+    # A publication names its run and the hash of its release.json, which lists every file's hash.
+    "aggregate_release": ("file_name", "plaintext_sha256", "dag_id", "run_id"),
 }
 
 # Upper bound of an integer in ``details``: JSON parsers in JavaScript (a likely auditor tool) read larger

@@ -115,6 +115,10 @@ class NewEntry:
         details = _check_details_into(self.details, problems)
         if self.kind == "rights_action" and "action" not in details:
             problems.add("details.action", "a rights_action says which right (access, rectify, erase, ...)")
+        if self.kind == "aggregate_release":
+            for key in ("release_id", "sdc", "tables"):
+                if key not in details:
+                    problems.add(f"details.{key}", "an aggregate_release names its release, SDC and tables")
         problems.raise_if_any()
         return details
 
@@ -164,7 +168,7 @@ class NewEntry:
                 problems.add(name, "a file name, not a path")
             problems.string(name, value, max_length=max_length)
         if self.triggered_by is not None and not STAFF_ID_PATTERN.fullmatch(self.triggered_by):
-            problems.string("triggered_by", self.triggered_by, allow_at=True, pattern=_TRIGGERED_BY)
+            problems.string("triggered_by", self.triggered_by, pattern=_TRIGGERED_BY)
 
 
 @dataclass(frozen=True, kw_only=True)

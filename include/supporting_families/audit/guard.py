@@ -7,11 +7,14 @@ Article 17) could never reach personal data written into it. Strings must be has
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, Final
 
+from supporting_families.audit.actors import STAFF_ID_PREFIX
 from supporting_families.audit.canonical import canonical_json
 from supporting_families.audit.errors import EntryValidationError, PersonalDataError
+from supporting_families.audit.personal_names import GIVEN_NAMES, SURNAMES
 
 # ones as floats and would re-serialise them differently.
 _MAX_SAFE_INT: Final = 2**53 - 1
@@ -26,13 +29,17 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{32,128}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: A pseudonymous staff id (supporting_families.audit.actors), alone or after a trigger such as ``ui:``. Its
+#: 128 bits of hex can hold nine digits in a row or a date-like run by chance, like any digest.
+_STAFF_ID = re.compile(rf"(?:[a-z_]{{1,32}}:)?{STAFF_ID_PREFIX}[0-9a-f]{{32}}")
 #: A short code: letters, digits and the punctuation of file names, Airflow ids and run ids. No spaces
 #: (free text), no '@' (e-mail), no quotes or commas (a row pasted in).
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/~-]*")
 _DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _SLUG = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
-_TRIGGERED_BY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
+#: A run type, a trigger or a staff id (``staff-`` + hex, supporting_families.audit.actors): never an e-mail.
+_TRIGGERED_BY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}")
 # UK postcode (Royal Mail's letter rules, so 'v1 2ab' and the like are not taken for one), with a space,
 # '_', '-' or nothing between the outward and inward codes, anywhere in a value; and GIR 0AA.
 _POSTCODE = re.compile(
@@ -45,20 +52,19 @@ _DAY = r"(?:0?[1-9]|[12][0-9]|3[01])"
 _MON = r"(?:0?[1-9]|1[0-2])"
 _YEAR = r"(?:1[89][0-9]{2}|20[0-9]{2})"
 # A date of birth in the forms source systems write: 1985-03-12, 12/03/1985, 12/03/85, 12.03.1985,
-# 19850312, 12-Mar-1985, 12march1985.
+# 19850312, 12031985, 12-Mar-1985, 12march1985.
 _DATE = re.compile(
     rf"(?<![0-9])(?:{_YEAR}[-/.]{_MON}[-/.]{_DAY}"
     rf"|{_DAY}[-/.]{_MON}[-/.]{_YEAR}"
     rf"|{_DAY}/{_MON}/[0-9]{{2}}"
     rf"|{_YEAR}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    rf"|(?:0[1-9]|[12][0-9]|3[01])(?:0[1-9]|1[0-2]){_YEAR}"
     rf"|{_DAY}[-/. ]?{_MONTH}[-/. ]?(?:{_YEAR}|[0-9]{{2}}))(?![0-9])",
     re.IGNORECASE,
 )
 # An Airflow run id's logical date, e.g. scheduled__2025-04-02T06:00:00+00:00: a timestamp with a time of
 # day that Airflow wrote, not a date of birth, so it is taken out before the date rule looks.
 _RUN_ID_TIMESTAMP = re.compile(r"__[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:[+-][0-9]{2}:?[0-9]{2}|Z)?")
-# File names the platform generates (dwp-delivery-2025-04-02.csv.gpg, dwp-20250402T060000Z.csv.gpg).
-_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.(?:csv|gpg|pgp|asc|json|parquet|txt|zip|sig)")
 # Loose on the prefix letters on purpose: source data holds invalid and example (QQ) numbers too.
 _NI_NUMBER = re.compile(
     r"(?<![A-Za-z0-9])[A-Z]{2}[ _-]?[0-9]{2}[ _-]?[0-9]{2}[ _-]?[0-9]{2}[ _-]?[A-D](?![A-Za-z0-9])",
@@ -66,13 +72,28 @@ _NI_NUMBER = re.compile(
 )
 _LONG_NUMBER = re.compile(r"[0-9]{9,}")
 _NAME = re.compile(r"[A-Z][a-z]+(?:[-'][A-Z][a-z]+)*")
+_WORD = re.compile(r"[a-z]+")
+
+
+def _looks_like_a_person(value: str) -> bool:
+    """A given name anywhere in a code (``john_smith``, ``jane.officer``, ``sarah_k``), or a surname beside
+    an initial or another surname (``j_smith``, ``smith-jones``); in any case, accents folded."""
+    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower().replace("'", "")
+    words = _WORD.findall(folded)
+    if any(word in GIVEN_NAMES for word in words):
+        return True
+    for i, word in enumerate(words):
+        if word in SURNAMES:
+            beside = words[max(i - 1, 0) : i] + words[i + 1 : i + 2]
+            if any(len(other) == 1 or other in SURNAMES for other in beside):
+                return True
+    return False
 
 
 def _string_problem(
     value: str,
     *,
     max_length: int = _MAX_DETAIL_STRING,
-    allow_at: bool = False,
     pattern: re.Pattern[str] = _TOKEN,
 ) -> tuple[str, bool] | None:
     """Why ``value`` may not go into the ledger, and whether the reason is personal data; None if it may.
@@ -81,20 +102,23 @@ def _string_problem(
     """
     if _CONTROL.search(value):
         return "contains control characters", False
-    if (_HEX_DIGEST.fullmatch(value) and not value.isdigit()) or _UUID.fullmatch(value):
+    if (
+        (_HEX_DIGEST.fullmatch(value) and not value.isdigit())
+        or _UUID.fullmatch(value)
+        or _STAFF_ID.fullmatch(value)
+    ):
         return None  # all digits is not a digest: it could be numbers run together
-    if "@" in value and not allow_at:
+    if "@" in value:
         return "looks like an e-mail address", True
     if _POSTCODE.search(value):
         return "looks like a UK postcode", True
     if _NI_NUMBER.search(value):
         return "looks like a National Insurance number", True
-    # The names of files the platform makes carry their date or timestamp, and run ids their logical date;
-    # anywhere else a date is most likely someone's date of birth.
-    is_file_name = _FILE_NAME.fullmatch(value) is not None
-    if not is_file_name and _DATE.search(_RUN_ID_TIMESTAMP.sub("__", value)):
+    # Run ids carry their logical date; anywhere else, a file name included (the platform names its files by
+    # delivery id, never by date, and a partner's name is its own choice), a date may be a date of birth.
+    if _DATE.search(_RUN_ID_TIMESTAMP.sub("__", value)):
         return "holds a date (a date of birth is personal data; dates belong in occurred_at)", True
-    if not is_file_name and _LONG_NUMBER.search(value):
+    if _LONG_NUMBER.search(value):
         return "holds a number of 9 or more digits (an NHS number, UPRN or telephone number?)", True
     if len(value) > max_length:
         return f"is free text over {max_length} characters", True
@@ -104,6 +128,10 @@ def _string_problem(
         return "is not a hash, id or short code (letters, digits and . _ : + / ~ - only)", True
     if _NAME.fullmatch(value):
         return "looks like a name (codes are lower case)", True
+    # Staff are recorded by a pseudonymous id (supporting_families.audit.actors), so no value the platform
+    # writes holds a personal name, whatever its case.
+    if _looks_like_a_person(value):
+        return "holds a personal name (staff are recorded by their staff id)", True
     return None
 
 

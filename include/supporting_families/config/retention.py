@@ -44,6 +44,15 @@ class ClassRule(BaseModel):
     from_: ClockStart = Field(alias="from")
 
 
+class AirflowRetention(BaseModel):
+    """Airflow's run history and task logs: no personal data, kept for the auditor's look back, then gone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metadata_days: int = Field(ge=1, le=3660)
+    task_logs_days: int = Field(ge=1, le=3660)
+
+
 class RetentionPolicy(BaseModel):
     """The council-wide rules. Build limits with :meth:`last_day`; never compare dates by hand."""
 
@@ -53,6 +62,7 @@ class RetentionPolicy(BaseModel):
     programme_end: date
     ceiling_days: int = Field(ge=0, le=MAX_CEILING_DAYS)
     classes: dict[str, ClassRule]
+    airflow: AirflowRetention
 
     @model_validator(mode="after")
     def _every_council_class(self) -> RetentionPolicy:
@@ -99,6 +109,7 @@ __all__ = [
     "DEFAULT_RETENTION_PATH",
     "MAX_CEILING_DAYS",
     "AgreementClass",
+    "AirflowRetention",
     "ClassRule",
     "RetentionConfigError",
     "RetentionPolicy",

@@ -24,6 +24,7 @@ from supporting_families.receive.records import (
     RunInfo,
     _entry,
     delivery_id_of,
+    ledger_file_name,
     return_file_name,
 )
 from supporting_families.receive.remote import name_sha256, set_aside
@@ -174,7 +175,7 @@ def _refuse(
             "quarantine",
             run,
             occurred_at=datetime.now(UTC),
-            file_name=rejected.name if safe else "unsafe-name",
+            file_name=ledger_file_name(agreement, rejected.name) if safe else "unsafe-name",
             details={"rule": rejected.reason, "name_sha256": digest, "set_aside": set_aside_as is not None},
             idempotency_key=idempotency_key(
                 "quarantine", agreement.id, "refused", digest, str(rejected.size)
@@ -277,7 +278,7 @@ def _record_received(
             "return_received",
             run,
             occurred_at=received.arrived_at,
-            file_name=received.name,
+            file_name=ledger_file_name(agreement, received.name),
             ciphertext_sha256=received.ciphertext_sha256,
             details=details,
             idempotency_key=idempotency_key(

@@ -50,7 +50,15 @@ from supporting_families.receive.quarantine import _quarantine_archived, _quaran
 from supporting_families.receive.reconcile import (
     reconcile,
 )
-from supporting_families.receive.records import Received, ReturnPaths, RunInfo, _entry, _stem, delivery_id_of
+from supporting_families.receive.records import (
+    Received,
+    ReturnPaths,
+    RunInfo,
+    _entry,
+    _stem,
+    delivery_id_of,
+    ledger_file_name,
+)
 from supporting_families.receive.validate import (
     MIB,
     ReturnRejected,
@@ -293,7 +301,7 @@ def _reconciliation_entry(agreement: Agreement, outcome: ReturnOutcome, run: Run
         run,
         occurred_at=datetime.now(UTC),
         row_count=outcome.rows,
-        file_name=outcome.file,
+        file_name=ledger_file_name(agreement, outcome.file),
         plaintext_sha256=outcome.plaintext_sha256,
         ciphertext_sha256=outcome.ciphertext_sha256,
         details=details,

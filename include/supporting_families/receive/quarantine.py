@@ -26,11 +26,13 @@ from supporting_families.receive.records import (
     RunInfo,
     _entry,
     _read_json,
+    ledger_file_name,
 )
 from supporting_families.receive.validate import (
     PROBLEMS_SCHEMA,
     RETURN_ROW_RULES,
     ReturnRejected,
+    shown_name,
 )
 from supporting_families.share.delivery import local_file, upload
 from supporting_families.store.io import (
@@ -104,7 +106,9 @@ class ReturnQuarantined(ReturnRejected):
         super().__init__(file, rule, detail, problems)
 
     def _message(self) -> str:
-        return super()._message() + (f"; quarantined in {self.folder}" if self.folder else "")
+        # The folder is named after the file: shown the same way.
+        folder = self.folder.replace(self.file, shown_name(self.file).replace(" ", "-"))
+        return super()._message() + (f"; quarantined in {folder}" if folder else "")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.file, self.rule, self.detail, self.problems, self.folder))
@@ -177,7 +181,7 @@ def _write_quarantine(
             "quarantine",
             run,
             occurred_at=datetime.now(UTC),
-            file_name=received.name,
+            file_name=ledger_file_name(agreement, received.name),
             ciphertext_sha256=received.ciphertext_sha256,
             details={"rule": exc.rule, "problems": exc.problems.num_rows, "rows_with_problems": len(rows)},
             idempotency_key=idempotency_key(

@@ -14,7 +14,7 @@ from upath import UPath
 
 from supporting_families.audit import EntryKind, NewEntry
 from supporting_families.config.agreements import Agreement
-from supporting_families.receive.remote import Collected
+from supporting_families.receive.remote import Collected, name_sha256
 from supporting_families.receive.validate import (
     RETURN_FILE_RULES,
 )
@@ -63,6 +63,17 @@ def delivery_id_of(agreement: Agreement, name: str) -> str | None:
         return None
     middle = name[len(prefix) : len(name) - len(suffix)]
     return middle if _DELIVERY_ID.fullmatch(middle) else None
+
+
+def ledger_file_name(agreement: Agreement, name: str) -> str:
+    """How the ledger records a partner's file name: as it is when it is exactly the agreement's return
+    name for a delivery id (``dwp-return-d`` + 16 letters a-p ``.csv.gpg``), else by its SHA-256 only.
+
+    The partner chooses the name, and the ledger is immutable: a name carrying a date of birth or a person's
+    name would stay there beyond the reach of erasure (UK GDPR Article 17). reason.json in the quarantine
+    keeps the name itself, with the data it came with.
+    """
+    return name if delivery_id_of(agreement, name) is not None else name_sha256(name)
 
 
 def _stem(name: str) -> str:

@@ -22,6 +22,8 @@ decimal, an empty cell for "no value".
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -32,6 +34,7 @@ import pandera.pandas as pdr
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from supporting_families.audit import PersonalDataError, check_details
 from supporting_families.config.agreements import Agreement, Column
 from supporting_families.validation import csv_rules as csv_checks
 from supporting_families.validation.rows import blank_rows, lazy_failures
@@ -91,6 +94,23 @@ _DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _BOOLEANS: Final = ("true", "false")
 #: Row numbers quoted in an exception message; the report has them all.
 _ROWS_IN_MESSAGE: Final = 10
+#: The shape of a return's name as the platform asks for it: the agreement's prefix, a delivery id (d + 16
+#: letters a-p) and the suffix. Anything else is the partner's own choice.
+_RETURN_NAME_SHAPE: Final = re.compile(r"[a-z]+(?:-[a-z]+)*-d[a-p]{16}(?:\.[a-z]+){1,3}")
+
+
+def shown_name(name: str) -> str:
+    """A return's name as a message may show it: as it is when it has the platform's shape and nothing
+    personal-looking, else by its SHA-256 (a partner-chosen name can carry a date of birth or a name)."""
+    if _RETURN_NAME_SHAPE.fullmatch(name):
+        try:
+            check_details({"file": name})
+        except PersonalDataError:
+            pass
+        else:
+            return name
+    return "name sha256 " + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+
 
 _ARROW_TYPES: Final[dict[str, pa.DataType]] = {
     "string": pa.string(),
@@ -117,7 +137,7 @@ class ReturnRejected(csv_checks.FileRejected):
         super().__init__(file, rule, detail)
 
     def _message(self) -> str:
-        message = super()._message()
+        message = f"{shown_name(self.file)}: rejected by rule {self.rule!r}: {self.detail}"
         rows = self.row_numbers
         if rows:
             shown = ", ".join(str(r) for r in rows[:_ROWS_IN_MESSAGE])

@@ -23,9 +23,11 @@ def deletion_entries(
     run_id: str,
     task_id: str,
     triggered_by: str | None,
+    rules: dict[str, str] | None = None,
 ) -> list[NewEntry]:
-    """One entry per class that had anything due, held or shredded on the sweep's day."""
-    rules = {cls: row["rule"] for cls, row in plan.by_class().items()}
+    """One entry per class that had anything due, held or shredded on the sweep's day (``rules``: the rule
+    codes of classes the plan does not know, e.g. Airflow's metadata and logs)."""
+    rules = {**{cls: row["rule"] for cls, row in plan.by_class().items()}, **(rules or {})}
     # The sweep happens now; the day it swept for is in the idempotency key (a date in details would be
     # refused by the ledger's personal-data guard).
     occurred = datetime.now(UTC)

@@ -69,6 +69,7 @@ RETURNS: Final = "returns"
 RIGHTS: Final = "rights"
 NOTICES: Final = "notices"
 DEMO: Final = "demo"
+PUBLISHED: Final = "published"
 
 #: The register's files (``register/<file>``), by role.
 REGISTER_FILES: Final = {
@@ -290,6 +291,21 @@ AREAS: Final[tuple[Area, ...]] = (
         "rights",
     ),
     Area(
+        "landing/reference/postcode_wards.csv",
+        "the council's postcode-to-ward lookup (postcode, ward): public reference data",
+        "the council (demo: demo_synthetic_borough)",
+        "none",
+        "landing",
+    ),
+    Area(
+        "published/statistics/<release_id>/",
+        "anonymised programme statistics after disclosure control: tables as CSV and Parquet, an SVG"
+        " chart, release.json (SDC parameters, notes, SHA-256 of every file); no person-level row",
+        "programme_statistics",
+        "none",
+        "reports",
+    ),
+    Area(
         "demo/truth/, demo/partner_truth/",
         "the synthetic ground truth; never read by the platform",
         "demo_synthetic_borough",
@@ -384,6 +400,16 @@ def rights_dir(root: UPath, request_id: str) -> UPath:
 
 def notice_dir(root: UPath, agreement_id: str, notice_id: str) -> UPath:
     return root / NOTICES / agreement_id / notice_id
+
+
+def ward_lookup_file(root: UPath) -> UPath:
+    """The council's postcode-to-ward lookup (see the Area above)."""
+    return root / LANDING / "reference" / "postcode_wards.csv"
+
+
+def statistics_release_dir(root: UPath, release_id: str) -> UPath:
+    """One publication of the programme statistics, written only after disclosure control."""
+    return root / PUBLISHED / "statistics" / release_id
 
 
 def demo_dir(root: UPath) -> UPath:

@@ -15,8 +15,10 @@ from supporting_families.transport.sftp import (
     ALLOWED_HOST_KEYS,
     ALLOWED_KEX,
     ALLOWED_MACS,
+    ConnectivityReport,
     PermanentTransferError,
     SftpEndpoint,
+    check_connectivity,
 )
 
 __all__ = [
@@ -25,12 +27,14 @@ __all__ = [
     "ALLOWED_KEX",
     "ALLOWED_MACS",
     "MAX_NAME_BYTES",
+    "ConnectivityReport",
     "DecryptionError",
     "EncryptionResult",
     "KeyProblem",
     "OpenPgpError",
     "PermanentTransferError",
     "SftpEndpoint",
+    "check_connectivity",
     "check_remote_dir",
     "decrypt_and_verify",
     "encrypt_and_sign",

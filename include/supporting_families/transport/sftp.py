@@ -313,6 +313,16 @@ def _policy(offered: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ..
 class _StrictKexTransport(paramiko.Transport):  # type: ignore[misc]
     """Refuses to authenticate (so sends no secret and no file byte) unless strict kex was agreed."""
 
+    #: The key exchange agreed on; paramiko drops its engine once the new keys are in use.
+    agreed_kex: str = ""
+
+    def _parse_kex_init(self, m: paramiko.Message) -> None:
+        super()._parse_kex_init(m)
+        engine = type(self.kex_engine)
+        # The first of our preferred names with this engine: the one agreed, or its alias
+        # (curve25519-sha256 and curve25519-sha256@libssh.org are one algorithm).
+        self.agreed_kex = next((n for n in self.preferred_kex if self._kex_info.get(n) is engine), "")
+
     def auth_publickey(self, username: str, key: paramiko.PKey, event: Any = None) -> Any:
         if not self.agreed_on_strict_kex:
             raise NegotiationFailed(
@@ -340,8 +350,7 @@ def negotiated_algorithms(session: SftpSession) -> dict[str, str]:
     if transport is None:
         return {}
     return {
-        # paramiko keeps the engine, not its name: the name is the one whose class it is.
-        "kex": next((n for n, c in transport._kex_info.items() if type(transport.kex_engine) is c), ""),
+        "kex": str(getattr(transport, "agreed_kex", "")),
         "host_key": str(transport.host_key_type or ""),
         "cipher": str(transport.local_cipher),
         "mac": str(transport.local_mac or "implicit"),
@@ -431,18 +440,34 @@ def _raise_classified(exc: Exception, context: str) -> NoReturn:
     raise classified from exc
 
 
+def _opaque(exc: BaseException) -> str:
+    """An exception as a message may show it: its type, its errno, and its text by SHA-256 only.
+
+    The text of an SFTP status, a banner or a disconnect is the server's own choosing: it could carry
+    terminal escapes or a partner's file name (personal data), and messages reach logs and Airflow's
+    metadata database. The hash still lets an engineer match it against the partner's server log.
+    """
+    code = getattr(exc, "errno", None)
+    shown = type(exc).__name__
+    if isinstance(code, int):
+        shown += f" [{errno.errorcode.get(code, str(code))}: {os.strerror(code)}]"
+    text = str(exc)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{shown} (server text sha256 {digest})" if text else shown
+
+
 def _classified(exc: Exception, context: str) -> Exception:
     """``exc`` as a Permanent- or TransientTransferError; unrelated exceptions are returned unchanged."""
     if isinstance(exc, TransferError):
         return exc
-    what = f"{context}: {type(exc).__name__}: {exc}"
+    what = f"{context}: {_opaque(exc)}"
     if isinstance(exc, paramiko.BadHostKeyException):
         return HostKeyMismatch(
             f"{context}: the server presented {exc.key.get_name()} {exc.key.fingerprint}, but "
             f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint} is pinned: refused, nothing sent"
         )
     if isinstance(exc, paramiko.AuthenticationException):
-        return AuthenticationFailed(f"{context}: the server refused the client key ({exc})")
+        return AuthenticationFailed(f"{context}: the server refused the client key ({_opaque(exc)})")
     if isinstance(exc, paramiko.ssh_exception.IncompatiblePeer):
         return NegotiationFailed(what)
     if isinstance(exc, PermissionError) or (
@@ -605,7 +630,9 @@ def _remote_fsync(sftp: paramiko.SFTPClient, handle: bytes, path: str) -> None:
     except OSError as exc:
         if exc.errno is not None:
             raise
-        log.warning("the server did not fsync %s (%s); relying on close and the read-back hash", path, exc)
+        log.warning(
+            "the server did not fsync %s (%s); relying on close and the read-back hash", path, _opaque(exc)
+        )
 
 
 def _remote_sha256(

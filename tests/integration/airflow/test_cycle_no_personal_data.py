@@ -30,6 +30,7 @@ from supporting_families.ingest import ingest_source
 from supporting_families.store import read_parquet
 from supporting_families.transport.openpgp import decrypt_and_verify
 from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env
+from tests.lineage_events import completed, lineage_events, lineage_text, schema
 
 pytestmark = pytest.mark.integration
 
@@ -179,6 +180,22 @@ def test_shares_leave_no_personal_data_in_logs_xcom_or_metadata(
     with Ledger(os.environ["SF_LEDGER_URL"]) as ledger:
         ledger_text = json.dumps([e.to_dict() for e in ledger.entries(limit=1000)], default=str)
     assert _find(ledger_text, needles) == {}
+
+    # Lineage: the events the share runs emitted (the file transport, tests/conftest.py). The DWP share's
+    # output dataset, the partner's inbox, lists exactly the agreement's fields, in order; no event holds
+    # personal data, nor a name the partner chose.
+    dwp_events = lineage_events(f"share__{dwp.dag_id_suffix}")
+    [deliver_event] = [e for e in completed(dwp_events, "deliver") if e["eventType"] == "COMPLETE"][-1:]
+    [inbox] = deliver_event["outputs"]
+    assert inbox["namespace"] == f"sftp://{platform_env.server.host}:{platform_env.server.port}"
+    assert inbox["name"] == dwp.sftp.remote_inbox
+    assert tuple(schema(inbox)) == dwp.fields
+    assert inbox["outputFacets"]["outputStatistics"]["rowCount"] > 0
+    assert deliver_event["run"]["facets"]["supportingFamilies_agreement"]["partnerCode"] == dwp.partner.code
+    for agreement in platform_env.agreements.values():
+        assert completed(lineage_events(f"share__{agreement.dag_id_suffix}"), "deliver"), agreement.id
+    events = lineage_text()
+    assert _find(events, needles) == {}, "personal data found in the lineage events (counts by kind)"
 
     # Sanity: the needles are real — the curated store (controller side) does hold them.
     curated = read_parquet(next((root / "curated" / "education_attendance").iterdir()))

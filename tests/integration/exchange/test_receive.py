@@ -727,6 +727,22 @@ def test_the_receive_dag_takes_in_a_return_and_fails_visibly_on_a_bad_one(
         assert all(e.dag_id == dag.dag_id and e.run_id == run.run_id for e in book.entries())
     flags_before = sorted(p.name for p in flags_dir(store).iterdir())
 
+    # Lineage: the return came from the partner's outbox (its columns) into the register's partner flags,
+    # under the agreement and partner; the return's file name, the partner's choice, is in no event.
+    from tests.lineage_events import completed, lineage_events, schema
+
+    run_events = lineage_events(dag.dag_id, run.run_id)
+    [processed] = completed(run_events, "process")
+    [outbox] = processed["inputs"]
+    assert outbox["name"] == agreement.sftp.remote_outbox
+    assert schema(outbox) == [c.name for c in agreement.returns.columns]
+    [flags] = processed["outputs"]
+    assert flags["name"].endswith("register/partner_flags")
+    facets = processed["run"]["facets"]
+    assert facets["supportingFamilies_agreement"]["agreementId"] == agreement.id
+    assert facets["supportingFamilies_return"]["deliveryId"] == shared.delivery.delivery_id
+    assert shared.return_name not in json.dumps(run_events)
+
     # A bad file for the next delivery: quarantined, the run fails visibly, the register is untouched.
     bad = share(platform_env, store, DWP)
     partner_collects(platform_env, bad, tmp_path)

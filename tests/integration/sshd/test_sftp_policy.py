@@ -22,6 +22,7 @@ import pytest
 
 from sf_demo.sftp_server import LocalSftpServer, authorize_key, ensure_ssh_keypair, local_user
 from supporting_families.transport.sftp import (
+    ALLOWED_KEX,
     NegotiationFailed,
     SftpEndpoint,
     check_connectivity,
@@ -118,6 +119,7 @@ def test_the_connectivity_check_reports_the_negotiated_algorithms(
     report = check_connectivity(endpoint, [folder])
     assert report.missing == ()
     algorithms = report.algorithms
+    assert algorithms["kex"] in ALLOWED_KEX, "the key exchange is named (paramiko forgets it after kex)"
     assert algorithms["cipher"] in ("aes256-gcm@openssh.com", "aes128-gcm@openssh.com")
     assert algorithms["host_key"] == "ssh-ed25519"
     assert algorithms["strict_kex"] == "yes"
@@ -330,3 +332,50 @@ def test_open_session_still_connects_within_the_policy(
     with open_session(endpoint) as session:
         transport = session.client.get_transport()
         assert transport is not None and transport.agreed_on_strict_kex
+
+
+def test_concurrent_triggers_in_one_event_loop_each_keep_the_policy(
+    sftp_server: LocalSftpServer,
+    sftp_client_key: Path,
+    weak_sshds: dict[str, tuple[_WeakSshd, Path]],
+    airflow_connection: Any,
+) -> None:
+    """A triggerer runs every partner's sensor in one event loop: several connecting at once must each
+    get the algorithm policy, and none may fail for another's (an earlier version swapped
+    ``asyncssh.connect`` per connection and failed with "multiple values for keyword argument
+    'kex_algs'" under a real triggerer)."""
+    import airflow.settings  # noqa: F401  (puts the plugins folder on sys.path, as Airflow does)
+
+    from sf_airflow.receive_sensor import PolicySFTPTrigger
+
+    weak, weak_key = weak_sshds["cipher-ctr-with-etm"]
+    (weak.local_dir("inbox") / "y.csv.gpg").write_bytes(b"y")
+    folder = sftp_server.remote_dirs[0]
+    probe = sftp_server.local_dir(folder) / "concurrent-probe.csv.gpg"
+    probe.write_bytes(b"x")
+
+    def trigger(name: str, server: Any, key: Path, path: str) -> PolicySFTPTrigger:
+        conn_id = airflow_connection(
+            name,
+            conn_type="sftp",
+            host=server.host,
+            port=server.port,
+            login=local_user(),
+            extra={"key_file": str(key), "host_key": server.host_public_key, "no_host_key_check": False},
+        )
+        return PolicySFTPTrigger(path=path, file_pattern="*.csv.gpg", sftp_conn_id=conn_id, poke_interval=0.2)
+
+    triggers = [
+        trigger("sf_test_concurrent_a", sftp_server, sftp_client_key, folder),
+        trigger("sf_test_concurrent_weak", weak, weak_key, "inbox"),
+        trigger("sf_test_concurrent_b", sftp_server, sftp_client_key, folder),
+    ]
+
+    async def all_events() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(_first_event(t) for t in triggers)))
+
+    try:
+        events = asyncio.run(asyncio.wait_for(all_events(), timeout=60))
+    finally:
+        probe.unlink()
+    assert [e["status"] for e in events] == ["success", "error", "success"], events

@@ -416,11 +416,14 @@ def test_missing_sshd_names_the_debian_package(tmp_path: Path) -> None:
 def test_unsafe_chroot_parents_are_explained(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.fail("chroot is only attempted as root: run the tests as root, as CI does")
-    # pytest's tmp dir sits under /tmp, which everyone may write: sshd would refuse to chroot there.
-    problems = chroot_problems(tmp_path)
-    if not problems:
-        pytest.skip(f"{tmp_path} happens to be fit for chroot")
-    server = LocalSftpServer(root=tmp_path / "root", state_dir=tmp_path / "state")
+    # A parent that others may write, made so here rather than hoped for (pytest's tmp dir is under /tmp
+    # on most machines, but not on all): sshd would refuse to chroot below it.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    problems = chroot_problems(shared)
+    assert problems, "a folder others may write is never fit for chroot"
+    server = LocalSftpServer(root=shared / "root", state_dir=tmp_path / "state")
     with pytest.raises(SftpServerError, match="ChrootDirectory") as refused:
         server.start()
     assert problems[0] in str(refused.value)

@@ -48,7 +48,6 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
         yield book
 
 
-@pytest.mark.xfail(strict=True, reason="guard fix not in yet: file-name exemption and lower-case names")
 @pytest.mark.parametrize("value", REFUSED.values(), ids=REFUSED.keys())
 def test_file_name_shapes_and_lower_case_names_are_refused_in_details(value: str) -> None:
     with pytest.raises(PersonalDataError) as caught:
@@ -56,7 +55,6 @@ def test_file_name_shapes_and_lower_case_names_are_refused_in_details(value: str
     assert value not in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="guard fix not in yet: file-name exemption and lower-case names")
 @pytest.mark.parametrize("value", REFUSED.values(), ids=REFUSED.keys())
 @pytest.mark.parametrize("column", ["file_name", "run_id", "task_id", "triggered_by"])
 def test_they_are_refused_in_every_column_and_nothing_is_written(
@@ -69,7 +67,6 @@ def test_they_are_refused_in_every_column_and_nothing_is_written(
     assert ledger.count() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="guard fix not in yet: file-name exemption and lower-case names")
 def test_a_staff_member_is_recorded_by_a_pseudonymous_id(ledger: Ledger) -> None:
     name = "dwp-return-dabcdefghijklmnop.csv.gpg"
     ledger.append(

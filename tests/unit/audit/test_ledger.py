@@ -35,6 +35,7 @@ from supporting_families.audit import (
     PersonalDataError,
     check_details,
     idempotency_key,
+    staff_id,
 )
 from supporting_families.audit.cli import main
 from supporting_families.config.agreements import load_agreements
@@ -61,7 +62,7 @@ def disclosure(**overrides: Any) -> NewEntry:
         "row_count": 1234,
         "plaintext_sha256": SHA_A,
         "ciphertext_sha256": SHA_B,
-        "file_name": "dwp-benefits-matching-2025-04-02.csv.gpg",
+        "file_name": "sf-dwp-benefits-matching-dabcdefghijklmnop.csv.gpg",
         "dag_id": "share__dwp_benefits_matching",
         "run_id": RUN_ID,
         "task_id": "deliver",
@@ -77,6 +78,15 @@ def simple(kind: str = "assessment", **overrides: Any) -> NewEntry:
     values: dict[str, Any] = {"kind": kind, "occurred_at": T0, "details": {"families": 10}}
     if kind == "rights_action":
         values["details"] = {"action": "erase"}
+    if kind == "aggregate_release":
+        values.update(
+            file_name="release.json", plaintext_sha256=SHA_B, dag_id="programme_statistics", run_id="r1"
+        )
+        values["details"] = {
+            "release_id": "r0123",
+            "sdc": {"threshold": 10, "rounding_base": 5},
+            "tables": {},
+        }
     if kind in ("collection", "return_received", "reconciliation", "quarantine"):
         values.update(agreement_id="dwp-benefits-matching", partner="dwp", file_name="dwp-return-1.csv.gpg")
         values["ciphertext_sha256"] = SHA_B
@@ -201,7 +211,7 @@ def test_for_agreement_cites_the_agreement_that_governed() -> None:
         row_count=10,
         plaintext_sha256=SHA_A,
         ciphertext_sha256=SHA_B,
-        file_name="met-police-wider-help-2025-04-02.csv.gpg",
+        file_name="sf-met-police-wider-help-dabcdefghijklmnop.csv.gpg",
         dag_id="share__met_police_wider_help",
         run_id=RUN_ID,
         task_id="deliver",
@@ -513,8 +523,7 @@ ACCEPTED = {
     "code": "address_not_confirmed",
     "run_id": RUN_ID,
     "manual_run_id": "manual__2025-04-02T06:00:00.123456+00:00",
-    "file": "dwp-benefits-matching-2025-04-02.csv.gpg",
-    "file_with_timestamp": "dwp-benefits-matching-20250402060000.csv.gpg",
+    "file": "sf-dwp-benefits-matching-dabcdefghijklmnop.csv.gpg",
     "remote_dir": "dwp/inbox",
     "key_version": "v2",
     "match_rate_ppm": 973_100,
@@ -578,8 +587,11 @@ def test_columns_are_guarded_too(column: str, value: Any) -> None:
 
 
 def test_staff_identity_may_trigger_a_run() -> None:
-    # Staff accountability (UK GDPR Article 5(2)): an operator's login is recorded; a data subject never is.
-    disclosure(triggered_by="ui:jane.officer@council.example").validate()
+    # Staff accountability (UK GDPR Article 5(2)): who acted is recorded by a pseudonymous staff id, never
+    # a login or an e-mail address (supporting_families.audit.actors).
+    disclosure(triggered_by=staff_id(b"k" * 32, "jane.officer")).validate()
+    with pytest.raises(PersonalDataError):
+        disclosure(triggered_by="ui:jane.officer@council.example").validate()
 
 
 # -- entry rules ------------------------------------------------------------------------------------------

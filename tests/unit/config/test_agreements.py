@@ -167,7 +167,6 @@ def test_agreements_are_frozen(agreements: list[Agreement]) -> None:
         agreements[0].cohort = "assessed_and_comparison"
 
 
-@pytest.mark.skipif(not NOTICE.exists(), reason="privacy notice not in docs/")
 @pytest.mark.parametrize("path", AGREEMENT_FILES, ids=[_label(p) for p in AGREEMENT_FILES])
 def test_purpose_quotes_the_privacy_notice(path: Path) -> None:
     notice = " ".join(NOTICE.read_text().split())

@@ -101,7 +101,8 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path
         root = _root(tmp_path / str(i))
         write_borough(generate_borough(1500, seed=seed, as_of=AS_OF), root)
         digests.append(_digest(root))
-    assert len(digests[0]) == len(SOURCES.sources) + 7  # extracts, six truth tables, the manifest
+    # extracts, six truth tables, the manifest, the postcode-to-ward lookup
+    assert len(digests[0]) == len(SOURCES.sources) + 8
     assert digests[0] == digests[1]
     differing = [k for k in digests[0] if digests[0][k] != digests[2].get(k)]
     assert len(differing) == len(digests[0]), "another seed changes every file"

@@ -55,6 +55,7 @@ POLICY = RetentionPolicy.model_validate(
             "tombstones": {"days": 365, "from": "written"},
             "demo": {"days": 365, "from": "written"},
         },
+        "airflow": {"metadata_days": 180, "task_logs_days": 90},
     }
 )
 OLD, NEW = TODAY - timedelta(days=30), TODAY - timedelta(days=2)
@@ -80,6 +81,11 @@ class Store:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
+    return build_store(tmp_path)
+
+
+def build_store(tmp_path: Path) -> Store:
+    """A small store with something in every area the sweep knows, written today (and two older files)."""
     root = store_root((tmp_path / "store").as_uri())
     keys = FileKeyStore(tmp_path / "keys")
     persons = persons_table()
@@ -249,3 +255,47 @@ def test_the_dry_run_deletes_nothing(store: Store) -> None:
     assert plan.summary()["deliveries"]["files"] >= 2
     assert sorted(_rel(store, p) for p in store.root.rglob("*") if p.is_file()) == before
     assert pc.sum(pa.array([1])).as_py() == 1
+
+
+def test_a_rotation_is_recorded_at_its_first_delivery_and_a_retired_version_resolves_to_no_one(
+    store: Store,
+) -> None:
+    from supporting_families.retention.rotation import RotationError, retire_version, rotation_entry
+    from supporting_families.rights import person_deliveries
+
+    dwp = store.agreements["dwp-benefits-matching"]
+    d = store.delivery
+    assert rotation_entry(dwp, d, d.manifest(), dag_id="s", run_id="r", task_id="t", triggered_by="x") is None
+    rotated = dwp.model_copy(
+        update={
+            "pseudonymisation": dwp.pseudonymisation.model_copy(
+                update={"key_version": 2, "previous_key_versions": (1,)}
+            )
+        }
+    )
+    second = Delivery(store.root, dwp.id, delivery_id_for(dwp.id, "scheduled__after-rotation"))
+    persons = persons_table()
+    view, refs = share_view(
+        pa.table({"person_id": ["P1", "P2"]}), persons, PseudonymKey(dwp.id, 2, bytes(32)), rotated
+    )
+    package_delivery(second, rotated, view, refs, "scheduled__after-rotation", keys=store.keys)
+    assert second.manifest().key_version == 2
+    assert all(r.startswith("v2-") for r in second.references(store.keys)["person_ref"].to_pylist())
+    entry = rotation_entry(
+        rotated, second, second.manifest(), dag_id="s", run_id="r", task_id="t", triggered_by="x"
+    )
+    assert entry is not None and entry.kind == "key_rotation" and entry.details["key_version"] == 2
+    entry.validate()
+
+    with pytest.raises(RotationError):
+        retire_version(store.root, rotated, 1)  # still listed among previous_key_versions
+    retired_yaml = rotated.model_copy(
+        update={"pseudonymisation": rotated.pseudonymisation.model_copy(update={"previous_key_versions": ()})}
+    )
+    retired = retire_version(store.root, retired_yaml, 1)
+    assert (retired.deliveries, retired.reference_lists_deleted) == (1, 1)
+    assert not d.references_path.exists() and second.references_path.exists()
+    # The old delivery's references resolve to no one; the new one's still do.
+    assert [delivery for _, delivery, _ in person_deliveries(store.root, "P1", store.keys)] == [
+        second.delivery_id
+    ]

@@ -1,0 +1,264 @@
+"""The share and receive of every agreement on a real CeleryExecutor, one worker per partner queue.
+
+The store is seeded as the demo's cycle leaves it before the shares (a synthetic borough ingested and
+identified, one family assessed). The shares are triggered on Celery; each delivery's asset event starts
+its receive run; the partners (the demo's simulator) answer; the receive runs take the returns in. Every
+task instance must have run on its agreement's queue, on the worker serving that queue (told apart by
+each worker's ``hostname_callable``). The same seeded store, run with ``dag.test()`` in this process as
+the other DAG tests run, must give the same deliveries (row counts and plaintext hashes) and the same
+reconciliations.
+
+Then a worker is SIGKILLed while its delivery is in flight (delivered to the partner's inbox, its
+disclosure not yet recorded: the test holds the ledger's append lock) and restarted: the task is found
+lost after ``task_instance_heartbeat_timeout`` (lowered, conftest.py), retried, and the partner has one
+file and the ledger one disclosure.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from sf_demo.partner_simulator.environment import DemoEnvironment
+from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
+from supporting_families.audit import Ledger
+from supporting_families.audit.schema import _PG_LOCK_KEY
+from supporting_families.config import Agreement, load_sources
+from supporting_families.identify import identify, record_assessment, refresh_register
+from supporting_families.ingest import ingest_source
+from supporting_families.share import Delivery, delivery_id_for
+from supporting_families.store import read_parquet, store_root
+from tests.integration.celery.conftest import HEARTBEAT_TIMEOUT_S, WORKERS, CeleryCluster
+from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env
+
+# The first test pays for the deployment and the cycle (several minutes on a loaded machine).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+AS_OF = date(2026, 3, 31)
+DAGS = Path(__file__).resolve().parents[3] / "dags"
+
+
+def _seed(store: Path) -> None:
+    """The store as the cycle leaves it before the shares: a small borough ingested and identified."""
+    root = store_root(store.as_uri())
+    borough = generate_borough(1500, seed=11, as_of=AS_OF, dirt=DirtConfig.clean())
+    write_borough(borough, root / "landing", truth_root=root / "demo")
+    sources = load_sources().sources
+    for spec in sources.values():
+        ingest_source(root, spec)
+    refresh_register(root, list(sources), tombstone_key=None)
+    identify(root, list(sources))
+    worklist = read_parquet(root / "identification" / AS_OF.isoformat() / "worklist.parquet")
+    record_assessment(
+        root,
+        worklist["family_id"][0].as_py(),
+        "meets_criteria",
+        "PRAC001",
+        AS_OF,
+        reason="confirmed_at_panel",
+    )
+
+
+def _partners_answer(env: PlatformEnv, store: Path, state: Path, agreements: list[Agreement]) -> None:
+    demo = DemoEnvironment(
+        secrets=env.secrets, sftp_root=env.server.root, state_dir=state, store=store_root(store.as_uri())
+    )
+    for agreement in agreements:
+        report = demo.run(agreement, seed=2026)
+        assert report.deliveries_refused == 0, report
+
+
+def _results(store: Path, agreement: Agreement, share_run_id: str) -> dict[str, Any]:
+    """What a share and its receive produced, without anything that depends on the run's name."""
+    root = store_root(store.as_uri())
+    manifest = Delivery(root, agreement.id, delivery_id_for(agreement.id, share_run_id)).manifest()
+    delivery_id = delivery_id_for(agreement.id, share_run_id)
+    reconciliations = [
+        json.loads(p.read_text())
+        for p in sorted(Path(store, "returns", agreement.id).rglob("reconciliation.json"))
+        if delivery_id in p.parent.name
+    ]
+    assert len(reconciliations) == 1, (agreement.id, len(reconciliations))
+    outcome = reconciliations[0]
+    return {
+        "rows": manifest.row_count,
+        "plaintext_sha256": manifest.plaintext_sha256,
+        "return": {k: outcome[k] for k in ("kind", "status", "rows", "counts", "flags_merged")},
+    }
+
+
+def _disclosures(db_url: Any, agreement_id: str, run_id: str | None = None) -> list[Any]:
+    with Ledger(db_url.render_as_string(hide_password=False), create=False) as book:
+        return [
+            e
+            for e in book.entries(limit=10_000)
+            if e.kind == "disclosure" and e.agreement_id == agreement_id and run_id in (None, e.run_id)
+        ]
+
+
+@pytest.fixture(scope="module")
+def celery_cycle(
+    celery_cluster: CeleryCluster, platform_env: PlatformEnv, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The share and receive of every agreement on Celery; the seeded store's copy kept for comparison."""
+    cluster = celery_cluster
+    agreements = list(platform_env.agreements.values())
+    _seed(cluster.store)
+    pristine = tmp_path_factory.mktemp("seeded") / "store"
+    shutil.copytree(cluster.store, pristine, symlinks=True)
+
+    runs = cluster.trigger([f"share__{a.dag_id_suffix}" for a in agreements])
+    for dag_id, run_id in runs.items():
+        cluster.wait_for(
+            f"{dag_id} done", lambda d=dag_id, r=run_id: cluster.run_state(d, r) in ("success", "failed"), 420
+        )
+        assert cluster.run_state(dag_id, run_id) == "success", cluster.task_instances(dag_id, run_id)
+    receive_runs: dict[str, str] = {}
+    for a in agreements:
+        dag_id = f"receive__{a.dag_id_suffix}"
+        share_run = runs[f"share__{a.dag_id_suffix}"]
+        found = cluster.wait_for(
+            f"{dag_id} started by the delivery",
+            lambda d=dag_id, s=share_run: cluster.runs_triggered_by(d, s),
+            180,
+        )
+        assert len(found) == 1, found
+        receive_runs[dag_id] = found[0]
+    (cluster.logs / "runs.json").write_text(
+        json.dumps(
+            {
+                d: [
+                    list(map(str, r))
+                    for r in cluster.query("SELECT dag_id, run_id, run_type, state FROM dag_run")
+                ]
+                for d in ["all"]
+            }
+        )
+    )
+    _partners_answer(platform_env, cluster.store, tmp_path_factory.mktemp("partners-celery"), agreements)
+    for dag_id, run_id in receive_runs.items():
+        cluster.wait_for(
+            f"{dag_id} done", lambda d=dag_id, r=run_id: cluster.run_state(d, r) in ("success", "failed"), 420
+        )
+        assert cluster.run_state(dag_id, run_id) == "success", cluster.task_instances(dag_id, run_id)
+    return {"shares": runs, "receives": receive_runs, "pristine": pristine}
+
+
+def test_every_task_ran_on_its_partners_queue_and_worker(
+    celery_cluster: CeleryCluster, celery_cycle: dict[str, Any], platform_env: PlatformEnv
+) -> None:
+    seen_hosts: set[str] = set()
+    for a in platform_env.agreements.values():
+        queue, _, hostname = WORKERS[a.partner.code]
+        for kind, runs in (("share", celery_cycle["shares"]), ("receive", celery_cycle["receives"])):
+            dag_id = f"{kind}__{a.dag_id_suffix}"
+            tis = celery_cluster.task_instances(dag_id, runs[dag_id])
+            ran = [ti for ti in tis if ti.state == "success"]
+            assert ran, (dag_id, tis)
+            for ti in ran:
+                assert ti.queue == queue, (dag_id, ti.task_id, ti.queue)
+                assert ti.hostname == hostname, (dag_id, ti.task_id, ti.hostname)
+                seen_hosts.add(ti.hostname)
+    assert seen_hosts == {h for _, _, h in WORKERS.values()}
+
+
+def test_one_disclosure_per_share_in_the_ledger_from_the_sf_ledger_connection(
+    celery_cluster: CeleryCluster, celery_cycle: dict[str, Any], platform_env: PlatformEnv
+) -> None:
+    assert "SF_LEDGER_URL" not in celery_cluster.env  # the connection alone says where the ledger is
+    for a in platform_env.agreements.values():
+        run_id = celery_cycle["shares"][f"share__{a.dag_id_suffix}"]
+        assert len(_disclosures(celery_cluster.db_url, a.id, run_id)) == 1, a.id
+    with Ledger(celery_cluster.db_url.render_as_string(hide_password=False), create=False) as book:
+        assert book.verify().ok
+
+
+def test_results_are_the_same_as_in_process(
+    celery_cluster: CeleryCluster,
+    celery_cycle: dict[str, Any],
+    platform_env: PlatformEnv,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    agreements = list(platform_env.agreements.values())
+    store = celery_cycle["pristine"]
+    set_deployment_env(platform_env, monkeypatch, store.as_uri(), f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    bag = DagBag(dag_folder=str(DAGS), safe_mode=False)
+    local_runs: dict[str, str] = {}
+    for a in agreements:
+        run = bag.dags[f"share__{a.dag_id_suffix}"].test()
+        assert {str(ti.state) for ti in run.get_task_instances()} == {"success"}
+        local_runs[a.id] = run.run_id
+    _partners_answer(platform_env, store, tmp_path / "partners", agreements)
+    for a in agreements:
+        delivery_id = delivery_id_for(a.id, local_runs[a.id])
+        dag = bag.dags[f"receive__{a.dag_id_suffix}"]
+        # Airflow 3.3.2's dag.test() cannot finish a run of a DAG with a DeadlineAlert (as in
+        # tests/integration/exchange/test_receive.py); the Celery deployment above runs it with the alert.
+        dag.deadline = None
+        run = dag.test(run_conf={"delivery_id": delivery_id})
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        assert "failed" not in states.values(), states
+
+    for a in agreements:
+        on_celery = _results(celery_cluster.store, a, celery_cycle["shares"][f"share__{a.dag_id_suffix}"])
+        in_process = _results(store, a, local_runs[a.id])
+        assert on_celery == in_process, a.id
+        assert on_celery["rows"] > 0 and on_celery["return"]["rows"] > 0
+
+
+def test_a_worker_killed_mid_delivery_and_restarted_leaves_one_delivery_and_one_disclosure(
+    celery_cluster: CeleryCluster, celery_cycle: dict[str, Any], platform_env: PlatformEnv
+) -> None:
+    cluster = celery_cluster
+    agreement = platform_env.agreements["dwp-benefits-matching"]
+    dag_id = f"share__{agreement.dag_id_suffix}"
+    inbox = platform_env.inbox(agreement)
+    before_files = set(inbox.iterdir())
+
+    # Hold the ledger's append lock: the deliver task sends the file, then waits to record it. That is the
+    # worst moment to die: the partner has the data, the ledger does not yet say so.
+    locker = create_engine(cluster.db_url)
+    with locker.connect() as conn:
+        tx = conn.begin()
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        run_id = cluster.trigger([dag_id])[dag_id]
+        delivery = f"sf-{agreement.id}-{delivery_id_for(agreement.id, run_id)}.csv.gpg"
+
+        def in_flight() -> bool:
+            ti = [t for t in cluster.task_instances(dag_id, run_id) if t.task_id == "deliver"]
+            waiting = cluster.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%pg_advisory_xact_lock%' AND datname = :db",
+                db=cluster.db_url.database,
+            )[0][0]
+            return bool(ti and ti[0].state == "running" and (inbox / delivery).exists() and waiting)
+
+        cluster.wait_for("the delivery sent and waiting for the ledger", in_flight, 300)
+        cluster.kill("worker-dwp")
+        tx.rollback()
+    locker.dispose()
+    cluster.start_worker("dwp")
+
+    cluster.wait_for(
+        f"{dag_id} done after the restart",
+        lambda: cluster.run_state(dag_id, run_id) in ("success", "failed"),
+        HEARTBEAT_TIMEOUT_S + 300,
+    )
+    tis = {t.task_id: t for t in cluster.task_instances(dag_id, run_id)}
+    assert cluster.run_state(dag_id, run_id) == "success", tis
+    assert tis["deliver"].try_number >= 2, "the kill did not interrupt the delivery"
+    assert tis["deliver"].hostname == WORKERS["dwp"][2]
+    new_files = set(inbox.iterdir()) - before_files
+    assert [p.name for p in new_files] == [delivery]  # one file, nothing left under a temporary name
+    assert len(_disclosures(cluster.db_url, agreement.id, run_id)) == 1
+    for path in new_files:
+        path.unlink()
