@@ -81,6 +81,7 @@ bench: bench-peers  ## benchmarks print figures and peers' ratios, assert nothin
 	$(call BENCH,bench_sftp.py --mib 256)
 	$(call BENCH,bench_openpgp.py)
 	$(call BENCH,bench_rights.py)
+	$(call BENCH,bench_retention.py)
 	$(call BENCH,bench_console.py --entries 1000000)
 	$(call BENCH,bench_statistics.py --persons 1000000)
 	uptime >$(BENCH_OUT)/uptime-after.txt
