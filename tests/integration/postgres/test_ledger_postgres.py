@@ -127,7 +127,7 @@ def disclosure(**overrides: Any) -> NewEntry:
         "row_count": 812,
         "plaintext_sha256": SHA,
         "ciphertext_sha256": SHA,
-        "file_name": "met-police-wider-help-2025-04-02.csv.gpg",
+        "file_name": "sf-met-police-wider-help-dabcdefghijklmnop.csv.gpg",
         "dag_id": "share__met_police_wider_help",
         "run_id": RUN_ID,
         "task_id": "deliver",

@@ -78,9 +78,11 @@ def test_the_disclosure_history_has_the_values_exactly_as_sent(small_store: Smal
 
 def test_the_per_person_lookup_is_the_same_history_without_the_values(small_store: SmallStore) -> None:
     """The DPO's lookup on the console and the subject access bundle call one function; without the data
-    keys it names partners, fields, dates and reasons, and reads no value."""
+    values it names partners, fields, dates and reasons, and reads no value."""
     full = disclosure_history(small_store.root, "P3", small_store.agreements, small_store.keys)
-    lookup = disclosure_history(small_store.root, "P3", small_store.agreements, None)
+    lookup = disclosure_history(
+        small_store.root, "P3", small_store.agreements, small_store.keys, with_values=False
+    )
     assert [(d.delivery_id, d.partner, d.fields, d.delivered_at) for d in lookup] == [
         (d.delivery_id, d.partner, d.fields, d.delivered_at) for d in full
     ]
