@@ -57,6 +57,7 @@ from supporting_families.store.layout import (
     INGEST_REPORTS,
     LANDING,
     NOTICES,
+    PUBLISHED,
     QUARANTINE,
     REFERENCES_FILE,
     RETURNS,
@@ -258,6 +259,14 @@ def _council(root: UPath, policy: RetentionPolicy, sources: SourcesConfig) -> It
             start = max(_day(p) for p in files)
             rule = f"{policy.rule('rights').days}d-after-written"
             yield Item("rights", _rel(root, files), policy.last_day("rights", start), rule)
+    for folder in _dirs(root / PUBLISHED / "statistics"):
+        # Published tables hold no personal data (statistical disclosure control); kept as reports.
+        files = _files(folder)
+        if files:
+            rule = f"{policy.rule('reports').days}d-after-written"
+            yield Item(
+                "reports", _rel(root, files), policy.last_day("reports", max(_day(p) for p in files)), rule
+            )
     for agreement_dir in _dirs(root / QUARANTINE / RETURNS):
         for folder in _dirs(agreement_dir):
             files = _files(folder)
