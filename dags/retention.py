@@ -70,9 +70,8 @@ def retention() -> None:
     def sweep(
         planned: dict[str, Any], params: dict[str, Any] | None = None, **context: Any
     ) -> dict[str, Any]:
-        from sf_airflow.credentials import data_keys, ledger
-        from sf_airflow.rights import acting_run
-        from supporting_families.retention import apply_sweep, deletion_entries, plan_sweep
+        from sf_airflow.credentials import data_keys
+        from supporting_families.retention import apply_sweep, plan_sweep
 
         if params and params.get("dry_run"):
             return {"dry_run": True, **planned}
@@ -80,25 +79,12 @@ def retention() -> None:
         # Planned again inside this task: a retry sees the store as the earlier attempt left it.
         swept = plan_sweep(root, policy, agreements, sources, as_of)
         result = apply_sweep(root, swept, data_keys())
-        run = acting_run(context)
-        with ledger() as book:
-            seqs = [
-                book.append(entry).seq
-                for entry in deletion_entries(
-                    swept,
-                    result,
-                    dag_id=run.dag_id,
-                    run_id=run.run_id,
-                    task_id=run.task_id,
-                    triggered_by=run.triggered_by,
-                )
-            ]
-        evidence = result.evidence()
+        recorded = _record(swept, result, {}, context)
         return {
             "as_of": as_of.isoformat(),
-            "areas": {k: v["files_deleted"] for k, v in evidence.items()},
+            "areas": {k: v["files_deleted"] for k, v in recorded["evidence"].items()},
             "keys_shredded": len(result.keys_shredded),
-            "ledger_seq": seqs,
+            "ledger_seq": recorded["ledger_seq"],
         }
 
     @task

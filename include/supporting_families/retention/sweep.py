@@ -28,8 +28,8 @@ import json
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import pyarrow as pa
@@ -42,10 +42,12 @@ from supporting_families.config.retention import RetentionPolicy
 from supporting_families.config.sources import SourcesConfig
 from supporting_families.ingest.pipeline import report_path
 from supporting_families.registers.holds import active_holds, read_holds
+from supporting_families.registers.requests import HEX_AS_LETTERS
 from supporting_families.store.io import (
     delete_file,
     is_local,
     read_parquet,
+    subfolders,
     write_bytes_atomic,
     write_parquet,
 )
@@ -77,8 +79,7 @@ _PLAN_FILE: Final = "erasure_plan.json.sealed"
 
 def hold_key_id(hold_id: str) -> str:
     """The data key of one hold: ``h`` and six letters, the same length as a period (``YYYY-MM``)."""
-    digest = hashlib.sha256(hold_id.encode()).hexdigest()[:6]
-    return "h" + digest.translate(str.maketrans("0123456789abcdef", "abcdefghijklmnop"))
+    return "h" + hashlib.sha256(hold_id.encode()).hexdigest()[:6].translate(HEX_AS_LETTERS)
 
 
 @dataclass(frozen=True)
@@ -178,12 +179,6 @@ def _day(path: UPath) -> date:
     return datetime.fromtimestamp(float(stamp), UTC).date()
 
 
-def _dirs(folder: UPath) -> list[UPath]:
-    if not folder.exists():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
-
-
 def _files(folder: UPath) -> list[UPath]:
     if not folder.exists():
         return []
@@ -228,7 +223,7 @@ def _council(root: UPath, policy: RetentionPolicy, sources: SourcesConfig) -> It
             else:
                 last, rule = policy.ceiling, "ceiling-current-extract"
             yield Item("curated", _rel(root, [path]), last, rule)
-        for folder in _dirs(root / QUARANTINE / spec.name):
+        for folder in subfolders(root / QUARANTINE / spec.name):
             files = _files(folder)
             if files:
                 reason = folder / "reason.json"
@@ -240,7 +235,7 @@ def _council(root: UPath, policy: RetentionPolicy, sources: SourcesConfig) -> It
         for path in _files(root / INGEST_REPORTS / spec.name):
             rule = f"{policy.rule('reports').days}d-after-written"
             yield Item("reports", _rel(root, [path]), policy.last_day("reports", _day(path)), rule)
-    snapshots = [p for p in _dirs(root / IDENTIFICATION) if _is_iso(p.name)]
+    snapshots = [p for p in subfolders(root / IDENTIFICATION) if _is_iso(p.name)]
     for i, folder in enumerate(snapshots):
         if i + 1 < len(snapshots):
             last = policy.last_day("identification", date.fromisoformat(snapshots[i + 1].name))
@@ -253,13 +248,13 @@ def _council(root: UPath, policy: RetentionPolicy, sources: SourcesConfig) -> It
         # worker left behind, after the time a delivery in progress may need.
         rule = f"{policy.rule('staging').days}d-after-written"
         yield Item("staging", _rel(root, [path]), policy.last_day("staging", _day(path)), rule)
-    for folder in _dirs(root / RIGHTS):
+    for folder in subfolders(root / RIGHTS):
         files = [p for p in _files(folder) if p.name != _PLAN_FILE]
         if files:
             start = max(_day(p) for p in files)
             rule = f"{policy.rule('rights').days}d-after-written"
             yield Item("rights", _rel(root, files), policy.last_day("rights", start), rule)
-    for folder in _dirs(root / PUBLISHED / "statistics"):
+    for folder in subfolders(root / PUBLISHED / "statistics"):
         # Published tables hold no personal data (statistical disclosure control); kept as reports.
         files = _files(folder)
         if files:
@@ -267,8 +262,8 @@ def _council(root: UPath, policy: RetentionPolicy, sources: SourcesConfig) -> It
             yield Item(
                 "reports", _rel(root, files), policy.last_day("reports", max(_day(p) for p in files)), rule
             )
-    for agreement_dir in _dirs(root / QUARANTINE / RETURNS):
-        for folder in _dirs(agreement_dir):
+    for agreement_dir in subfolders(root / QUARANTINE / RETURNS):
+        for folder in subfolders(agreement_dir):
             files = _files(folder)
             if files:
                 rule = f"{policy.rule('return_quarantine').days}d-after-quarantined"
@@ -296,9 +291,9 @@ def _delivered_on(folder: UPath) -> date:
 
 def _agreements(root: UPath, policy: RetentionPolicy, agreements: dict[str, Agreement]) -> Iterator[Item]:
     """Deliveries (archive and sent copy), reference lists, manifests and receipts, notices, returns."""
-    for agreement_dir in _dirs(root / DELIVERIES):
+    for agreement_dir in subfolders(root / DELIVERIES):
         agreement = agreements.get(agreement_dir.name)
-        for folder in _dirs(agreement_dir):
+        for folder in subfolders(agreement_dir):
             files = _files(folder)
             if not files:
                 continue
@@ -313,36 +308,32 @@ def _agreements(root: UPath, policy: RetentionPolicy, agreements: dict[str, Agre
                     groups["deliveries"].append(path)
             for cls, paths in groups.items():
                 days = agreement.retention.days_for(cls) if agreement is not None else 0  # type: ignore[arg-type]
-                last = policy.cap(_plus(on, days))
+                last = policy.cap(on + timedelta(days=days))
                 yield Item(
                     cls, _rel(root, paths), last, f"{days}d-after-delivery", agreement_dir.name, folder.name
                 )
-    for agreement_dir in _dirs(root / NOTICES):
+    for agreement_dir in subfolders(root / NOTICES):
         agreement = agreements.get(agreement_dir.name)
-        for folder in _dirs(agreement_dir):
+        for folder in subfolders(agreement_dir):
             files = _files(folder)
             if files:
                 days = agreement.retention.days_for("deliveries") if agreement is not None else 0
-                last = policy.cap(_plus(_delivered_on(folder), days))
+                last = policy.cap(_delivered_on(folder) + timedelta(days=days))
                 yield Item("deliveries", _rel(root, files), last, f"{days}d-after-notice", agreement_dir.name)
     flags_dir = register_file(root, "persons").parent / "partner_flags"
-    for agreement_dir in _dirs(root / RETURNS):
+    for agreement_dir in subfolders(root / RETURNS):
         agreement = agreements.get(agreement_dir.name)
         days = agreement.retention.days_for("returns") if agreement is not None else 0
-        for folder in _dirs(agreement_dir):
+        for folder in subfolders(agreement_dir):
             files = _files(folder)
             if not files:
                 continue
             received = folder / "received.json"
-            last = policy.cap(_plus(_day(received if received.exists() else files[0]), days))
+            last = policy.cap(_day(received if received.exists() else files[0]) + timedelta(days=days))
             stem = folder.name.removesuffix(".gpg").removesuffix(".pgp").rsplit(".", 1)[0]
             flags = flags_dir / f"{agreement_dir.name}__{stem}.parquet"
             paths = [*files, *([flags] if flags.exists() else [])]
             yield Item("returns", _rel(root, paths), last, f"{days}d-after-receipt", agreement_dir.name)
-
-
-def _plus(day: date, days: int) -> date:
-    return date.fromordinal(day.toordinal() + days)
 
 
 def _register_due(root: UPath, surviving_curated: list[UPath], held: frozenset[str]) -> pa.Table | None:
@@ -394,30 +385,18 @@ def plan_sweep(
         if not item.due(as_of):
             continue
         if item.agreement_id in held_agreements:
-            plan.held.append(_held(item, held_agreements[item.agreement_id]))
+            plan.held.append(replace(item, held_by=tuple(sorted(held_agreements[item.agreement_id]))))
         else:
             plan.due.append(item)
     deleted = {p for item in plan.due for p in item.paths}
     surviving = [
         root / CURATED / spec_dir.name / path.name
-        for spec_dir in _dirs(root / CURATED)
+        for spec_dir in subfolders(root / CURATED)
         for path in sorted(spec_dir.glob("*.parquet"), key=lambda p: p.name)
         if relative(root, path) not in deleted
     ]
     plan.register_records = _register_due(root, surviving, plan.held_persons)
     return plan
-
-
-def _held(item: Item, hold_ids: list[str]) -> Item:
-    return Item(
-        item.retention_class,
-        item.paths,
-        item.last_day,
-        item.rule,
-        item.agreement_id,
-        item.delivery_id,
-        tuple(sorted(hold_ids)),
-    )
 
 
 # -- applying ----------------------------------------------------------------------------------------------
@@ -502,7 +481,8 @@ def _curated_with_person(root: UPath, path: UPath) -> pa.Table:
     id_map_path = register_file(root, "id_map")
     if not id_map_path.exists():
         return table
-    id_map = read_parquet(id_map_path).filter(pc.equal(read_parquet(id_map_path)["source"], path.parent.name))
+    id_map = read_parquet(id_map_path)
+    id_map = id_map.filter(pc.equal(id_map["source"], path.parent.name))
     return table.join(id_map.select(["record_id", "person_id"]), "record_id", join_type="left outer")
 
 

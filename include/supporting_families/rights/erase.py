@@ -45,7 +45,13 @@ from supporting_families.registers import add_tombstones, holds_on_person, read_
 from supporting_families.registers.requests import requests_path
 from supporting_families.rights.history import person_deliveries
 from supporting_families.share.delivery import SENT_COPY, Delivery
-from supporting_families.store.io import delete_file, read_parquet, write_bytes_atomic, write_parquet
+from supporting_families.store.io import (
+    delete_file,
+    read_parquet,
+    subfolders,
+    write_bytes_atomic,
+    write_parquet,
+)
 from supporting_families.store.keystore import KeyShredded, KeyStore, period_of
 from supporting_families.store.layout import (
     IDENTIFICATION,
@@ -402,7 +408,7 @@ def compact(store: UPath, plan: ErasurePlan, sources: dict[str, str]) -> Changes
                 changes.files_deleted.append(_rel(store, archived))
     # Returns answering them: the person's references out of the classification, the original deleted.
     for agreement_id in plan.agreements:
-        for folder in _dirs(store / RETURNS / agreement_id):
+        for folder in subfolders(store / RETURNS / agreement_id):
             classified = folder / "classified.parquet"
             answered = any(d in folder.name for d in deliveries)
             column = _first_string_column(classified)
@@ -416,7 +422,7 @@ def compact(store: UPath, plan: ErasurePlan, sources: dict[str, str]) -> Changes
                 for original in sorted(folder.glob("*.gpg"), key=lambda p: str(p)):
                     delete_file(original)
                     changes.files_deleted.append(_rel(store, original))
-        for folder in _dirs(store / QUARANTINE / RETURNS / agreement_id):
+        for folder in subfolders(store / QUARANTINE / RETURNS / agreement_id):
             if any(d in folder.name for d in deliveries):
                 for original in sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: str(p)):
                     if original.name in ("report.csv", "reason.json"):
@@ -432,12 +438,6 @@ def _first_string_column(path: UPath) -> str | None:
     with path.open("rb") as fh:
         names = pq.read_schema(fh).names
     return "reference" if "reference" in names else ("person_ref" if "person_ref" in names else None)
-
-
-def _dirs(folder: UPath) -> list[UPath]:
-    if not folder.exists():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
 
 
 def _stem(name: str) -> str:

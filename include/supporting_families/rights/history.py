@@ -24,6 +24,7 @@ from upath import UPath
 
 from supporting_families.config.agreements import Agreement
 from supporting_families.share.delivery import SENT_COPY, Delivery
+from supporting_families.store.io import subfolders
 from supporting_families.store.keystore import KeyShredded, KeyStore
 from supporting_families.store.layout import DELIVERIES, NOTICES
 from supporting_families.store.sealed import read_delivery_references, read_sealed_table
@@ -63,20 +64,14 @@ class Disclosure:
         }
 
 
-def _folders(root: UPath) -> list[UPath]:
-    if not root.exists():
-        return []
-    return sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
-
-
 def person_deliveries(store: UPath, person_id: str, keys: KeyStore) -> list[tuple[str, str, list[str]]]:
     """``(agreement_id, delivery_id, person_refs)`` of each delivery whose reference list holds the person.
 
     A delivery whose reference list is gone or whose period key is shredded cannot say who was in it, and
     is left out (its references resolve to nobody)."""
     found = []
-    for agreement_dir in _folders(store / DELIVERIES):
-        for folder in _folders(agreement_dir):
+    for agreement_dir in subfolders(store / DELIVERIES):
+        for folder in subfolders(agreement_dir):
             table = read_delivery_references(
                 store,
                 agreement_dir.name,
@@ -151,8 +146,8 @@ def disclosure_history(
 
 def _notices(store: UPath, person_id: str, agreements: Mapping[str, Agreement]) -> list[Disclosure]:
     out = []
-    for agreement_dir in _folders(store / NOTICES):
-        for folder in _folders(agreement_dir):
+    for agreement_dir in subfolders(store / NOTICES):
+        for folder in subfolders(agreement_dir):
             manifest_path, receipt_path = folder / "manifest.json", folder / "receipt.json"
             if not (manifest_path.exists() and receipt_path.exists()):
                 continue

@@ -137,6 +137,13 @@ def delete_file(path: UPath | Path, *, missing_ok: bool = False) -> None:
     path.fs.rm_file(path.path)
 
 
+def subfolders(folder: UPath) -> list[UPath]:
+    """The folders directly under ``folder``, by name (none if it does not exist)."""
+    if not folder.exists():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
+
+
 def read_parquet(path: UPath) -> pa.Table:
     with path.open("rb") as fh:
         return pq.read_table(fh)
