@@ -730,6 +730,7 @@ def _connections(
                 "from_email": "supporting-families@council.invalid",
                 "to": ["dpo@council.invalid"],
                 "lead_practitioner": ["lead.practitioner@council.invalid"],
+                "operations": ["data.engineers@council.invalid"],
                 "timeout": 10,
             },
         },
