@@ -30,6 +30,7 @@ CLI, after ``python -m sf_demo.sftp_server start --state-dir var/sftp ...``::
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -85,6 +86,11 @@ SMTP_CONN_ID = "sf_smtp"
 #: Where the demo's SMTP sink listens (scripts/airflow-services.sh starts it; the tests start their own).
 SMTP_SINK_PORT = int(os.environ.get("SF_SMTP_SINK_PORT", "8025"))
 
+#: A test run's canary, in hex (tests/integration/platform_fixtures.py sets it while it generates): every
+#: secret made here then begins with its bytes, so the run can search everything the platform wrote for
+#: every secret at once. Never set in a deployment.
+CANARY_ENV = "SF_DEMO_SECRET_CANARY"
+
 _VERSION_RE = re.compile(r"v([1-9][0-9]*)")
 _HEX_RE = re.compile(r"[0-9a-f]{64}")
 _PLACEHOLDER_RE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)\}")
@@ -94,6 +100,28 @@ _KEY_DIR_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 class DemoSecretsError(RuntimeError):
     """A demo secret cannot be created; the message says which and why (never a secret value)."""
+
+
+# -- new secret values ---------------------------------------------------------------------------------
+
+
+def new_secret_bytes(size: int) -> bytes:
+    """``size`` bytes from the operating system's CSPRNG; under ``$SF_DEMO_SECRET_CANARY`` the first
+    ones are the canary's (at most half of them: the rest stays random)."""
+    canary = bytes.fromhex(os.environ.get(CANARY_ENV, ""))
+    if 2 * len(canary) > size:
+        raise DemoSecretsError(f"${CANARY_ENV} is longer than half a {size}-byte secret")
+    return canary + secrets.token_bytes(size - len(canary))
+
+
+def new_secret_hex(size: int) -> str:
+    """A new secret of ``size`` bytes in hex (HMAC keys, database passwords)."""
+    return new_secret_bytes(size).hex()
+
+
+def new_secret_text(size: int) -> str:
+    """A new secret of ``size`` bytes as URL-safe base64 without padding, as ``secrets.token_urlsafe``."""
+    return base64.urlsafe_b64encode(new_secret_bytes(size)).rstrip(b"=").decode("ascii")
 
 
 # -- what the agreements reference ---------------------------------------------------------------------
@@ -370,7 +398,7 @@ def _new_hmac_key(layout: SecretsLayout, key_conn_id: str, version: int) -> None
     _private_dir(layout.hmac_dir)
     _create_secret_file(
         layout.hmac_key_file(key_conn_id, version),
-        (secrets.token_hex(HMAC_KEY_BYTES) + "\n").encode("ascii"),
+        (new_secret_hex(HMAC_KEY_BYTES) + "\n").encode("ascii"),
     )
 
 
@@ -549,7 +577,7 @@ def _export_public(gpg: GnuPG, fingerprint: str, path: Path) -> None:
 def _council_passphrase(layout: SecretsLayout) -> str:
     path = layout.council_passphrase_file
     if not path.exists():
-        _create_secret_file(path, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
+        _create_secret_file(path, (new_secret_text(32) + "\n").encode("ascii"))
     return path.read_text(encoding="ascii").strip()
 
 
@@ -702,12 +730,13 @@ def _connections(
                 "from_email": "supporting-families@council.invalid",
                 "to": ["dpo@council.invalid"],
                 "lead_practitioner": ["lead.practitioner@council.invalid"],
+                "operations": ["data.engineers@council.invalid"],
                 "timeout": 10,
             },
         },
     )
     if not layout.tombstone_key_file.exists():
-        _create_secret_file(layout.tombstone_key_file, (secrets.token_hex(32) + "\n").encode("ascii"))
+        _create_secret_file(layout.tombstone_key_file, (new_secret_hex(32) + "\n").encode("ascii"))
     conns.add(
         TOMBSTONE_CONN_ID,
         {
@@ -717,7 +746,7 @@ def _connections(
         },
     )
     if not layout.staff_id_key_file.exists():
-        _create_secret_file(layout.staff_id_key_file, secrets.token_hex(32).encode("ascii"))
+        _create_secret_file(layout.staff_id_key_file, new_secret_hex(32).encode("ascii"))
     conns.add(
         STAFF_ID_KEY_CONN_ID,
         {

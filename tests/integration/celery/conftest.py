@@ -29,7 +29,8 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 
-from tests.integration.platform_fixtures import PlatformEnv, _env_file
+from sf_demo.secrets import new_secret_hex, new_secret_text
+from tests.integration.platform_fixtures import PlatformEnv, _env_file, secret_canary
 
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -53,7 +54,7 @@ def _end_with_parent() -> None:
 
 
 def _drop_orphaned_databases(admin: Engine) -> None:
-    """Databases of earlier sessions that ended without their teardown (their pid is gone)."""
+    """Databases and roles of earlier sessions that ended without their teardown (their pid is gone)."""
     with admin.connect() as conn:
         names = [
             r[0]
@@ -65,12 +66,30 @@ def _drop_orphaned_databases(admin: Engine) -> None:
             pid = int(name.split("_")[3])
             if not Path(f"/proc/{pid}").exists():
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        roles = [
+            r[0]
+            for r in conn.execute(text("SELECT rolname FROM pg_roles WHERE rolname LIKE 'sf_celery_test_%'"))
+        ]
+        for role in roles:
+            if not Path(f"/proc/{int(role.split('_')[3])}").exists():
+                conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class CeleryDb:
+    """The deployment's database: the metadata role's URL and the ledger role's login, each with a
+    password of its own (generated under the session's secret canary; PostgreSQL here trusts loopback,
+    so the passwords are carried everywhere a deployment carries them, and checked nowhere)."""
+
+    url: URL
+    ledger_login: str
+    ledger_password: str
 
 
 @dataclass
@@ -83,6 +102,7 @@ class CeleryCluster:
     logs: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     engine: Engine | None = None
+    admin_password: str = ""
 
     # -- processes ------------------------------------------------------------------------------------
 
@@ -251,23 +271,41 @@ def _base_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def celery_db() -> Iterator[URL]:
+def celery_db() -> Iterator[CeleryDb]:
     name = f"sf_celery_test_{os.getpid()}_{secrets.token_hex(3)}"
+    ledger_role = f"{name}_ledger"
+    with secret_canary():
+        password, ledger_password = new_secret_hex(24), new_secret_hex(24)
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     _drop_orphaned_databases(admin)
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        # The metadata role is a member of the ledger role, so the tests read the ledger through it.
+        # Utility statements take no bind parameters; the passwords are hex, so safe as literals.
+        assert (password + ledger_password).isalnum()
+        conn.execute(text(f"CREATE ROLE \"{ledger_role}\" LOGIN PASSWORD '{ledger_password}'"))
+        conn.execute(text(f'CREATE ROLE "{name}" LOGIN PASSWORD \'{password}\' IN ROLE "{ledger_role}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
+    on_db = create_engine(make_url(ADMIN_URL).set(database=name), isolation_level="AUTOCOMMIT")
+    with on_db.connect() as conn:
+        conn.execute(text(f'GRANT ALL ON SCHEMA public TO "{ledger_role}"'))
+    on_db.dispose()
     try:
-        yield make_url(ADMIN_URL).set(database=name)
+        yield CeleryDb(
+            url=make_url(ADMIN_URL).set(database=name, username=name, password=password),
+            ledger_login=ledger_role,
+            ledger_password=ledger_password,
+        )
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{ledger_role}"'))
         admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def celery_cluster(
-    platform_env: PlatformEnv, celery_db: URL, tmp_path_factory: pytest.TempPathFactory
+    platform_env: PlatformEnv, celery_db: CeleryDb, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CeleryCluster]:
     try:
         socket.create_connection(("127.0.0.1", 6379), timeout=5).close()
@@ -281,7 +319,7 @@ def celery_cluster(
     logs = home / "services"
     logs.mkdir()
     api_port = _free_port()
-    db = celery_db.render_as_string(hide_password=False)
+    db = celery_db.url.render_as_string(hide_password=False)
     # The ledger is an Airflow connection served by the secrets backend; no component has a ledger DSN in
     # its environment.
     connections = {
@@ -290,10 +328,13 @@ def celery_cluster(
             "conn_type": "postgres",
             "host": "127.0.0.1",
             "port": 5432,
-            "schema": celery_db.database,
-            "login": "postgres",
+            "schema": celery_db.url.database,
+            "login": celery_db.ledger_login,
+            "password": celery_db.ledger_password,
         },
     }
+    with secret_canary():
+        jwt_secret, api_secret = new_secret_text(32), new_secret_text(32)
     conn_file = home / "connections.json"
     conn_file.write_text(json.dumps(connections))
     conn_file.chmod(0o600)
@@ -313,8 +354,8 @@ def celery_cluster(
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db,
         # This session's own key prefix in Redis: another run's workers on the same queues never see it.
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"sf-test-{secrets.token_hex(4)}-",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+        "AIRFLOW__API__SECRET_KEY": api_secret,
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
@@ -327,7 +368,9 @@ def celery_cluster(
         "SF_STORE_URI": store.as_uri(),
         "SF_RETURN_POKE_SECONDS": "3",
     }
-    cluster = CeleryCluster(env=env, home=home, store=store, db_url=celery_db, api_port=api_port, logs=logs)
+    cluster = CeleryCluster(
+        env=env, home=home, store=store, db_url=celery_db.url, api_port=api_port, logs=logs
+    )
     cluster.airflow("db", "migrate", timeout=300)
     cluster.airflow("fab-db", "migrate", timeout=300)
     subprocess.run(
@@ -338,7 +381,27 @@ def celery_cluster(
         capture_output=True,
         timeout=180,
     )
-    cluster.engine = create_engine(celery_db)
+    # The demo users (scripts/airflow_access.py), their passwords generated under the secret canary; the
+    # admin signs in below, so the password passes through the api-server as a real login's does.
+    users_dir = home / "users"
+    users_dir.mkdir(mode=0o700)
+    with secret_canary() as canary:
+        subprocess.run(
+            [
+                str(VENV_BIN / "python"),
+                "scripts/airflow_access.py",
+                "demo-users",
+                "--secrets-dir",
+                str(users_dir),
+            ],
+            env={**env, **canary},
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=240,
+        )
+    cluster.admin_password = json.loads((users_dir / "airflow-users.json").read_text())["admin"]
+    cluster.engine = create_engine(celery_db.url)
     try:
         cluster.start("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(api_port)])
         cluster.start("scheduler", ["scheduler", "--skip-serve-logs"])
