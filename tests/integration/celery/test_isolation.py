@@ -98,9 +98,9 @@ def test_the_execution_api_was_asked_and_had_nothing(
     # The DWP worker's lookups of the police connection went to the API server, which answered 404.
     log = (celery_cluster.logs / "api-server.log").read_text(errors="replace")
     for conn_id in _owned(celery_cluster)["met-police"]:
-        asked = [ln for ln in log.splitlines() if f"/execution/connections/{conn_id} " in ln]
+        asked = [ln for ln in log.splitlines() if f"path=/execution/connections/{conn_id} " in ln]
         assert asked, conn_id
-        assert all(" 404" in ln for ln in asked), asked
+        assert all("status_code=404" in ln for ln in asked), asked
 
 
 def test_no_central_component_holds_a_partner_secret(
