@@ -20,6 +20,7 @@ from supporting_families.transport.sftp import (
     PermanentTransferError,
     SftpEndpoint,
     check_connectivity,
+    list_names,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "check_remote_dir",
     "decrypt_and_verify",
     "encrypt_and_sign",
+    "list_names",
     "normalise_fingerprint",
     "unsafe_name_reason",
 ]

@@ -6,6 +6,13 @@ prefix of this session's own so that no other run's workers can take its tasks. 
 ones a deployment runs: api-server (UI and execution API), scheduler, dag-processor, triggerer, and one
 Celery worker per partner queue (``sf_airflow.common.partner_queue``), each with its own
 ``hostname_callable`` (``hostnames.py``). All share one JWT secret and one API secret key, as they must.
+
+Credentials per partner (docs/ARCHITECTURE.md): the central components' secrets backend is the
+generator's ``connections-central.json`` (no partner's SFTP connection or pseudonym key); each worker's
+own ``[workers] secrets_backend`` is its partner's ``partners/<code>/connections.json`` and it has no
+central backend of its own (central connections reach it through the execution API). The return sensors
+run in reschedule mode on the partners' queues, so the triggerer needs no partner connection. A second
+DAG bundle holds the isolation test's probe (``probe_dags/``).
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 #: The scheduler declares a task lost when its heartbeat is older than this. Airflow's default (300 s)
 #: equals pytest's timeout here, so the worker-kill test lowers it.
 HEARTBEAT_TIMEOUT_S = 20
+LOCAL_SECRETS = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+PROBE_DAGS = Path(__file__).resolve().parent / "probe_dags"
 
 #: partner code -> (queue, hostname_callable, the hostname it reports)
 WORKERS: dict[str, tuple[str, str, str]] = {
@@ -100,17 +110,34 @@ class CeleryCluster:
     db_url: URL
     api_port: int
     logs: Path
+    #: partner code -> its worker's own connections file (the only place its secrets are)
+    partner_files: dict[str, Path] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     engine: Engine | None = None
     admin_password: str = ""
 
+    def worker_env(self, code: str) -> dict[str, str]:
+        """A partner worker's environment: its own backend first, no central backend of its own."""
+        env = {k: v for k, v in self.env.items() if not k.startswith("AIRFLOW__SECRETS__BACKEND")}
+        env["AIRFLOW__WORKERS__SECRETS_BACKEND"] = LOCAL_SECRETS
+        env["AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS"] = json.dumps(
+            {"connections_file_path": str(self.partner_files[code])}
+        )
+        return env
+
     # -- processes ------------------------------------------------------------------------------------
 
-    def start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> None:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str] | None = None,
+        base: dict[str, str] | None = None,
+    ) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [str(VENV_BIN / "airflow"), *args],
-            env={**self.env, **(extra_env or {})},
+            env={**(self.env if base is None else base), **(extra_env or {})},
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -135,6 +162,7 @@ class CeleryCluster:
                 f"{hostname}@%h",
             ],
             {"AIRFLOW__CORE__HOSTNAME_CALLABLE": callable_path},
+            base=self.worker_env(code),
         )
         self.wait_for_log(f"worker-{code}", "ready.", 120)
 
@@ -196,21 +224,22 @@ class CeleryCluster:
         with self.engine.connect() as conn:
             return list(conn.execute(text(sql), params))
 
-    def trigger(self, dag_ids: list[str]) -> dict[str, str]:
+    def trigger(self, dag_ids: list[str], conf: dict[str, Any] | None = None) -> dict[str, str]:
         """One manual run of each DAG (one process for all: the CLI takes seconds per call)."""
         script = (
             "import json,sys\n"
             "from airflow.api.common.trigger_dag import trigger_dag\n"
             "from airflow.utils.types import DagRunTriggeredByType\n"
             "out={}\n"
-            "for d in sys.argv[1:]:\n"
+            "conf=json.loads(sys.argv[1])\n"
+            "for d in sys.argv[2:]:\n"
             "    by=DagRunTriggeredByType.CLI\n"
-            "    r=trigger_dag(d, triggered_by=by, triggering_user_name='celery-test')\n"
+            "    r=trigger_dag(d, conf=conf, triggered_by=by, triggering_user_name='celery-test')\n"
             "    out[d]=r.run_id\n"
             "print('RUNS='+json.dumps(out))\n"
         )
         done = subprocess.run(
-            [str(VENV_BIN / "python"), "-c", script, *dag_ids],
+            [str(VENV_BIN / "python"), "-c", script, json.dumps(conf), *dag_ids],
             env=self.env,
             cwd=REPO,
             capture_output=True,
@@ -322,8 +351,11 @@ def celery_cluster(
     db = celery_db.url.render_as_string(hide_password=False)
     # The ledger is an Airflow connection served by the secrets backend; no component has a ledger DSN in
     # its environment.
+    layout = platform_env.secrets
+    partner_files = {code: layout.partner_connections_file(code) for code in WORKERS}
+    partner_ids = {k for f in partner_files.values() for k in json.loads(f.read_text())}
     connections = {
-        **platform_env.connections,
+        **{k: v for k, v in platform_env.connections.items() if k not in partner_ids},
         "sf_ledger": {
             "conn_type": "postgres",
             "host": "127.0.0.1",
@@ -363,13 +395,26 @@ def celery_cluster(
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+        "AIRFLOW__SECRETS__BACKEND": LOCAL_SECRETS,
         "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(conn_file)}),
         "SF_STORE_URI": store.as_uri(),
         "SF_RETURN_POKE_SECONDS": "3",
+        "SF_RETURN_SENSOR": "reschedule",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            [
+                {"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}},
+                {"name": "isolation-probe", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(PROBE_DAGS)}},
+            ]
+        ),
     }
     cluster = CeleryCluster(
-        env=env, home=home, store=store, db_url=celery_db.url, api_port=api_port, logs=logs
+        env=env,
+        home=home,
+        store=store,
+        db_url=celery_db.url,
+        api_port=api_port,
+        logs=logs,
+        partner_files=partner_files,
     )
     cluster.airflow("db", "migrate", timeout=300)
     cluster.airflow("fab-db", "migrate", timeout=300)
@@ -425,13 +470,17 @@ def celery_cluster(
         }
         cluster.wait_for(
             "the share and receive DAGs parsed",
-            lambda: wanted <= {r[0] for r in cluster.query("SELECT dag_id FROM serialized_dag")},
+            lambda: (
+                wanted | {"isolation_probe"}
+                <= {r[0] for r in cluster.query("SELECT dag_id FROM serialized_dag")}
+            ),
             240,
         )
         assert cluster.engine is not None
         with cluster.engine.begin() as conn:
             conn.execute(
-                text("UPDATE dag SET is_paused = false WHERE dag_id = ANY(:ids)"), {"ids": sorted(wanted)}
+                text("UPDATE dag SET is_paused = false WHERE dag_id = ANY(:ids)"),
+                {"ids": [*sorted(wanted), "isolation_probe"]},
             )
         # Unpaused, each share DAG gets its cron's latest run at once (catchup is off). Those runs find no
         # identification and skip; wait for them before the tests seed the store, so they cannot race it.
