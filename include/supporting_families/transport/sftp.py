@@ -15,8 +15,10 @@ against a real OpenSSH ``sshd``:
 * A fetch trusts nothing the server says: names are checked before they become local paths, symlinks are
   never followed, sizes are capped, and a hostile entry is reported rather than silently dropped.
 
-Throughput: the SFTP layer uses 255 KiB requests, pipelined 4 MiB writes, prefetched reads, 4 MiB channel
-windows and AES-256-GCM, which on loopback matches OpenSSH's own ``sftp`` (see benchmarks/bench_sftp.py,
+Throughput: the SFTP layer uses 255 KiB requests, pipelined 4 MiB writes, prefetched reads (hashed, and for a
+fetch written, in a second thread while the next answers arrive), 4 MiB channel
+windows and AES-256-GCM: on loopback uploads match OpenSSH's own ``sftp put``, and fetch and read-back, which
+also hash and fsync where ``get`` does neither, reach about 0.7-0.9 of ``get`` (see benchmarks/bench_sftp.py,
 which also showed that windows of 32 MiB or more collapse paramiko downloads, and that zlib only costs
 time on OpenPGP ciphertext). Nothing here imports Airflow: ``plugins/sf_airflow/sftp.py`` builds the
 :class:`SftpEndpoint` from a connection.
