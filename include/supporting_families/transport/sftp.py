@@ -15,8 +15,10 @@ against a real OpenSSH ``sshd``:
 * A fetch trusts nothing the server says: names are checked before they become local paths, symlinks are
   never followed, sizes are capped, and a hostile entry is reported rather than silently dropped.
 
-Throughput: the SFTP layer uses 255 KiB requests, pipelined 4 MiB writes, prefetched reads, 4 MiB channel
-windows and AES-256-GCM, which on loopback matches OpenSSH's own ``sftp`` (see benchmarks/bench_sftp.py,
+Throughput: the SFTP layer uses 255 KiB requests, pipelined 4 MiB writes, prefetched reads (hashed, and for a
+fetch written, in a second thread while the next answers arrive), 4 MiB channel
+windows and AES-256-GCM: on loopback uploads match OpenSSH's own ``sftp put``, and fetch and read-back, which
+also hash and fsync where ``get`` does neither, reach about 0.7-0.9 of ``get`` (see benchmarks/bench_sftp.py,
 which also showed that windows of 32 MiB or more collapse paramiko downloads, and that zlib only costs
 time on OpenPGP ciphertext). Nothing here imports Airflow: ``plugins/sf_airflow/sftp.py`` builds the
 :class:`SftpEndpoint` from a connection.
@@ -34,11 +36,13 @@ import io
 import logging
 import os
 import posixpath
+import queue
 import re
 import secrets
 import socket
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import KW_ONLY, dataclass, field
@@ -635,6 +639,63 @@ def _remote_fsync(sftp: paramiko.SFTPClient, handle: bytes, path: str) -> None:
         )
 
 
+#: Chunks (of one request each) waiting for the hashing thread: 4 MiB at 255 KiB, so memory stays bounded.
+_SINK_DEPTH = 16
+
+
+class _HashingSink:
+    """SHA-256 (and, for a fetch, the local write) of the chunks read, in a second thread.
+
+    hashlib and write(2) release the GIL, so while this thread hashes and writes one chunk, the caller's
+    thread and paramiko's transport thread take in the next: the hash and the disk no longer stand between
+    one read answer and the next (benchmarks/bench_sftp.py). Chunks are processed in order; the first
+    failure (a LocalFileError from ``write``) is raised in the caller's thread on the next :meth:`put` or on
+    :meth:`finish`, and after it nothing more is written.
+    """
+
+    def __init__(self, write: Callable[[bytes], None] | None = None) -> None:
+        self._write = write
+        self._digest = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_SINK_DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="sftp-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so the reader never blocks on a full queue
+            try:
+                if self._write is not None:
+                    self._write(chunk)
+                self._digest.update(chunk)
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._error = exc
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def finish(self) -> str:
+        """Wait for every chunk; the hex SHA-256 of all of them (raises the thread's failure, if any)."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
+
+    def __enter__(self) -> _HashingSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop()  # on an early return or an exception too: the thread never outlives the transfer
+
+
 def _remote_sha256(
     sftp: paramiko.SFTPClient, path: str, size: int, request_size: int, *, then_fsync: bool = False
 ) -> str:
@@ -644,8 +705,7 @@ def _remote_sha256(
     descriptor); by then the server has had the whole read-back to write its pages out, so the fsync is
     short, where right after the writes it waits for the whole file.
     """
-    digest = hashlib.sha256()
-    with sftp.open(path, "rb") as remote:
+    with sftp.open(path, "rb") as remote, _HashingSink() as sink:
         remote.MAX_REQUEST_SIZE = request_size  # this file only: the class attribute stays paramiko's
         remote.prefetch(size)
         remaining = size
@@ -655,13 +715,14 @@ def _remote_sha256(
             chunk = remote.read(min(request_size, remaining))
             if not chunk:
                 raise TransientTransferError(f"{path} ended {remaining} bytes early while reading it back")
-            digest.update(chunk)
+            sink.put(chunk)
             remaining -= len(chunk)
             progress.advance(len(chunk))
+        digest = sink.finish()
         progress.finish()
         if then_fsync:
             _remote_fsync(sftp, remote.handle, path)
-    return digest.hexdigest()
+    return digest
 
 
 def _local_sha256(source: io.FileIO) -> str:
@@ -1086,9 +1147,12 @@ def _download(
         descriptor, temporary_name = tempfile.mkstemp(dir=local_dir, prefix=".fetch-", suffix=".part")
     temporary = Path(temporary_name)
     try:
-        digest = hashlib.sha256()
         # Unbuffered: every write reaches the file at once, so a failing disk fails in _write_local.
-        with os.fdopen(descriptor, "wb", buffering=0) as out, session.sftp.open(remote_path, "rb") as remote:
+        with (
+            os.fdopen(descriptor, "wb", buffering=0) as out,
+            session.sftp.open(remote_path, "rb") as remote,
+            _HashingSink(lambda chunk: _write_local(out, chunk, temporary)) as sink,
+        ):
             # The handle's own attributes: the path may have been swapped since the lstat.
             opened = remote.stat()
             if opened.st_size != size or opened.st_mtime != attrs.st_mtime:
@@ -1103,10 +1167,10 @@ def _download(
                 chunk = remote.read(min(session.endpoint.request_size, remaining))
                 if not chunk:
                     return RejectedFile(name, "changed_while_reading", "shorter than listed", size)
-                _write_local(out, chunk, temporary)
-                digest.update(chunk)
+                sink.put(chunk)  # written and hashed in the sink's thread, in order, while the next arrives
                 remaining -= len(chunk)
                 progress.advance(len(chunk))
+            sha256 = sink.finish()  # every byte written (or the write's failure raised) before the fsync
             progress.finish()
             after = remote.stat()
             if after.st_size != size or after.st_mtime != attrs.st_mtime:
@@ -1114,7 +1178,6 @@ def _download(
             with _local_io(f"syncing {temporary}"):
                 os.fsync(out.fileno())
         mtime = float(attrs.st_mtime or 0)
-        sha256 = digest.hexdigest()
         with _local_io(f"placing {target.name} in {local_dir}"):
             os.utime(temporary, (mtime, mtime))
             linked = _link_no_replace(temporary, target, sha256)
