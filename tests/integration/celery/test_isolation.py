@@ -112,16 +112,18 @@ def test_no_central_component_holds_a_partner_secret(
     partner_ids = {conn_id for conns in owned.values() for conn_id in conns}
     assert all(secrets.values()) and len(partner_ids) >= 6
 
+    # The environment each central component was started with (conftest.py's CeleryCluster.start; its
+    # /proc environ is overwritten by setproctitle, so the launch environment is what is read).
     for name in CENTRAL_COMPONENTS:
-        pid = cluster.processes[name].pid
-        environ = Path(f"/proc/{pid}/environ").read_bytes().decode("utf-8", "replace")
+        assert name in cluster.processes, name
+        environ = "\0".join(f"{k}={v}" for k, v in cluster.env.items())
         for code, values in secrets.items():
             for value in values:
                 assert value not in environ, (name, code)
         assert "AIRFLOW__WORKERS__SECRETS_BACKEND" not in environ, name
         # The one file their secrets backend reads holds no partner's connection or secret.
-        kwargs = dict(v.split("=", 1) for v in environ.split("\0") if v.startswith("AIRFLOW__SECRETS__"))
-        backend_file = Path(json.loads(kwargs["AIRFLOW__SECRETS__BACKEND_KWARGS"])["connections_file_path"])
+        kwargs = cluster.env["AIRFLOW__SECRETS__BACKEND_KWARGS"]
+        backend_file = Path(json.loads(kwargs)["connections_file_path"])
         text = backend_file.read_text()
         assert not partner_ids & set(json.loads(text)), name
         assert not any(v in text for values in secrets.values() for v in values), name
@@ -164,9 +166,9 @@ def test_each_worker_holds_its_own_partners_secrets_only(celery_cluster: CeleryC
     owned = _owned(celery_cluster)
     secrets = _secret_values(owned)
     for code in WORKERS:
-        pid = celery_cluster.processes[f"worker-{code}"].pid
-        environ = Path(f"/proc/{pid}/environ").read_bytes().decode("utf-8", "replace")
-        assert "AIRFLOW__SECRETS__BACKEND=" not in environ, code  # no central backend of its own
+        assert f"worker-{code}" in celery_cluster.processes
+        environ = "\0".join(f"{k}={v}" for k, v in celery_cluster.worker_env(code).items())
+        assert "\0AIRFLOW__SECRETS__BACKEND=" not in environ, code  # no central backend of its own
         assert str(celery_cluster.partner_files[code]) in environ
         for other, conns in owned.items():
             if other != code:
@@ -191,5 +193,5 @@ def test_the_return_sensors_reschedule_on_the_partners_queues(
             data = json.loads(data)
         tasks = {t["__var"]["task_id"]: t["__var"] for t in data["dag"]["tasks"]}
         sensor = tasks["wait_for_return"]
-        assert sensor.get("mode") == "reschedule", (dag_id, sensor)
+        assert sensor.get("reschedule") is True, (dag_id, sensor)
         assert sensor.get("queue") == queues[dag_id], (dag_id, sensor.get("queue"))
