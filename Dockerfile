@@ -3,13 +3,15 @@
 # Docker engine runs on the development machines.
 
 # The official image runs as the airflow user, uid 50000 in group 0 (root).
-# Stage 1: compile the optional C extension (setup.py) with gcc, which the runtime image does not carry.
+# Stage 1: compile the optional C extension (setup.py) with gcc and OpenSSL's headers, which the runtime
+# image does not carry. The extension is optional to setup.py, so without the headers the build would skip it
+# silently: the find below fails the image instead.
 FROM apache/airflow:3.3.2-python3.11 AS build
 USER 0
 # Debian's security updates replace exact package versions; the base image tag pins the release.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 USER 50000
 WORKDIR /opt/sf
@@ -42,6 +44,8 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY --from=build --chown=50000:0 /opt/sf/include ./include
 COPY --chown=50000:0 dags ./dags
 COPY --chown=50000:0 plugins ./plugins
+# airflow-init creates the roles and the admin login with it (docker-compose.yml).
+COPY --chown=50000:0 scripts/airflow_access.py ./scripts/
 ENV PYTHONPATH=/opt/sf/include \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/sf/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/sf/plugins \

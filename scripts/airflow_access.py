@@ -3,6 +3,8 @@
     python scripts/airflow_access.py roles                    the platform's roles and their permissions
     python scripts/airflow_access.py demo-users --secrets-dir var/secrets
                                                               one demo user per role, passwords generated
+    python scripts/airflow_access.py admin --password-file /run/secrets/airflow_admin_password
+                                                              the deployment's admin (docker-compose.yml)
 
 Run after ``airflow db migrate`` and ``airflow fab-db migrate`` and before any DAG is parsed (Airflow
 syncs a DAG's ``access_control`` only to roles that exist). The demo users' passwords are written to
@@ -92,6 +94,28 @@ def cmd_demo_users(secrets_dir: Path) -> int:
     return 0
 
 
+def cmd_admin(password_file: Path) -> int:
+    """The deployment's one Admin login, its password read from a secret file (never an argument, which
+    any process listing would show)."""
+    password = password_file.read_text().strip()
+    if len(password) < 12:
+        raise SystemExit(f"{password_file}: the admin password must have at least 12 characters")
+    with _appbuilder() as appbuilder:
+        sm = appbuilder.sm
+        role = sm.find_role("Admin")
+        if role is None:
+            raise SystemExit(f"role Admin is missing: run '{sys.argv[0]} roles' first")
+        user = sm.find_user(username="admin")
+        if user is None:
+            sm.add_user("admin", "Admin", "council", "admin@council.invalid", role, password)
+        else:
+            user.roles = [role]
+            sm.update_user(user)
+            sm.reset_password(user.id, password)
+    print(json.dumps({"admin": "admin"}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -100,9 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("roles")
     users = sub.add_parser("demo-users")
     users.add_argument("--secrets-dir", type=Path, required=True)
+    admin = sub.add_parser("admin")
+    admin.add_argument("--password-file", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "roles":
         return cmd_roles()
+    if args.command == "admin":
+        return cmd_admin(args.password_file)
     return cmd_demo_users(args.secrets_dir)
 
 

@@ -37,7 +37,7 @@ def _services() -> dict[str, Any]:
 
 
 def _airflow() -> list[str]:
-    return [*AIRFLOW_SERVICES, *(f"worker-{p}" for p in PARTNERS)]
+    return [*AIRFLOW_SERVICES, "worker-council", *(f"worker-{p}" for p in PARTNERS)]
 
 
 def _bin(name: str) -> str:
@@ -119,3 +119,100 @@ def test_only_loopback_ports_are_published_and_images_are_pinned() -> None:
             assert str(port).startswith("127.0.0.1:"), name
         image = service.get("image", "")
         assert ":" in image and not image.endswith(":latest"), name
+
+
+def test_airflow_init_migrates_then_makes_the_roles_and_the_admin_from_a_secret_file() -> None:
+    init = _services()["airflow-init"]
+    script = " ".join(init["command"])
+    steps = [
+        "airflow db migrate",
+        "airflow fab-db migrate",
+        "scripts/airflow_access.py roles",
+        "scripts/airflow_access.py admin --password-file /run/secrets/airflow_admin_password",
+    ]
+    positions = [script.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), script
+    assert "airflow_admin_password" in init["secrets"]
+    assert init["restart"] == "no"
+    assert set(init["depends_on"]) == {"postgres", "redis"}
+    for name, service in _services().items():
+        if name != "airflow-init":
+            assert "airflow_admin_password" not in service.get("secrets", []), name
+
+
+def test_every_queue_the_dags_route_to_has_a_worker() -> None:
+    sys.path.insert(0, str(REPO / "plugins"))
+    try:
+        from sf_airflow.common import partner_queue
+    finally:
+        sys.path.remove(str(REPO / "plugins"))
+    from supporting_families.config import load_agreements
+
+    served = set()
+    for name, service in _services().items():
+        command = service.get("command", [])
+        if name.startswith("worker-"):
+            assert command[:2] == ["celery", "worker"], name
+            served.update(command[command.index("--queues") + 1].split(","))
+    # Airflow's [operators] default_queue: every task the DAGs do not route to a partner.
+    wanted = {"default"} | {partner_queue(a.partner.code) for a in load_agreements(resolve=False)}
+    assert served == wanted
+
+
+def test_the_partner_sshd_keeps_its_folders_and_keys_on_volumes_and_is_checked() -> None:
+    sshd = _services()["partner-sshd"]
+    mounts = {v.split(":")[1] for v in sshd["volumes"]}
+    assert {"/opt/sf/sftp", "/opt/sf/ssh"} <= mounts
+    assert sshd["healthcheck"]["test"] and sshd["restart"] == "unless-stopped"
+    assert "sshd" in _dockerfile_stages()["partner-sshd"]
+
+
+def _dockerfile_stages() -> dict[str, str]:
+    """Each stage's text by its name (``AS name``); the last, unnamed stage is ``runtime``."""
+    stages: dict[str, str] = {}
+    for chunk in (REPO / "Dockerfile").read_text().split("\nFROM ")[1:]:
+        head = chunk.splitlines()[0].split()
+        stages[head[2] if len(head) > 2 and head[1].upper() == "AS" else "runtime"] = chunk
+    return stages
+
+
+def test_the_dockerfile_builds_the_extension_and_copies_the_dags_and_plugins() -> None:
+    stages = _dockerfile_stages()
+    build, runtime = stages["build"], stages["runtime"]
+    # setup.py's extension is optional: without OpenSSL's headers it is skipped without a word.
+    assert "libssl-dev" in build and "gcc" in build
+    assert "COPY --chown=50000:0 pyproject.toml setup.py ./" in build
+    assert "_hmac*.so" in build  # the image fails if the extension was not built
+    assert "COPY --from=build --chown=50000:0 /opt/sf/include ./include" in runtime
+    for folder in ("dags", "plugins"):
+        assert f"COPY --chown=50000:0 {folder} ./{folder}" in runtime
+    assert "scripts/airflow_access.py" in runtime  # airflow-init runs it
+    images = [
+        line.split()[1] for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("FROM ")
+    ]
+    assert all(":" in i and not i.endswith(":latest") for i in images), images
+
+
+def test_the_image_installs_the_production_lock_which_has_no_test_tools() -> None:
+    runtime = _dockerfile_stages()["runtime"]
+    assert "pip install --no-cache-dir -r requirements.txt" in runtime
+    assert "requirements-dev" not in (REPO / "Dockerfile").read_text()
+    pinned = {
+        line.split("==")[0].split("[")[0].lower()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith(" ")
+    }
+    assert {"apache-airflow", "apache-airflow-providers-celery", "celery"} <= pinned
+    tools = {
+        "pytest",
+        "pytest-timeout",
+        "hypothesis",
+        "moto",
+        "ruff",
+        "mypy",
+        "playwright",
+        "check-jsonschema",
+    }
+    assert not pinned & tools, pinned & tools
+    dev = (REPO / "requirements-dev.txt").read_text()
+    assert all(f"\n{t}==" in dev for t in ("pytest", "moto", "hypothesis", "ruff", "mypy"))
