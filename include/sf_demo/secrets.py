@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from sf_demo.sftp_server import SftpServerInfo, authorize_key, ensure_ssh_keypair, read_public_key
-from supporting_families.config import Agreement, load_agreements
+from supporting_families.config import Agreement, SourcesConfig, load_agreements, load_sources
 from supporting_families.share.pseudonymise import KEY_BYTES
 from supporting_families.transport.openpgp import (
     InvalidFingerprint,
@@ -728,6 +728,46 @@ def _connections(
     return dict(conns)
 
 
+@dataclass(frozen=True)
+class AgencyRefs:
+    """What one voluntary-sector agency (``inbound:`` in ``sources.yaml``) needs from set-up."""
+
+    code: str
+    sftp_conn_id: str
+    remote_outbox: str
+    #: ``SF_MONEY_ADVICE_PGP_FINGERPRINT``; None when the source pins a literal (a real agency's key).
+    fingerprint_env_var: str | None
+
+
+def inbound_agencies(sources: SourcesConfig | None = None) -> tuple[AgencyRefs, ...]:
+    """Every agency that sends an extract over SFTP, from ``sources.yaml`` (placeholders unresolved)."""
+    config = sources if sources is not None else load_sources()
+    found: list[AgencyRefs] = []
+    for spec in config.sources.values():
+        if spec.inbound is None:
+            continue
+        placeholder = _PLACEHOLDER_RE.fullmatch(spec.inbound.signer_fingerprint.strip())
+        found.append(
+            AgencyRefs(
+                code=spec.inbound.agency.code,
+                sftp_conn_id=spec.inbound.sftp.conn_id,
+                remote_outbox=spec.inbound.sftp.remote_outbox,
+                fingerprint_env_var=placeholder["name"] if placeholder else None,
+            )
+        )
+    return tuple(found)
+
+
+def _add_agencies(
+    conns: dict[str, dict[str, Any]], agencies: Sequence[AgencyRefs], sftp: SftpEndpoint
+) -> None:
+    for agency in agencies:
+        if agency.sftp_conn_id not in conns:
+            conns[agency.sftp_conn_id] = sftp_connection(
+                sftp, f"Local partner SFTP server (demo) standing in for {agency.code}"
+            )
+
+
 def _fingerprints_env(spec: DemoSpec, fingerprints: OpenPgpFingerprints) -> str:
     lines = [
         "# Written by sf_demo.secrets from the agreements' ${..._FINGERPRINT} placeholders.",
@@ -757,8 +797,12 @@ def generate_demo_secrets(
     agreements_dir: Path | None = None,
     gpg_binary: str = GPG,
     ssh_keygen: str = "ssh-keygen",
+    sources: SourcesConfig | None = None,
 ) -> dict[str, Any]:
     """Create whatever the agreements need and is missing, rewrite the derived files if they changed.
+
+    ``sources`` (default ``include/sources.yaml``): each voluntary-sector agency (``inbound:``) gets an
+    OpenPGP key like a generated partner's and its SFTP connection.
 
     ``sftp``: the local server the SFTP connections point at (its client key is authorised there).
     ``agreements``: already loaded (with ``resolve=False``); else those in ``agreements_dir`` (None: the
@@ -789,14 +833,23 @@ def generate_demo_secrets(
                 code,
                 ", ".join(r.id for r in refs),
             )
-    fingerprints = ensure_openpgp_keys(layout, generated, gpg_binary)
+    agencies = inbound_agencies(sources)
+    fingerprints = ensure_openpgp_keys(
+        layout, tuple(dict.fromkeys((*generated, *(a.code for a in agencies)))), gpg_binary
+    )
 
     conns = _connections(layout, spec, endpoint, fingerprints)
+    _add_agencies(conns, agencies, endpoint)
     if _write_if_changed(
         layout.connections_file, (json.dumps(conns, indent=2, sort_keys=True) + "\n").encode()
     ):
         log.info("wrote %s connections to %s", len(conns), layout.connections_file)
-    if _write_if_changed(layout.fingerprints_env, _fingerprints_env(spec, fingerprints).encode("ascii")):
+    env_text = _fingerprints_env(spec, fingerprints) + "".join(
+        f"{a.fingerprint_env_var}={fingerprints.partners[a.code]}\n"
+        for a in agencies
+        if a.fingerprint_env_var
+    )
+    if _write_if_changed(layout.fingerprints_env, env_text.encode("ascii")):
         log.info("wrote %s", layout.fingerprints_env)
     return _summary(layout, spec, gpg_binary)
 

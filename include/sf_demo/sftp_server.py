@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from supporting_families.config import Agreement, load_agreements
+from supporting_families.config import Agreement, SourcesConfig, load_agreements, load_sources
 from supporting_families.transport.paths import check_remote_dir
 from supporting_families.transport.sftp import SftpEndpoint
 
@@ -85,7 +85,15 @@ def default_folders(agreements_dir: Path | None = None) -> tuple[str, ...]:
 
     ``resolve=False``: set-up runs before the partner fingerprints exist, and folders do not depend on them.
     """
-    return agreement_folders(load_agreements(agreements_dir, resolve=False))
+    folders = agreement_folders(load_agreements(agreements_dir, resolve=False))
+    # And each voluntary-sector agency's outbox (include/sources.yaml, `inbound:`): it sends extracts.
+    return tuple(dict.fromkeys((*folders, *inbound_folders())))
+
+
+def inbound_folders(sources: SourcesConfig | None = None) -> tuple[str, ...]:
+    """The outbox of every source that arrives over SFTP (``inbound:`` in ``include/sources.yaml``)."""
+    config = sources if sources is not None else load_sources()
+    return tuple(s.inbound.sftp.remote_outbox for s in config.sources.values() if s.inbound is not None)
 
 
 def partner_folders(partners: Iterable[str]) -> tuple[str, ...]:

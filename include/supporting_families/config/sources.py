@@ -108,7 +108,7 @@ class ColumnSpec(BaseModel):
 
 
 class InboundAgency(BaseModel):
-    """The organisation that sends the extract (the notice: "some partner agencies in the voluntary sector")."""
+    """Who sends the extract (the notice: "some partner agencies in the voluntary sector")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

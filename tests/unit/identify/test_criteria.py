@@ -647,7 +647,7 @@ TRUTH_SOURCE = {"dwp-benefits-matching": "dwp", "met-police-wider-help": "met_po
 
 def curated_from_borough(borough: Borough, *, agencies: bool = True) -> dict[str, pa.Table]:
     """Each extract as the files say (read back with sources.yaml alone), in the curated contract's types;
-    without the voluntary-sector agencies' (sent over SFTP, with the partners' answers) unless ``agencies``."""
+    without the voluntary-sector agencies' (sent over SFTP with the partners' answers) unless ``agencies``."""
     out = {}
     for name, spec in SOURCES.sources.items():
         if spec.inbound is not None and not agencies:
