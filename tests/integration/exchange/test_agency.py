@@ -8,11 +8,13 @@ Its debt-advice flags make families eligible that were not. Each fault ends with
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -22,6 +24,9 @@ from upath import UPath
 from sf_demo.partner_simulator import Fault
 from sf_demo.partner_simulator.agency import remote_name
 from sf_demo.partner_simulator.environment import DemoEnvironment
+from sf_demo.secrets import GnuPG, SecretsLayout, generate_demo_secrets, stop_gpg_agents
+from sf_demo.sftp_server import LocalSftpServer, inbound_folders
+from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from sf_demo.synthetic import Borough, generate_borough, write_borough
 from supporting_families.audit import Ledger
 from supporting_families.config import SourceSpec, load_criteria, load_sources
@@ -32,6 +37,7 @@ from supporting_families.receive import RunInfo
 from supporting_families.store import layout, store_root
 from supporting_families.transport import SftpEndpoint
 from tests.integration.airflow.test_cycle_no_personal_data import _find, _needles
+from tests.integration.conftest import REPO
 from tests.integration.platform_fixtures import PlatformEnv
 
 pytestmark = pytest.mark.integration
@@ -239,3 +245,106 @@ def test_a_malformed_file_lands_and_ingest_quarantines_it_whole_with_its_file_ro
     assert "1 row(s)" in reason["detail"] and "the first on line " in reason["detail"], reason["detail"]
     curated = Path(layout.curated_dir(store, SPEC.name).path)
     assert not curated.exists() or not any(curated.iterdir()), "nothing half-loaded"
+
+
+SECOND_AGENCY = """
+  food_bank:
+    department: Voluntary sector (food bank)
+    system: the food bank's referral records, shared under its data sharing agreement with the council
+    holds: adults referred to the food bank
+    row_grain: one row per referral
+    file_glob: extracts/food_bank/food_bank_*.csv
+    extract_date_format: "%Y-%m-%d"
+    encoding: utf-8
+    delimiter: ","
+    quoting: all
+    line_terminator: lf
+    date_format: "%d/%m/%Y"
+    record_id: Ref
+    columns:
+      - {name: Ref, standard: record_id, type: string, pattern: "^FB[0-9]{6}$"}
+      - {name: FirstName, standard: given_name, type: string}
+      - {name: LastName, standard: family_name, type: string}
+      - {name: DateOfBirth, standard: date_of_birth, type: date}
+      - {name: Postcode, standard: postcode, type: postcode, format: spaced}
+      - {name: ReferralType, standard: referral_type, type: code, codes: {DEBT: debt_advice, FOOD: food}}
+      - {name: ReferralDate, standard: referral_date, type: date}
+    inbound:
+      agency: {code: food-bank, name: North Kensington Food Bank (test fixture)}
+      sftp: {conn_id: sf_sftp_food_bank, remote_outbox: food-bank/outbox}
+      signer_fingerprint: ${SF_FOOD_BANK_PGP_FINGERPRINT}
+"""
+
+SECOND_RULE = """          - source: debt_advice
+            rule: within_window
+            codes: {column: referral_type, values: [debt_advice]}
+            date: referral_date
+            window_months: 12
+          - source: food_bank
+            rule: within_window
+            codes: {column: referral_type, values: [debt_advice]}
+            date: referral_date
+            window_months: 12
+"""
+
+
+def test_a_second_agency_is_configuration_only(
+    tmp_path: Path, sftp_server: LocalSftpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A copy of the configuration with one more agency in sources.yaml and its rule in criteria.yaml, and
+    # no Python: the schema takes it, the DAG factories build its collect and ingest DAGs, and the demo's
+    # set-up gives it a real OpenPGP key, an SFTP connection and an outbox.
+    include = REPO / "include"
+    sources_text = (include / "sources.yaml").read_text() + SECOND_AGENCY
+    criteria_text = (include / "criteria.yaml").read_text()
+    rule = SECOND_RULE.split("          - source: food_bank")[0]
+    assert criteria_text.count(rule) == 1
+    criteria_text = criteria_text.replace(rule, SECOND_RULE)
+    (tmp_path / "sources.yaml").write_text(sources_text)
+    (tmp_path / "criteria.yaml").write_text(criteria_text)
+    sources = load_sources(tmp_path / "sources.yaml")
+    criteria = load_criteria(tmp_path / "criteria.yaml", sources)
+    rules = criteria.headline_problems["worklessness_financial_exclusion"].sub_criteria[
+        "debt_advice_referral"
+    ]
+    assert [r.source for r in rules.internal] == ["debt_advice", "food_bank"]
+    spec = sources.sources["food_bank"]
+
+    collect_dags = _load_dag_module("collect_sources")
+    ingest_dags = _load_dag_module("ingest_sources")
+    collect = collect_dags.build_collect_dag(spec)
+    ingest = ingest_dags.build_ingest_dag(spec)
+    assert collect.dag_id == "collect_food_bank" and ingest.dag_id == "ingest_food_bank"
+    sensor = collect.get_task("wait_for_extract")
+    assert (sensor.sftp_conn_id, sensor.path, sensor.file_pattern) == (
+        "sf_sftp_food_bank",
+        "food-bank/outbox",
+        "food_bank_*.csv.gpg",
+    )
+    assert "sf_landed_food_bank" in str(ingest.timetable.asset_condition)
+    assert {o.name for t in collect.tasks for o in t.outlets} == {"sf_landed_food_bank"}
+
+    assert "food-bank/outbox" in inbound_folders(sources)
+    state = tmp_path / "secrets"
+    generate_demo_secrets(state, ServerEndpoint.from_server_state(sftp_server.state_dir), sources=sources)
+    try:
+        layout_ = SecretsLayout(state)
+        connections = json.loads(layout_.connections_file.read_text())
+        assert connections["sf_sftp_food_bank"]["extra"]["host_key"]
+        env = dict(
+            line.split("=", 1) for line in layout_.fingerprints_env.read_text().splitlines() if "=" in line
+        )
+        fingerprint = spec.inbound.signer(env)  # type: ignore[union-attr]
+        assert fingerprint != SPEC.inbound.signer(env)  # type: ignore[union-attr]
+        council = GnuPG(layout_.gnupg_council)
+        assert council.key(fingerprint) is not None, "the agency's public key is in the council's keyring"
+    finally:
+        stop_gpg_agents(state)
+
+
+def _load_dag_module(name: str) -> Any:
+    loaded = importlib.util.spec_from_file_location(f"_sf_test_{name}", REPO / "dags" / f"{name}.py")
+    assert loaded is not None and loaded.loader is not None
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return module
