@@ -92,7 +92,13 @@ def build_collect_dag(spec: SourceSpec) -> Any:
             from supporting_families.transport import KeyProblem, PermanentTransferError
 
             ti, dag_run = context["ti"], context["dag_run"]
-            run = RunInfo(ti.dag_id, ti.run_id, ti.task_id, ti.try_number, run_actor(dag_run))
+            run = RunInfo(
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                try_number=ti.try_number,
+                triggered_by=run_actor(dag_run),
+            )
             key = council_openpgp()
             try:
                 with ledger() as book:
