@@ -38,7 +38,7 @@ from supporting_families.store import layout, store_root
 from supporting_families.transport import SftpEndpoint
 from tests.integration.airflow.test_cycle_no_personal_data import _find, _needles
 from tests.integration.conftest import REPO
-from tests.integration.platform_fixtures import PlatformEnv
+from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env
 
 pytestmark = pytest.mark.integration
 
@@ -348,3 +348,32 @@ def _load_dag_module(name: str) -> Any:
     module = importlib.util.module_from_spec(loaded)
     loaded.loader.exec_module(module)
     return module
+
+
+def test_the_collect_dag_lands_the_agencys_file_and_the_ingest_dag_takes_it(
+    platform_env: PlatformEnv,
+    agency_env: DemoEnvironment,
+    store: UPath,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Through Airflow (dag.test(), in-process): the pinned deferrable sensor sees the file, collect lands it
+    # and emits the landed asset, verdict passes; then ingest_debt_advice curates it. XCom: counts only.
+    from airflow.dag_processing.dagbag import DagBag
+
+    ledger_url = f"sqlite:///{tmp_path / 'dag-ledger.sqlite'}"
+    set_deployment_env(platform_env, monkeypatch, str(store), ledger_url)
+    agency_env.send_agency_extract(SPEC, seed=4)
+    bag = DagBag(dag_folder=str(REPO / "dags" / "collect_sources.py"), safe_mode=False)
+    assert bag.import_errors == {}
+    run = bag.dags["collect_debt_advice"].test()
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states == {"wait_for_extract": "success", "collect": "success", "verdict": "success"}
+    with Ledger(ledger_url) as book:
+        (entry,) = book.entries(kind="extract_received")
+        assert entry.dag_id == "collect_debt_advice" and entry.run_id == run.run_id
+    ingest = DagBag(dag_folder=str(REPO / "dags" / "ingest_sources.py"), safe_mode=False)
+    done = ingest.dags["ingest_debt_advice"].test()
+    assert str(done.state) == "success"
+    curated = Path(layout.curated_dir(store, SPEC.name).path)
+    assert [p.name for p in curated.iterdir()] == [f"debt_advice_{AS_OF.isoformat()}.parquet"]
