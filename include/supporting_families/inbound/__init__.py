@@ -7,9 +7,8 @@ A voluntary-sector agency's file is collected, verified and landed by :func:`col
 from supporting_families.inbound.collect import (
     INBOUND_RULES,
     CollectSummary,
-    InboundRefused,
     collect_extracts,
     receipt_file,
 )
 
-__all__ = ["INBOUND_RULES", "CollectSummary", "InboundRefused", "collect_extracts", "receipt_file"]
+__all__ = ["INBOUND_RULES", "CollectSummary", "collect_extracts", "receipt_file"]

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from upath import UPath
 
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 MIB: Final = 1 << 20
 
+Outcome = Literal["landed", "already_landed", "quarantined"]
+
 #: Every rule a refused or quarantined inbound file can name.
 INBOUND_RULES: Final[dict[str, str]] = {
     "file_name": "the name is not the source's <source>_<extract date>.csv.gpg",
@@ -64,10 +66,6 @@ INBOUND_RULES: Final[dict[str, str]] = {
     "unsafe_name": "the remote name is unsafe (path separator, '..', control character, ...)",
     "not_regular_file": "the remote entry is not a regular file (e.g. a symbolic link)",
 }
-
-
-class InboundRefused(Exception):
-    """A file was refused or quarantined; the message names the rule and the name's hash, never a value."""
 
 
 @dataclass(frozen=True)
@@ -161,10 +159,11 @@ def collect_extracts(
                 ledger=ledger,
                 run=run,
             )
-            if outcome in INBOUND_RULES:
-                quarantined[outcome] = quarantined.get(outcome, 0) + 1
+            state, value = outcome
+            if state == "quarantined":
+                quarantined[value] = quarantined.get(value, 0) + 1
             else:
-                (already if outcome.startswith("=") else landed).append(outcome.lstrip("="))
+                (already if state == "already_landed" else landed).append(value)
             done.append(Collected(file.name, file.size, file.mtime))
     for rejected in result.rejected:
         if rejected.reason == "changed_while_reading":
@@ -202,19 +201,18 @@ def _take_in(
     cap: int,
     ledger: Ledger,
     run: RunInfo | None,
-) -> str:
-    """Land one fetched file; its landing name (``=`` first if landed before), or the rule that refused it."""
+) -> tuple[Outcome, str]:
+    """Land one fetched file: ``("landed" | "already_landed", landing name)`` or ``("quarantined", rule)``."""
     name = spec.landing_name(file.name)
     if name is None:
-        _quarantine(store, spec, file, "file_name", ledger=ledger, run=run)
-        return "file_name"
+        return "quarantined", _quarantine(store, spec, file, "file_name", ledger=ledger, run=run)
     receipt = receipt_file(store, spec, name)
     if receipt.exists():
         known = json.loads(receipt.read_text())
         if known.get("ciphertext_sha256") == file.sha256:
             log.info("%s: name sha256 %s was landed before", spec.name, name_sha256(file.name))
             _record_received(spec, name, known, file, ledger=ledger, run=run)  # once, by its key
-            return "=" + name
+            return "already_landed", name
     plain = tmp / f"{file.sha256}.csv"
     try:
         result = decrypt_and_verify(
@@ -226,13 +224,13 @@ def _take_in(
             max_plaintext_bytes=cap,
         )
     except SignatureError:
-        return _quarantine(store, spec, file, "signature", ledger=ledger, run=run)
+        return "quarantined", _quarantine(store, spec, file, "signature", ledger=ledger, run=run)
     except (IntegrityCheckFailed, NotIntegrityProtected):
-        return _quarantine(store, spec, file, "integrity", ledger=ledger, run=run)
+        return "quarantined", _quarantine(store, spec, file, "integrity", ledger=ledger, run=run)
     except PlaintextTooLarge:
-        return _quarantine(store, spec, file, "too_large", ledger=ledger, run=run)
+        return "quarantined", _quarantine(store, spec, file, "too_large", ledger=ledger, run=run)
     except DecryptionError:
-        return _quarantine(store, spec, file, "decryption", ledger=ledger, run=run)
+        return "quarantined", _quarantine(store, spec, file, "decryption", ledger=ledger, run=run)
     target = layout.landing_dir(store, spec.file_glob) / name
     write_bytes_atomic(target, plain.read_bytes())
     if sha256_of(target) != result.plaintext_sha256:
@@ -257,7 +255,7 @@ def _take_in(
         result.plaintext_sha256,
         result.signer_fingerprint,
     )
-    return name
+    return "landed", name
 
 
 def _record_received(

@@ -103,7 +103,7 @@ def _endpoint(platform_env: PlatformEnv) -> SftpEndpoint:
 def _collect(
     platform_env: PlatformEnv, store: UPath, ledger: Ledger, spec: SourceSpec = SPEC
 ) -> CollectSummary:
-    env = json.loads(json.dumps(dict(_fingerprints(platform_env))))
+    env = _fingerprints(platform_env)
     assert spec.inbound is not None
     return collect_extracts(
         store,
