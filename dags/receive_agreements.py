@@ -27,6 +27,12 @@ AGREEMENTS = load_agreements(resolve=False)
 #: listing, in the triggerer, with no worker slot held. ``$SF_RETURN_POKE_SECONDS`` shortens it where a
 #: test waits for a return that arrives in seconds (tests/integration/celery).
 POKE_SECONDS = int(os.environ.get("SF_RETURN_POKE_SECONDS") or 15 * 60)
+#: Where the return sensor waits. ``deferrable`` (one machine): in the triggerer, no worker slot held.
+#: ``reschedule`` (a worker per partner): on the partner's own queue, so that the shared triggerer holds
+#: no partner's SFTP connection (docs/ARCHITECTURE.md, "Credentials per partner").
+RETURN_SENSOR = os.environ.get("SF_RETURN_SENSOR") or "deferrable"
+if RETURN_SENSOR not in ("deferrable", "reschedule"):
+    raise ValueError(f"SF_RETURN_SENSOR is {RETURN_SENSOR!r}: give deferrable or reschedule")
 
 
 def _doc(a: Agreement) -> str:
@@ -131,7 +137,8 @@ def build_receive_dag(agreement: Agreement) -> Any:
             path=agreement.sftp.remote_outbox,
             # This run's delivery's return (or, for a run without one, the agreement's pattern).
             file_pattern="{{ ti.xcom_pull(task_ids='expect_return')['pattern'] }}",
-            deferrable=True,
+            deferrable=RETURN_SENSOR == "deferrable",
+            mode="reschedule" if RETURN_SENSOR == "reschedule" else "poke",
             poke_interval=POKE_SECONDS,
             timeout=int(2 * deadline.total_seconds()),
             on_failure_callback=functools.partial(return_not_received, agreement.id),

@@ -9,9 +9,12 @@ ledger entry per action (counts and hashes), and returns counts only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import DAG, Param, dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, store
 
@@ -64,25 +67,55 @@ def _received() -> Param:
     )
 
 
-def _fail(exc: Exception) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    # A refused request cannot succeed on retry; the message names the field and rule, never a value.
-    raise AirflowFailException(str(exc)) from None
+def _request() -> dict[str, Param]:
+    """The form every request-shaped right starts with: who, which case, and when it arrived."""
+    return {"person_id": _person(), "case_reference": _case(), "received_on": _received()}
 
 
-_REFUSALS: tuple[type[Exception], ...] = (ValueError, LookupError)
+def _day(params: dict[str, Any], key: str) -> date:
+    """A date the form requires (its schema refuses a run without it)."""
+    return date.fromisoformat(str(params[key]))
 
 
-@dag(
-    dag_id="rights_subject_access",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    tags=TAGS,
-    params={"person_id": _person(), "case_reference": _case(), "received_on": _received()},
+def _optional_day(params: dict[str, Any], key: str) -> date | None:
+    value = params.get(key)
+    return date.fromisoformat(str(value)) if value else None
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A refused request (unknown person, held, a rule broken) cannot succeed on retry: fail, do not retry.
+
+    The core's message names the field and the rule, never a value, so it is safe in the task log.
+    """
+    try:
+        yield
+    except (ValueError, LookupError) as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from None
+
+
+def _rights_dag(
+    dag_id: str, params: dict[str, Param], doc_md: str, schedule: str | None = None
+) -> Callable[[Callable[[], None]], Callable[[], DAG]]:
+    """What every rights DAG shares: run on request (the deadline check daily), one run at a time."""
+    return dag(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        default_args=DEFAULT_ARGS,
+        max_active_runs=1,
+        tags=TAGS,
+        params=params,
+        doc_md=doc_md,
+    )
+
+
+@_rights_dag(
+    "rights_subject_access",
+    params=_request(),
     doc_md="""
 ### Subject access (UK GDPR Article 15)
 
@@ -100,42 +133,31 @@ sends it to the person.
 def rights_subject_access() -> None:
     @task
     def build_bundle(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
-        from datetime import date
-
         from sf_airflow.credentials import data_keys, dpo_fingerprint
         from sf_airflow.rights import acting_run, agreements, openpgp, record
         from supporting_families.rights import subject_access
 
         assert params is not None
-        try:
+        with _refusals():
             outcome = subject_access(
                 store(),
                 str(params["person_id"]),
                 str(params["case_reference"]),
-                date.fromisoformat(str(params["received_on"])),
+                _day(params, "received_on"),
                 agreements=agreements(),
                 keys=data_keys(),
                 openpgp=openpgp(),
                 dpo_fingerprint=dpo_fingerprint(),
                 run=acting_run(context),
             )
-        except _REFUSALS as exc:
-            _fail(exc)
-            raise
         return {**outcome.counts, "ledger_seq": record(outcome)}
 
     build_bundle()
 
 
-@dag(
-    dag_id="rights_rectification",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    tags=TAGS,
-    params={"person_id": _person(), "case_reference": _case(), "received_on": _received()},
+@_rights_dag(
+    "rights_rectification",
+    params=_request(),
     doc_md=f"""
 ### Rectification (UK GDPR Articles 16 and 19)
 
@@ -155,8 +177,6 @@ agreement allows), encrypted to the partner, delivered over SFTP exactly once an
 def rights_rectification() -> None:
     @task
     def rectify_and_notify(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
-        from datetime import date
-
         from sf_airflow.credentials import data_keys
         from sf_airflow.rights import acting_run, agreements, record, send_notices
         from supporting_families.rights import drop_staged, notices_sent, rectification, staged_corrections
@@ -164,21 +184,18 @@ def rights_rectification() -> None:
         assert params is not None
         root, person_id, case = store(), str(params["person_id"]), str(params["case_reference"])
         run = acting_run(context)
-        try:
+        with _refusals():
             staged = staged_corrections(root, case, person_id, data_keys())
             outcome, due = rectification(
                 root,
                 person_id,
                 case,
-                date.fromisoformat(str(params["received_on"])),
+                _day(params, "received_on"),
                 staged,
                 agreements=agreements(),
                 run=run,
                 keys=data_keys(),
             )
-        except _REFUSALS as exc:
-            _fail(exc)
-            raise
         seqs = record(outcome)
         drop_staged(root, case)  # the value now lives in the register's corrections
         sent = send_notices("rectification", outcome.counts["request_id"], due, person_id, run)
@@ -188,15 +205,9 @@ def rights_rectification() -> None:
     rectify_and_notify()
 
 
-@dag(
-    dag_id="rights_erasure",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    tags=TAGS,
-    params={"person_id": _person(), "case_reference": _case(), "received_on": _received()},
+@_rights_dag(
+    "rights_erasure",
+    params=_request(),
     doc_md="""
 ### Erasure (UK GDPR Articles 17 and 19)
 
@@ -216,8 +227,6 @@ of paths, never a name.
 def rights_erasure() -> None:
     @task
     def erase(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
-        from datetime import date
-
         from sf_airflow.credentials import data_keys, tombstone_key
         from sf_airflow.rights import acting_run, record, send_notices
         from sf_airflow.rights import agreements as load
@@ -227,19 +236,16 @@ def rights_erasure() -> None:
         assert params is not None
         root, person_id, case = store(), str(params["person_id"]), str(params["case_reference"])
         run, keys = acting_run(context), data_keys()
-        try:
+        with _refusals():
             outcome, plan = erasure(
                 root,
                 person_id,
                 case,
-                date.fromisoformat(str(params["received_on"])),
+                _day(params, "received_on"),
                 tombstone_key=tombstone_key(),
                 keys=keys,
                 run=run,
             )
-        except _REFUSALS as exc:
-            _fail(exc)
-            raise
         seqs = record(outcome)
         if plan is None:
             return {**outcome.counts, "ledger_seq": seqs}
@@ -261,14 +267,8 @@ def rights_erasure() -> None:
     erase()
 
 
-@dag(
-    dag_id="rights_restriction",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    tags=TAGS,
+@_rights_dag(
+    "rights_restriction",
     params={
         "person_id": _person(),
         "case_reference": _case(),
@@ -291,44 +291,30 @@ register entry is kept (storage). With `lift`, the case's restriction ends on `e
 def rights_restriction() -> None:
     @task
     def record_decision(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
-        from datetime import date
-
         from sf_airflow.rights import acting_run, record
         from supporting_families.rights import restriction
 
         assert params is not None
-        ends = params.get("ends_on")
-        try:
+        with _refusals():
             outcome = restriction(
                 store(),
                 str(params["person_id"]),
                 str(params["case_reference"]),
                 str(params["kind"]),  # type: ignore[arg-type]
-                date.fromisoformat(str(params["starts_on"])),
-                date.fromisoformat(str(ends)) if ends else None,
+                _day(params, "starts_on"),
+                _optional_day(params, "ends_on"),
                 run=acting_run(context),
                 lift=bool(params.get("lift")),
             )
-        except _REFUSALS as exc:
-            _fail(exc)
-            raise
         return {**outcome.counts, "ledger_seq": record(outcome)}
 
     record_decision()
 
 
-@dag(
-    dag_id="rights_portability",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    tags=TAGS,
+@_rights_dag(
+    "rights_portability",
     params={
-        "person_id": _person(),
-        "case_reference": _case(),
-        "received_on": _received(),
+        **_request(),
         "recipient_fingerprint": Param(
             type="string",
             pattern=FINGERPRINT_PATTERN,
@@ -348,41 +334,30 @@ authority's key (by fingerprint) and signed by the council, under `rights/<reque
 def rights_portability() -> None:
     @task
     def export(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
-        from datetime import date
-
         from sf_airflow.credentials import data_keys
         from sf_airflow.rights import acting_run, agreements, openpgp, record
         from supporting_families.rights import portability
 
         assert params is not None
-        try:
+        with _refusals():
             outcome = portability(
                 store(),
                 str(params["person_id"]),
                 str(params["case_reference"]),
-                date.fromisoformat(str(params["received_on"])),
+                _day(params, "received_on"),
                 str(params["recipient_fingerprint"]),
                 agreements=agreements(),
                 keys=data_keys(),
                 openpgp=openpgp(),
                 run=acting_run(context),
             )
-        except _REFUSALS as exc:
-            _fail(exc)
-            raise
         return {**outcome.counts, "ledger_seq": record(outcome)}
 
     export()
 
 
-@dag(
-    dag_id="rights_legal_hold",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    tags=TAGS,
+@_rights_dag(
+    "rights_legal_hold",
     params={
         "scope": Param("person", type="string", enum=["person", "agreement"], title="Scope"),
         "subject_id": Param(type="string", pattern=PERSON_PATTERN, title="Person id or agreement id"),
@@ -401,40 +376,29 @@ Erasure refuses a held person (nothing is half-erased) and the retention sweep s
 def rights_legal_hold() -> None:
     @task
     def hold(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
-        from datetime import date
-
         from sf_airflow.rights import acting_run, record
         from supporting_families.rights import legal_hold
 
         assert params is not None
-        lift = params.get("lift_on")
-        try:
+        with _refusals():
             outcome = legal_hold(
                 store(),
                 str(params["scope"]),  # type: ignore[arg-type]
                 str(params["subject_id"]),
                 str(params["reason"]),  # type: ignore[arg-type]
                 str(params["case_reference"]),
-                date.fromisoformat(str(params["starts_on"])),
+                _day(params, "starts_on"),
                 run=acting_run(context),
-                lift_on=date.fromisoformat(str(lift)) if lift else None,
+                lift_on=_optional_day(params, "lift_on"),
             )
-        except _REFUSALS as exc:
-            _fail(exc)
-            raise
         return {**outcome.counts, "ledger_seq": record(outcome)}
 
     hold()
 
 
-@dag(
-    dag_id="rights_deadlines",
+@_rights_dag(
+    "rights_deadlines",
     schedule="0 7 * * *",
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    max_active_runs=1,
-    tags=TAGS,
     params={"warn_days": Param(7, type="integer", minimum=0, maximum=28, title="Warn this many days ahead")},
     doc_md="""
 ### Rights deadlines (UK GDPR Article 12(3))

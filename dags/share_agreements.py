@@ -126,6 +126,49 @@ def build_share_dag(agreement: Agreement) -> Any:
                 raise AirflowFailException(str(exc)) from None
             return {**prepared, "ciphertext_sha256": manifest.ciphertext_sha256}
 
+        def _conflict(delivery: Any, actor: str | None, context: dict[str, Any]) -> None:
+            from datetime import UTC, datetime
+
+            from sf_airflow.credentials import ledger
+            from sf_airflow.notify import email_operations
+            from supporting_families.share import conflict_entry
+
+            ti = context["ti"]
+            manifest = delivery.manifest()
+            with ledger() as book:
+                recorded = book.append(
+                    conflict_entry(
+                        agreement,
+                        delivery,
+                        manifest,
+                        occurred_at=datetime.now(UTC),
+                        dag_id=ti.dag_id,
+                        run_id=ti.run_id,
+                        task_id=ti.task_id,
+                        try_number=ti.try_number,
+                        triggered_by=actor,
+                    )
+                )
+            email_operations(
+                context,
+                subject=f"Delivery conflict: {agreement.id}",
+                note=(
+                    "The partner's inbox already holds a different file under this delivery's name (an "
+                    "earlier file not collected). Nothing was sent or overwritten; ask the partner to "
+                    "collect it, then clear the deliver task."
+                ),
+                rows=[
+                    {
+                        "agreement": agreement.id,
+                        "partner": agreement.partner.code,
+                        "delivery_id": delivery.delivery_id,
+                        "file": str(manifest.ciphertext_name),
+                        "run": ti.run_id,
+                        "ledger_seq": recorded.seq,
+                    }
+                ],
+            )
+
         @task(outlets=[delivery_asset(agreement.id)])
         def deliver(prepared: dict[str, Any], outlet_events: Any = None, **context: Any) -> dict[str, Any]:
             from datetime import UTC, datetime
@@ -138,7 +181,7 @@ def build_share_dag(agreement: Agreement) -> Any:
             from sf_airflow.sftp import sftp_endpoint
             from supporting_families.retention.rotation import rotation_entry
             from supporting_families.share import Delivery, deliver_delivery, disclosure_entry
-            from supporting_families.transport import PermanentTransferError
+            from supporting_families.transport import DeliveryConflict, PermanentTransferError
 
             delivery = Delivery(store(), agreement.id, prepared["delivery_id"])
 
@@ -167,6 +210,12 @@ def build_share_dag(agreement: Agreement) -> Any:
                 receipt = deliver_delivery(
                     delivery, agreement, sftp_endpoint(agreement.sftp.conn_id), keys=data_keys()
                 )
+            except DeliveryConflict as exc:
+                # An earlier file the partner has not collected holds the name: nothing left, and a person
+                # must act (ask the partner to collect it). Recorded once however often this is retried,
+                # then the data engineers are mailed; a failed mail fails the task, so a retry sends it.
+                _conflict(delivery, actor, context)
+                raise AirflowFailException(str(exc)) from None
             except PermanentTransferError as exc:
                 # Host key, authentication, permissions: retrying would only knock on the door again.
                 raise AirflowFailException(str(exc)) from None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
 from sf_airflow.access import ROLES, STAFF_ID_KEY_CONN_ID, sync_roles  # noqa: E402
+from sf_demo.secrets import new_secret_hex, new_secret_text  # noqa: E402
 
 #: One demo login per role: the role in lower case (never a person's name).
 DEMO_USERS = {role: role.lower() for role in ROLES}
@@ -58,7 +58,7 @@ def cmd_roles() -> int:
 def _ensure_staff_key(secrets_dir: Path) -> None:
     key_file = secrets_dir / STAFF_KEY_FILE
     if not key_file.exists():
-        _write_private(key_file, secrets.token_hex(32))
+        _write_private(key_file, new_secret_hex(32))
     connections_file = secrets_dir / "connections.json"
     connections = json.loads(connections_file.read_text()) if connections_file.exists() else {}
     wanted = {"conn_type": "generic", "password": key_file.read_text().strip()}
@@ -76,7 +76,7 @@ def cmd_demo_users(secrets_dir: Path) -> int:
             role = sm.find_role(role_name)
             if role is None:
                 raise SystemExit(f"role {role_name} is missing: run '{sys.argv[0]} roles' first")
-            password = passwords.get(username) or secrets.token_urlsafe(18)
+            password = passwords.get(username) or new_secret_text(18)
             user = sm.find_user(username=username)
             if user is None:
                 sm.add_user(username, role_name, "demo", f"{username}@demo.invalid", role, password)

@@ -108,7 +108,7 @@ if [ -s "$DB_URL_FILE" ]; then
   pw=$(sed -E 's|^[^:]+://[^:]+:([^@]+)@.*$|\1|' "$DB_URL_FILE")
 else
   say "creating the Airflow metadata database sf_airflow (role sf_airflow, generated password)"
-  pw=$(python -c 'import secrets; print(secrets.token_hex(24))')
+  pw=$(python -c 'from sf_demo.secrets import new_secret_hex; print(new_secret_hex(24))')
 fi
 # The postgres OS account administers the cluster over the local socket (peer authentication).
 runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAt -v pw="$pw" >/dev/null <<'SQL'

@@ -16,7 +16,15 @@ them and creates, in ``var/secrets/`` (git-ignored), exactly what they reference
   pinned by a literal fingerprint is a real partner: its key is not generated (the summary says so);
 * the council's OpenPGP key (sign and encrypt, passphrase-protected) in the council keyring, behind the
   connection ``sf_openpgp_council``, its public key in the simulator keyring;
-* Airflow's local-filesystem secrets backend file ``connections.json`` pointing at all of the above.
+* Airflow's local-filesystem secrets backend file ``connections.json`` pointing at all of the above
+  (one machine, one trust domain: the demo's LocalExecutor), and the same split for a deployment with a
+  worker per partner: ``connections-central.json`` holds no partner's secret (the API server, scheduler,
+  dag-processor and triggerer read it) and ``partners/<code>/connections.json`` holds only that partner's
+  SFTP connection and pseudonym keys (its worker's own ``[workers] secrets_backend``).
+
+When the local server jails each partner apart (``sf_demo.sftp_server``, as root), every partner gets its
+own SFTP login and client key, authorised for that login only; otherwise one key and the local login
+serve every connection.
 
 Running it again changes nothing; an agreement file added since gets its keys and connections added,
 with no code change.
@@ -30,6 +38,7 @@ CLI, after ``python -m sf_demo.sftp_server start --state-dir var/sftp ...``::
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -42,7 +51,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sf_demo.sftp_server import SftpServerInfo, authorize_key, ensure_ssh_keypair, read_public_key
+from sf_demo.sftp_server import (
+    SftpServerInfo,
+    authorize_key,
+    ensure_ssh_keypair,
+    partner_login,
+    read_public_key,
+)
 from supporting_families.config import Agreement, SourcesConfig, load_agreements, load_sources
 from supporting_families.share.pseudonymise import KEY_BYTES
 from supporting_families.transport.openpgp import (
@@ -85,6 +100,11 @@ SMTP_CONN_ID = "sf_smtp"
 #: Where the demo's SMTP sink listens (scripts/airflow-services.sh starts it; the tests start their own).
 SMTP_SINK_PORT = int(os.environ.get("SF_SMTP_SINK_PORT", "8025"))
 
+#: A test run's canary, in hex (tests/integration/platform_fixtures.py sets it while it generates): every
+#: secret made here then begins with its bytes, so the run can search everything the platform wrote for
+#: every secret at once. Never set in a deployment.
+CANARY_ENV = "SF_DEMO_SECRET_CANARY"
+
 _VERSION_RE = re.compile(r"v([1-9][0-9]*)")
 _HEX_RE = re.compile(r"[0-9a-f]{64}")
 _PLACEHOLDER_RE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)\}")
@@ -94,6 +114,28 @@ _KEY_DIR_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 class DemoSecretsError(RuntimeError):
     """A demo secret cannot be created; the message says which and why (never a secret value)."""
+
+
+# -- new secret values ---------------------------------------------------------------------------------
+
+
+def new_secret_bytes(size: int) -> bytes:
+    """``size`` bytes from the operating system's CSPRNG; under ``$SF_DEMO_SECRET_CANARY`` the first
+    ones are the canary's (at most half of them: the rest stays random)."""
+    canary = bytes.fromhex(os.environ.get(CANARY_ENV, ""))
+    if 2 * len(canary) > size:
+        raise DemoSecretsError(f"${CANARY_ENV} is longer than half a {size}-byte secret")
+    return canary + secrets.token_bytes(size - len(canary))
+
+
+def new_secret_hex(size: int) -> str:
+    """A new secret of ``size`` bytes in hex (HMAC keys, database passwords)."""
+    return new_secret_bytes(size).hex()
+
+
+def new_secret_text(size: int) -> str:
+    """A new secret of ``size`` bytes as URL-safe base64 without padding, as ``secrets.token_urlsafe``."""
+    return base64.urlsafe_b64encode(new_secret_bytes(size)).rstrip(b"=").decode("ascii")
 
 
 # -- what the agreements reference ---------------------------------------------------------------------
@@ -254,6 +296,19 @@ class SecretsLayout:
     def sftp_client_key(self) -> Path:
         return self.state_dir / "ssh" / "sftp_client_ed25519"
 
+    def partner_sftp_client_key(self, partner: str) -> Path:
+        """The client key of the council's login on ``partner``'s server (one key per partner)."""
+        return self.state_dir / "ssh" / f"sftp_client_{partner}_ed25519"
+
+    @property
+    def central_connections_file(self) -> Path:
+        """Every connection but the partners' own: what the central components' backend serves."""
+        return self.state_dir / "connections-central.json"
+
+    def partner_connections_file(self, partner: str) -> Path:
+        """Only ``partner``'s SFTP connection and pseudonym keys: its worker's own secrets backend."""
+        return self.state_dir / "partners" / partner / "connections.json"
+
     @property
     def gnupg_council(self) -> Path:
         return self.state_dir / "gnupg-council"
@@ -370,7 +425,7 @@ def _new_hmac_key(layout: SecretsLayout, key_conn_id: str, version: int) -> None
     _private_dir(layout.hmac_dir)
     _create_secret_file(
         layout.hmac_key_file(key_conn_id, version),
-        (secrets.token_hex(HMAC_KEY_BYTES) + "\n").encode("ascii"),
+        (new_secret_hex(HMAC_KEY_BYTES) + "\n").encode("ascii"),
     )
 
 
@@ -549,7 +604,7 @@ def _export_public(gpg: GnuPG, fingerprint: str, path: Path) -> None:
 def _council_passphrase(layout: SecretsLayout) -> str:
     path = layout.council_passphrase_file
     if not path.exists():
-        _create_secret_file(path, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
+        _create_secret_file(path, (new_secret_text(32) + "\n").encode("ascii"))
     return path.read_text(encoding="ascii").strip()
 
 
@@ -637,15 +692,48 @@ def sftp_connection(endpoint: SftpEndpoint, description: str) -> dict[str, Any]:
     }
 
 
+def partner_conn_ids(spec: DemoSpec, layout: SecretsLayout) -> dict[str, list[str]]:
+    """Each partner's own connection ids: its SFTP connections and every version of its pseudonym keys.
+
+    These are the secrets only that partner's worker may hold (docs/ARCHITECTURE.md, "Credentials per
+    partner"): with one partner's key another's references could be linked, with its SFTP key its
+    folders read.
+    """
+    owned: dict[str, list[str]] = {}
+    for ref in spec.agreements:
+        ids = owned.setdefault(ref.partner, [])
+        ids.append(ref.sftp_conn_id)
+        ids.append(pseudonym_conn_id(ref.key_conn_id))
+        ids += [pseudonym_conn_id(ref.key_conn_id, v) for v in hmac_key_versions(layout, ref.key_conn_id)]
+    return {code: list(dict.fromkeys(ids)) for code, ids in owned.items()}
+
+
+def split_connections(
+    conns: dict[str, dict[str, Any]], owned: dict[str, list[str]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``conns`` as (central, by partner): no partner's connection in the central part."""
+    partner_ids = {conn_id for ids in owned.values() for conn_id in ids}
+    central = {k: v for k, v in conns.items() if k not in partner_ids}
+    by_partner = {code: {k: conns[k] for k in ids if k in conns} for code, ids in owned.items()}
+    return central, by_partner
+
+
 def _connections(
-    layout: SecretsLayout, spec: DemoSpec, sftp: SftpEndpoint, fingerprints: OpenPgpFingerprints
+    layout: SecretsLayout,
+    spec: DemoSpec,
+    endpoints: dict[str, SftpEndpoint],
+    fingerprints: OpenPgpFingerprints,
 ) -> dict[str, dict[str, Any]]:
-    """The ``connections.json`` content, in the shape LocalFilesystemBackend reads."""
+    """The ``connections.json`` content, in the shape LocalFilesystemBackend reads. ``endpoints``: the
+    endpoint of each SFTP connection id."""
     conns = _Connections()
     for conn_id, refs in spec.sftp_connections().items():
         partners = ", ".join(dict.fromkeys(r.partner for r in refs))
         conns.add(
-            conn_id, sftp_connection(sftp, f"Local partner SFTP server (demo) standing in for {partners}")
+            conn_id,
+            sftp_connection(
+                endpoints[conn_id], f"Local partner SFTP server (demo) standing in for {partners}"
+            ),
         )
     for ref in spec.agreements:
         for version in hmac_key_versions(layout, ref.key_conn_id):
@@ -702,12 +790,13 @@ def _connections(
                 "from_email": "supporting-families@council.invalid",
                 "to": ["dpo@council.invalid"],
                 "lead_practitioner": ["lead.practitioner@council.invalid"],
+                "operations": ["data.engineers@council.invalid"],
                 "timeout": 10,
             },
         },
     )
     if not layout.tombstone_key_file.exists():
-        _create_secret_file(layout.tombstone_key_file, (secrets.token_hex(32) + "\n").encode("ascii"))
+        _create_secret_file(layout.tombstone_key_file, (new_secret_hex(32) + "\n").encode("ascii"))
     conns.add(
         TOMBSTONE_CONN_ID,
         {
@@ -717,7 +806,7 @@ def _connections(
         },
     )
     if not layout.staff_id_key_file.exists():
-        _create_secret_file(layout.staff_id_key_file, secrets.token_hex(32).encode("ascii"))
+        _create_secret_file(layout.staff_id_key_file, new_secret_hex(32).encode("ascii"))
     conns.add(
         STAFF_ID_KEY_CONN_ID,
         {
@@ -759,13 +848,28 @@ def inbound_agencies(sources: SourcesConfig | None = None) -> tuple[AgencyRefs, 
 
 
 def _add_agencies(
-    conns: dict[str, dict[str, Any]], agencies: Sequence[AgencyRefs], sftp: SftpEndpoint
+    conns: dict[str, dict[str, Any]],
+    agencies: Sequence[AgencyRefs],
+    layout: SecretsLayout,
+    sftp: SftpServerInfo,
+    jailed: bool,
+    ssh_keygen: str,
 ) -> None:
+    """Each agency's SFTP connection: its own key and login when the server jails partners apart."""
     for agency in agencies:
-        if agency.sftp_conn_id not in conns:
-            conns[agency.sftp_conn_id] = sftp_connection(
-                sftp, f"Local partner SFTP server (demo) standing in for {agency.code}"
-            )
+        if agency.sftp_conn_id in conns:
+            continue
+        key_file, login = layout.sftp_client_key, None
+        if jailed:
+            key_file, login = layout.partner_sftp_client_key(agency.code), partner_login(agency.code)
+            if login not in sftp.partner_keys:
+                raise DemoSecretsError(f"the SFTP server has no login {login}: restart it with these sources")
+            public = ensure_ssh_keypair(key_file, f"supporting-families-council {login}", ssh_keygen)
+            key_file.with_name(key_file.name + ".pub").chmod(0o600)
+            authorize_key(sftp.partner_keys[login], public)
+        conns[agency.sftp_conn_id] = sftp_connection(
+            sftp.endpoint(key_file, login), f"Local partner SFTP server (demo) standing in for {agency.code}"
+        )
 
 
 def _fingerprints_env(spec: DemoSpec, fingerprints: OpenPgpFingerprints) -> str:
@@ -810,8 +914,13 @@ def generate_demo_secrets(
     """
     spec = _spec(agreements, agreements_dir)
     layout = SecretsLayout(Path(os.path.abspath(state_dir)))
+    jailed = bool(sftp.partner_keys)
     try:
-        endpoint = sftp.endpoint(layout.sftp_client_key)
+        # One key and login per partner when the server jails partners apart; else the one shared key.
+        endpoints = {
+            conn_id: sftp.endpoint(*_client(layout, refs, jailed))
+            for conn_id, refs in spec.sftp_connections().items()
+        }
     except ValueError as exc:  # checked before anything is written, like the agreements
         raise DemoSecretsError(f"the SFTP server cannot be pinned in a connection: {exc}") from None
     _private_dir(layout.state_dir)
@@ -820,10 +929,15 @@ def generate_demo_secrets(
         ensure_agreement_keys(layout, ref)
 
     _private_dir(layout.sftp_client_key.parent)
-    client_public = ensure_ssh_keypair(layout.sftp_client_key, "supporting-families-council", ssh_keygen)
-    layout.sftp_client_key.with_name(layout.sftp_client_key.name + ".pub").chmod(0o600)
-    if authorize_key(sftp.authorized_keys, client_public):
-        log.info("authorised the SFTP client key on the local server")
+    clients = {_client(layout, refs, jailed) for refs in spec.sftp_connections().values()}
+    for key_file, login in sorted(clients, key=str):
+        client_public = ensure_ssh_keypair(key_file, f"supporting-families-council {login or ''}", ssh_keygen)
+        key_file.with_name(key_file.name + ".pub").chmod(0o600)
+        authorized = sftp.partner_keys.get(login, sftp.authorized_keys) if login else sftp.authorized_keys
+        if login and login not in sftp.partner_keys:
+            raise DemoSecretsError(f"the SFTP server has no login {login}: restart it with these agreements")
+        if authorize_key(authorized, client_public):
+            log.info("authorised the SFTP client key %s on the local server", key_file.name)
 
     generated = spec.generated_partners()
     for code, refs in spec.partners().items():
@@ -838,12 +952,15 @@ def generate_demo_secrets(
         layout, tuple(dict.fromkeys((*generated, *(a.code for a in agencies)))), gpg_binary
     )
 
-    conns = _connections(layout, spec, endpoint, fingerprints)
-    _add_agencies(conns, agencies, endpoint)
-    if _write_if_changed(
-        layout.connections_file, (json.dumps(conns, indent=2, sort_keys=True) + "\n").encode()
-    ):
-        log.info("wrote %s connections to %s", len(conns), layout.connections_file)
+    conns = _connections(layout, spec, endpoints, fingerprints)
+    _add_agencies(conns, agencies, layout, sftp, jailed, ssh_keygen)
+    central, by_partner = split_connections(conns, partner_conn_ids(spec, layout))
+    files = {layout.connections_file: conns, layout.central_connections_file: central}
+    files |= {layout.partner_connections_file(code): part for code, part in by_partner.items()}
+    _private_dir(layout.partner_connections_file("_").parent.parent)
+    for path, content in files.items():
+        if _write_if_changed(path, (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()):
+            log.info("wrote %s connections to %s", len(content), path)
     env_text = _fingerprints_env(spec, fingerprints) + "".join(
         f"{a.fingerprint_env_var}={fingerprints.partners[a.code]}\n"
         for a in agencies
@@ -852,6 +969,19 @@ def generate_demo_secrets(
     if _write_if_changed(layout.fingerprints_env, env_text.encode("ascii")):
         log.info("wrote %s", layout.fingerprints_env)
     return _summary(layout, spec, gpg_binary)
+
+
+def _client(layout: SecretsLayout, refs: tuple[AgreementRefs, ...], jailed: bool) -> tuple[Path, str | None]:
+    """The client key and login of one SFTP connection: its partner's own when partners are jailed."""
+    if not jailed:
+        return layout.sftp_client_key, None
+    partners = list(dict.fromkeys(r.partner for r in refs))
+    if len(partners) != 1:
+        raise DemoSecretsError(
+            f"SFTP connection {refs[0].sftp_conn_id} serves partners {', '.join(partners)}: one login and"
+            " jail per partner needs one connection per partner"
+        )
+    return layout.partner_sftp_client_key(partners[0]), partner_login(partners[0])
 
 
 def summarize(
@@ -934,6 +1064,12 @@ def _summary(layout: SecretsLayout, spec: DemoSpec, gpg_binary: str) -> dict[str
         "fingerprint_env_vars": env_vars,
         "sftp_client_key": str(layout.sftp_client_key),
         "sftp_client_public_key": read_public_key(client_pub) if client_pub.exists() else None,
+        # Per SFTP connection: its login and client key (each partner's own when partners are jailed).
+        "sftp_clients": _sftp_clients(layout),
+        "central_connections_file": str(layout.central_connections_file),
+        "partner_connections_files": {
+            code: str(layout.partner_connections_file(code)) for code in spec.partners()
+        },
         "openpgp_council": {
             "connection": OPENPGP_COUNCIL_CONN_ID,
             "fingerprint": council_key.fingerprint if council_key else None,
@@ -952,6 +1088,23 @@ def _summary(layout: SecretsLayout, spec: DemoSpec, gpg_binary: str) -> dict[str
         },
         "partners": partners_summary,
     }
+
+
+def _sftp_clients(layout: SecretsLayout) -> dict[str, dict[str, Any]]:
+    if not layout.connections_file.exists():
+        return {}
+    clients: dict[str, dict[str, Any]] = {}
+    for conn_id, conn in json.loads(layout.connections_file.read_text(encoding="utf-8")).items():
+        if conn.get("conn_type") != "sftp":
+            continue
+        key_file = Path(conn["extra"]["key_file"])
+        pub = key_file.with_name(key_file.name + ".pub")
+        clients[conn_id] = {
+            "login": conn["login"],
+            "key_file": str(key_file),
+            "public_key": read_public_key(pub) if pub.exists() else None,
+        }
+    return clients
 
 
 # -- CLI ---------------------------------------------------------------------------------------------

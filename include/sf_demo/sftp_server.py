@@ -13,6 +13,16 @@ next ``start``, with no code change.
 Remote paths are relative to the SFTP root (``dwp/inbox``): the session starts there whether or not the
 server is chrooted, so the same connection and agreement work in both modes.
 
+**One login and one jail per partner.** When the folders come from the agreements and sshd runs as root,
+each partner code gets a local system account (:func:`partner_login`, e.g. ``sfp-dwp``: the council's
+login on that partner's server), its own ``authorized_keys`` file and a ``Match User`` block whose
+``ChrootDirectory`` is the partner's top folder (``<root>/dwp``). Inside that jail a link ``dwp -> .``
+keeps the agreement's ``dwp/inbox`` valid, and nothing of another partner exists: the DWP key cannot even
+name the police folders. Each partner stands for a different organisation's server, so no login of one
+may reach another's folders (the agreements' ``sftp`` sections; the privacy notice's "shared only with
+the partner named for each purpose"). The local user's own login (the tests' and the operator's) keeps
+the whole root.
+
 CLI, for the set-up script and the Makefile::
 
     python -m sf_demo.sftp_server start  --state-dir var/sftp --root var/sftp/root \
@@ -58,6 +68,13 @@ PRIVSEP_DIR = Path("/run/sshd")
 SERVER_INFO = "server.json"
 
 _PORT_RE = re.compile(r"^\s*Port\s+(\d+)\s*$", re.MULTILINE)
+#: The council's login on a partner's server: ``sfp-<partner code>`` (a local system account here).
+PARTNER_LOGIN_PREFIX = "sfp-"
+# useradd's own rule (Debian's NAME_REGEX without the trailing $), and Linux's 32-byte limit.
+_LOGIN_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+#: sshd reads a partner login's keys through this, as root: its AuthorizedKeysFile would be opened as the
+#: login itself, which cannot traverse the private state directory.
+CAT = Path("/usr/bin/cat")
 
 Box = Literal["inbox", "outbox"]
 BOXES: tuple[Box, ...] = ("inbox", "outbox")
@@ -90,6 +107,16 @@ def default_folders(agreements_dir: Path | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*folders, *inbound_folders())))
 
 
+def inbound_jails(sources: SourcesConfig | None = None) -> dict[str, str]:
+    """Each agency's login and its jail, the top folder of its outbox (one agency, one jail)."""
+    config = sources if sources is not None else load_sources()
+    return {
+        partner_login(s.inbound.agency.code): check_remote_dir(s.inbound.sftp.remote_outbox).split("/")[0]
+        for s in config.sources.values()
+        if s.inbound is not None
+    }
+
+
 def inbound_folders(sources: SourcesConfig | None = None) -> tuple[str, ...]:
     """The outbox of every source that arrives over SFTP (``inbound:`` in ``include/sources.yaml``)."""
     config = sources if sources is not None else load_sources()
@@ -99,6 +126,76 @@ def inbound_folders(sources: SourcesConfig | None = None) -> tuple[str, ...]:
 def partner_folders(partners: Iterable[str]) -> tuple[str, ...]:
     """``<partner>/inbox`` and ``<partner>/outbox`` per name: the ``--partners`` shorthand."""
     return tuple(f"{partner}/{box}" for partner in partners for box in BOXES)
+
+
+def partner_login(partner_code: str) -> str:
+    """The demo sshd's login for ``partner_code`` (``sfp-dwp``)."""
+    login = PARTNER_LOGIN_PREFIX + partner_code
+    if not _LOGIN_RE.fullmatch(login):
+        raise SftpServerError(f"partner code {partner_code!r} cannot name a local account ({login!r})")
+    return login
+
+
+def partner_jails(agreements: Iterable[Agreement]) -> dict[str, str]:
+    """Each partner's login and the one top folder that holds all its agreements' folders (its jail).
+
+    A partner whose folders sit under two top folders, or a top folder two partners share, cannot be
+    jailed apart: refused, because the jail is what keeps one partner's key out of another's folders.
+    """
+    jails: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for agreement in agreements:
+        login = partner_login(agreement.partner.code)
+        for folder in (agreement.sftp.remote_inbox, agreement.sftp.remote_outbox):
+            top = check_remote_dir(folder).split("/")[0]
+            if jails.setdefault(login, top) != top:
+                raise SftpServerError(
+                    f"partner {agreement.partner.code}: folders under both {jails[login]!r} and {top!r}; "
+                    "one jail per partner needs one top folder"
+                )
+            if owners.setdefault(top, login) != login:
+                raise SftpServerError(f"top folder {top!r} is shared by {owners[top]} and {login}")
+    return jails
+
+
+def ensure_accounts(logins: Iterable[str], useradd: str = "useradd") -> list[str]:
+    """Create each login as a system account unless it exists; return those created (root only).
+
+    No home, no shell, password field ``*``: sshd (UsePAM no) refuses an account whose password is locked
+    (``!``), but ``*`` only means no password works. Keys are the only way in, and ForceCommand makes any
+    session SFTP.
+    """
+    created: list[str] = []
+    for login in logins:
+        try:
+            pwd.getpwnam(login)
+            continue
+        except KeyError:
+            pass
+        done = subprocess.run(
+            [
+                useradd,
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                "--password",
+                "*",
+                login,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # Exit 9: another set-up created it meanwhile.
+        if done.returncode not in (0, 9):
+            raise SftpServerError(f"useradd {login} failed: {done.stderr.strip()}")
+        log.info("created the local SFTP account %s", login)
+        created.append(login)
+    return created
 
 
 def local_user() -> str:
@@ -282,6 +379,8 @@ class LocalSftpServer:
     ``requested_port``: None picks a free port at first start and keeps it on later starts while it stays
     free. ``chroot``: None jails clients when running as root (the only case sshd can chroot) and not
     otherwise; True insists; False opts out explicitly.
+    ``jails``: partner login -> its top folder (:func:`partner_jails`); None derives them from the
+    agreements when the folders do too and the server chroots, and gives none otherwise.
     """
 
     root: Path
@@ -290,6 +389,7 @@ class LocalSftpServer:
     agreements_dir: Path | None = None
     requested_port: int | None = None
     chroot: bool | None = None
+    jails: dict[str, str] | None = None
     sshd: Path = SSHD
     ssh_keygen: str = "ssh-keygen"
     start_timeout: float = 10.0
@@ -299,7 +399,17 @@ class LocalSftpServer:
     def __post_init__(self) -> None:
         self.root = Path(os.path.abspath(self.root))
         self.state_dir = Path(os.path.abspath(self.state_dir))
-        folders = default_folders(self.agreements_dir) if self.folders is None else self.folders
+        if self.folders is None:
+            agreements = load_agreements(self.agreements_dir, resolve=False)
+            # With each voluntary-sector agency's outbox (include/sources.yaml, inbound:), in its own jail.
+            folders: Sequence[str] = (*agreement_folders(agreements), *inbound_folders())
+            if self.jails is None:
+                self.jails = partner_jails(agreements) | inbound_jails() if self.uses_chroot else {}
+        else:
+            folders = self.folders
+        self.jails = dict(self.jails or {})
+        if self.jails and not self.uses_chroot:
+            raise SftpServerError("partner jails need chroot, which needs sshd to run as root")
         self._remote_dirs = tuple(dict.fromkeys(check_remote_dir(f) for f in folders))
 
     # -- where things live ---------------------------------------------------------------------------
@@ -319,6 +429,16 @@ class LocalSftpServer:
     @property
     def authorized_keys_file(self) -> Path:
         return self.state_dir / "authorized_keys"
+
+    @property
+    def partner_keys_dir(self) -> Path:
+        """One ``authorized_keys`` file per partner login, named after the login."""
+        return self.state_dir / "authorized_keys.d"
+
+    def partner_authorized_keys(self, login: str) -> Path:
+        if login not in (self.jails or {}):
+            raise SftpServerError(f"{login!r} is not a partner login of this server")
+        return self.partner_keys_dir / login
 
     @property
     def pid_file(self) -> Path:
@@ -389,9 +509,11 @@ class LocalSftpServer:
             return self
         self._prepare_directories()
         ensure_ssh_keypair(self.host_key_file, "supporting-families-local-sftp-host", self.ssh_keygen)
-        if not self.authorized_keys_file.exists():
-            fd = os.open(self.authorized_keys_file, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.close(fd)
+        for keys_file in [self.authorized_keys_file, *map(self.partner_authorized_keys, self.jails or {})]:
+            keys_file.parent.mkdir(mode=0o700, exist_ok=True)
+            if not keys_file.exists():
+                fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT, 0o600)
+                os.close(fd)
         if os.geteuid() == 0:
             PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
         self._remove_stale_pid_file()
@@ -463,6 +585,11 @@ class LocalSftpServer:
             "chroot": self.uses_chroot,
             "folders": list(self.remote_dirs),
             "login": local_user(),
+            # Partner login -> its jail and its authorized_keys (the secrets generator authorises there).
+            "partner_logins": {
+                login: {"jail": str(self.root / top), "authorized_keys": str(self.partner_keys_dir / login)}
+                for login, top in (self.jails or {}).items()
+            },
             "config": str(self.config_file),
             "log": str(self.log_file),
         }
@@ -487,6 +614,8 @@ class LocalSftpServer:
                     + ". Put the SFTP root under a root-owned path (e.g. /srv/supporting-families/sftp), "
                     "fix the modes (chmod go-w), or pass chroot=False / --no-chroot to run unjailed."
                 )
+        if self.jails:
+            ensure_accounts(self.jails)
         self._ensure_folders()
 
     def _ensure_folders(self) -> None:
@@ -499,6 +628,28 @@ class LocalSftpServer:
                 if not path.is_dir():
                     path.mkdir(mode=0o750)
                     log.info("created SFTP folder %s", path.relative_to(self.root))
+        for login, top in (self.jails or {}).items():
+            self._prepare_jail(login, top)
+
+    def _prepare_jail(self, login: str, top: str) -> None:
+        """``<root>/<top>``: root-owned (sshd's chroot rule), group ``login`` (0750: no other local user
+        lists it); ``<top> -> .`` inside it so the agreement's ``<top>/inbox`` resolves in the jail; the
+        partner's folders owned by the login, which writes deliveries and removes collected returns."""
+        account = pwd.getpwnam(login)
+        jail = self.root / top
+        os.chown(jail, 0, account.pw_gid)
+        jail.chmod(0o750)
+        link = jail / top
+        if not link.is_symlink():
+            link.symlink_to(".")
+        for remote_dir in self.remote_dirs:
+            if remote_dir.split("/")[0] != top:
+                continue
+            path = jail
+            for segment in remote_dir.split("/")[1:]:
+                path = path / segment
+                os.chown(path, account.pw_uid, account.pw_gid)
+                path.chmod(0o770)
 
     def _configured_port(self) -> int | None:
         if not self.config_file.exists():
@@ -539,7 +690,7 @@ class LocalSftpServer:
             f"PidFile {_sshd_quote(self.pid_file)}",
             f"AuthorizedKeysFile {_sshd_quote(self.authorized_keys_file)}",
             "AuthorizedPrincipalsFile none",
-            f"AllowUsers {local_user()}",
+            f"AllowUsers {' '.join([local_user(), *(self.jails or {})])}",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
@@ -565,11 +716,26 @@ class LocalSftpServer:
             # SFTP only, like a partner's drop box: any shell or exec request runs the SFTP server instead.
             f"ForceCommand internal-sftp -d {_sftp_start_dir(start_dir)}",
             *jail,
+            *self._partner_blocks(),
             "",
         ]
         fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines))
+
+    def _partner_blocks(self) -> list[str]:
+        """One ``Match User`` block per partner login: its own jail and its own keys only."""
+        lines: list[str] = []
+        for login, top in (self.jails or {}).items():
+            lines += [
+                f"Match User {login}",
+                f"    ChrootDirectory {_sshd_quote(self.root / top)}",
+                "    ForceCommand internal-sftp -d /",
+                "    AuthorizedKeysFile none",
+                f"    AuthorizedKeysCommand {CAT} {_sshd_quote(self.partner_keys_dir / login)}",
+                "    AuthorizedKeysCommandUser root",
+            ]
+        return lines
 
     def _launch(self, port: int, *, last_attempt: bool) -> bool:
         """Start sshd on ``port``; False when the port was taken meanwhile and another may be tried."""
@@ -663,6 +829,8 @@ class SftpServerInfo:
     authorized_keys: Path
     host: str = LOOPBACK
     login: str = field(default_factory=local_user)
+    #: Partner login -> its own authorized_keys file (empty when the server jails no partner apart).
+    partner_keys: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def from_server_state(cls, state_dir: Path) -> SftpServerInfo:
@@ -674,17 +842,22 @@ class SftpServerInfo:
             authorized_keys=Path(info["authorized_keys"]),
             host=str(info["host"]),
             login=str(info["login"]),
+            partner_keys={
+                str(login): Path(entry["authorized_keys"])
+                for login, entry in (info.get("partner_logins") or {}).items()
+            },
         )
 
-    def endpoint(self, private_key_path: Path) -> SftpEndpoint:
-        """How a client whose key is ``private_key_path`` (authorised here) reaches this server.
+    def endpoint(self, private_key_path: Path, login: str | None = None) -> SftpEndpoint:
+        """How a client whose key is ``private_key_path`` (authorised here) reaches this server, as
+        ``login`` (default: the local user's login).
 
         ValueError when the facts cannot make an endpoint (e.g. a host key that is not a key).
         """
         return SftpEndpoint(
             self.host,
             self.port,
-            self.login,
+            login or self.login,
             host_key=self.host_public_key,
             private_key_path=private_key_path,
         )
@@ -740,13 +913,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         folders = [f.strip() for f in args.folders.split(",") if f.strip()]
     elif args.partners is not None:
         folders = partner_folders(p.strip() for p in args.partners.split(",") if p.strip())
-    elif args.command != "start":
+    jails: dict[str, str] | None = None
+    if args.command != "start" and folders is None:
         folders = list(recorded.get("folders") or ())
+        jails = {k: Path(v["jail"]).name for k, v in (recorded.get("partner_logins") or {}).items()}
     try:
         server = LocalSftpServer(
             root=root,
             state_dir=args.state_dir,
             folders=folders,
+            jails=jails,
             agreements_dir=args.agreements_dir,
             requested_port=args.port,
             chroot=False if args.no_chroot else None,

@@ -1,10 +1,10 @@
-"""Notifications through Airflow's SMTP notifier: the DPO's rights deadlines, and the lead practitioner's
-families newly eligible.
+"""Notifications through Airflow's SMTP notifier: the DPO's rights and return deadlines, the lead
+practitioner's families newly eligible, and the data engineers' delivery conflicts.
 
 The connection ``sf_smtp`` is an SMTP connection (host, port, login) with the sender in its extra
-``from_email`` and a list of addresses per audience: ``to`` (the data protection officer) and
-``lead_practitioner``. The mail holds ids, codes, counts, dates and the criteria's reasons only, never a
-name or an address: e-mail is outside the platform's store.
+``from_email`` and a list of addresses per audience: ``to`` (the data protection officer),
+``lead_practitioner`` and ``operations`` (the data engineers). The mail holds ids, codes, counts, dates
+and the criteria's reasons only, never a name or an address: e-mail is outside the platform's store.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ def send_email(
     # The task context is Airflow's Context at run time; tasks receive it as a plain mapping.
     notifier.notify(context)  # type: ignore[arg-type]
     return list(to) if isinstance(to, list) else [str(to)]
+
+
+def email_operations(context: dict[str, Any], *, subject: str, rows: list[dict[str, Any]], note: str) -> None:
+    """Send ``subject``, ``note`` and ``rows`` to the data engineers who run the exchanges (extra
+    ``operations``)."""
+    send_email(context, audience="operations", subject=subject, rows=rows, note=note)
 
 
 def email_dpo(context: dict[str, Any], *, subject: str, rows: list[dict[str, Any]]) -> None:

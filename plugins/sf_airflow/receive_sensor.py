@@ -11,6 +11,13 @@ therefore checks the connection with the same rules as every other SFTP step of 
 defers, and fails at once, without retries, when they do not hold. Nothing else changes, so the trigger
 stays the provider's ``SFTPTrigger``.
 
+**Reschedule mode, for a worker per partner.** A shared triggerer runs every partner's trigger, so it
+would need every partner's SFTP connection. Where partners' secrets live only in their own workers'
+backends (docs/ARCHITECTURE.md, "Credentials per partner"), the receive DAGs set ``SF_RETURN_SENSOR=
+reschedule``: the sensor then pokes on the partner's own queue, one listing through the platform's pinned
+client (``supporting_families.transport.list_names``, the same policy as delivery), and gives its worker
+slot back between looks.
+
 **Deadlines.** A return later than the agreement's ``returns.deadline_days`` after its delivery must raise a
 visible alert rather than wait silently. Two Airflow mechanisms, both recorded in the audit ledger:
 
@@ -27,6 +34,7 @@ visible alert rather than wait silently. Two Airflow mechanisms, both recorded i
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -44,6 +52,7 @@ from supporting_families.transport import (
     ALLOWED_HOST_KEYS,
     ALLOWED_KEX,
     ALLOWED_MACS,
+    list_names,
 )
 
 log = logging.getLogger(__name__)
@@ -137,6 +146,13 @@ class PinnedSFTPSensor(SFTPSensor):
             ),
             method_name="execute_complete",
         )
+
+    def poke(self, context: Any) -> bool:
+        """One look in the outbox (poke and reschedule modes) with the pinned client, on this worker."""
+        names = list_names(sftp_endpoint(self.sftp_conn_id), self.path, attempts=1)
+        found = [n for n in names if fnmatch.fnmatchcase(n, self.file_pattern or "*")]
+        log.info("%s return(s) waiting in the outbox", len(found))
+        return bool(found)
 
 
 def _record(

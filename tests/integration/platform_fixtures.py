@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -11,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from sf_demo.secrets import SecretsLayout, generate_demo_secrets, stop_gpg_agents
+from sf_demo.secrets import CANARY_ENV, SecretsLayout, generate_demo_secrets, stop_gpg_agents
 from sf_demo.sftp_server import LocalSftpServer
 from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from sf_demo.smtp_sink import SmtpSink
@@ -19,6 +22,25 @@ from supporting_families.config import Agreement, load_agreements
 from supporting_families.share.pseudonymise import PseudonymKey
 from supporting_families.store import REGISTER_SCHEMA, FileKeyStore
 from supporting_families.transport.sftp import SftpEndpoint
+
+#: This session's secret canary: every secret generated for the session's platform (demo secrets, and the
+#: Celery deployment's database, ledger and admin passwords) begins with these bytes, so
+#: tests/integration/celery/test_secret_canaries.py can search every trace for every secret at once.
+SECRET_CANARY = secrets.token_bytes(8)
+
+
+@contextmanager
+def secret_canary() -> Iterator[dict[str, str]]:
+    """``$SF_DEMO_SECRET_CANARY`` set while secrets are generated (yields it, for a subprocess's env)."""
+    before = os.environ.get(CANARY_ENV)
+    os.environ[CANARY_ENV] = SECRET_CANARY.hex()
+    try:
+        yield {CANARY_ENV: SECRET_CANARY.hex()}
+    finally:
+        if before is None:
+            del os.environ[CANARY_ENV]
+        else:
+            os.environ[CANARY_ENV] = before
 
 
 @dataclass(frozen=True)
@@ -102,7 +124,8 @@ def platform_env(
     sftp_server: LocalSftpServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PlatformEnv]:
     state = tmp_path_factory.mktemp("platform-secrets")
-    generate_demo_secrets(state, ServerEndpoint.from_server_state(sftp_server.state_dir))
+    with secret_canary():
+        generate_demo_secrets(state, ServerEndpoint.from_server_state(sftp_server.state_dir))
     layout = SecretsLayout(state)
     env = _env_file(layout.fingerprints_env)
     agreements = {a.id: a for a in load_agreements(env=env)}

@@ -96,6 +96,23 @@ def test_each_partner_worker_serves_its_queue_with_secrets_no_other_service_moun
             assert not own & set(other.get("secrets", [])), f"{name} mounts {partner}'s secrets"
 
 
+@pytest.mark.parametrize("partner", PARTNERS)
+def test_a_partner_worker_has_no_central_backend_and_sensors_reschedule(partner: str) -> None:
+    # Credentials per partner (docs/ARCHITECTURE.md): the worker's own backend, then the API server's.
+    worker = _services()[f"worker-{partner}"]
+    assert worker["environment"]["AIRFLOW__SECRETS__BACKEND"] == ""
+    assert "sf_council_connections" not in worker["secrets"]
+    for name in _airflow():
+        assert _services()[name]["environment"]["SF_RETURN_SENSOR"] == "reschedule", name
+
+
+def test_the_partner_sshd_creates_one_login_per_partner() -> None:
+    script = " ".join(_services()["partner-sshd"]["entrypoint"])
+    for code in QUEUES.values():
+        assert f"sfp-{code.removeprefix('sf_').replace('_', '-')}" in script
+    assert script.rstrip().endswith("-f /opt/sf/sftp/sshd_config")
+
+
 def test_only_loopback_ports_are_published_and_images_are_pinned() -> None:
     for name, service in _services().items():
         for port in service.get("ports", []):

@@ -15,7 +15,9 @@ TABLE_NAME: Final = "audit_ledger"
 #: ``prev_hash`` of the first entry.
 GENESIS_HASH: Final = "0" * 64
 
-#: What happened. ``disclosure``: a delivery left the council; ``collection``: the partner took it
+#: What happened. ``disclosure``: a delivery left the council; ``delivery_conflict``: a delivery found
+#: other bytes under its final name on the partner's server (an earlier file not collected): nothing sent,
+#: nothing overwritten; ``collection``: the partner took it
 #: from its inbox; ``return_received``, ``reconciliation``, ``quarantine``: the receive side;
 #: ``assessment``: an identification run; ``practitioner_decision``: a practitioner recorded a decision
 #: about a family (who: a pseudonymous staff id in ``triggered_by``, never a name);
@@ -27,6 +29,7 @@ GENESIS_HASH: Final = "0" * 64
 #: ``test``: written only by the ``append-test`` command, never by the platform.
 EntryKind = Literal[
     "disclosure",
+    "delivery_conflict",
     "collection",
     "return_received",
     "reconciliation",
@@ -89,6 +92,7 @@ _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
         "run_id",
         "task_id",
     ),
+    "delivery_conflict": ("agreement_id", "partner", "file_name", "ciphertext_sha256", "dag_id", "run_id"),
     "collection": ("agreement_id", "partner", "file_name"),
     "return_received": ("agreement_id", "partner", "file_name", "ciphertext_sha256"),
     "reconciliation": ("agreement_id", "partner"),

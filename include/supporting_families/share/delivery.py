@@ -494,6 +494,37 @@ def disclosure_entry(
     )
 
 
+def conflict_entry(
+    agreement: Agreement,
+    delivery: Delivery,
+    manifest: Manifest,
+    *,
+    occurred_at: datetime,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    try_number: int | None,
+    triggered_by: str | None,
+) -> NewEntry:
+    """The ledger entry for a delivery that found other bytes under its final name: nothing left. Its
+    idempotency key makes every retry of the delivery record it once. The file name is the council's own
+    (``sf-<agreement>-<delivery id>.csv.gpg``), never one the partner chose."""
+    return NewEntry.for_agreement(
+        agreement,
+        kind="delivery_conflict",
+        occurred_at=occurred_at,
+        ciphertext_sha256=manifest.ciphertext_sha256,
+        file_name=manifest.ciphertext_name,
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        try_number=try_number,
+        triggered_by=triggered_by,
+        details={"delivery_id": delivery.delivery_id, "outcome": "final_name_held_by_other_bytes"},
+        idempotency_key=idempotency_key("delivery_conflict", agreement.id, delivery.delivery_id),
+    )
+
+
 def cohort_inputs(store: UPath, share_date: date | None = None) -> CohortInputs:
     """Everything cohort selection reads, from the newest identification and the register.
 

@@ -16,9 +16,11 @@ from supporting_families.transport.sftp import (
     ALLOWED_KEX,
     ALLOWED_MACS,
     ConnectivityReport,
+    DeliveryConflict,
     PermanentTransferError,
     SftpEndpoint,
     check_connectivity,
+    list_names,
 )
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "MAX_NAME_BYTES",
     "ConnectivityReport",
     "DecryptionError",
+    "DeliveryConflict",
     "EncryptionResult",
     "KeyProblem",
     "OpenPgpError",
@@ -38,6 +41,7 @@ __all__ = [
     "check_remote_dir",
     "decrypt_and_verify",
     "encrypt_and_sign",
+    "list_names",
     "normalise_fingerprint",
     "unsafe_name_reason",
 ]

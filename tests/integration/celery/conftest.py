@@ -6,6 +6,13 @@ prefix of this session's own so that no other run's workers can take its tasks. 
 ones a deployment runs: api-server (UI and execution API), scheduler, dag-processor, triggerer, and one
 Celery worker per partner queue (``sf_airflow.common.partner_queue``), each with its own
 ``hostname_callable`` (``hostnames.py``). All share one JWT secret and one API secret key, as they must.
+
+Credentials per partner (docs/ARCHITECTURE.md): the central components' secrets backend is the
+generator's ``connections-central.json`` (no partner's SFTP connection or pseudonym key); each worker's
+own ``[workers] secrets_backend`` is its partner's ``partners/<code>/connections.json`` and it has no
+central backend of its own (central connections reach it through the execution API). The return sensors
+run in reschedule mode on the partners' queues, so the triggerer needs no partner connection. A second
+DAG bundle holds the isolation test's probe (``probe_dags/``).
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 
-from tests.integration.platform_fixtures import PlatformEnv, _env_file
+from sf_demo.secrets import new_secret_hex, new_secret_text
+from tests.integration.platform_fixtures import PlatformEnv, _env_file, secret_canary
 
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -38,6 +46,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 #: The scheduler declares a task lost when its heartbeat is older than this. Airflow's default (300 s)
 #: equals pytest's timeout here, so the worker-kill test lowers it.
 HEARTBEAT_TIMEOUT_S = 20
+LOCAL_SECRETS = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
+PROBE_DAGS = Path(__file__).resolve().parent / "probe_dags"
 
 #: partner code -> (queue, hostname_callable, the hostname it reports)
 WORKERS: dict[str, tuple[str, str, str]] = {
@@ -53,7 +64,7 @@ def _end_with_parent() -> None:
 
 
 def _drop_orphaned_databases(admin: Engine) -> None:
-    """Databases of earlier sessions that ended without their teardown (their pid is gone)."""
+    """Databases and roles of earlier sessions that ended without their teardown (their pid is gone)."""
     with admin.connect() as conn:
         names = [
             r[0]
@@ -65,12 +76,30 @@ def _drop_orphaned_databases(admin: Engine) -> None:
             pid = int(name.split("_")[3])
             if not Path(f"/proc/{pid}").exists():
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        roles = [
+            r[0]
+            for r in conn.execute(text("SELECT rolname FROM pg_roles WHERE rolname LIKE 'sf_celery_test_%'"))
+        ]
+        for role in roles:
+            if not Path(f"/proc/{int(role.split('_')[3])}").exists():
+                conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class CeleryDb:
+    """The deployment's database: the metadata role's URL and the ledger role's login, each with a
+    password of its own (generated under the session's secret canary; PostgreSQL here trusts loopback,
+    so the passwords are carried everywhere a deployment carries them, and checked nowhere)."""
+
+    url: URL
+    ledger_login: str
+    ledger_password: str
 
 
 @dataclass
@@ -81,16 +110,34 @@ class CeleryCluster:
     db_url: URL
     api_port: int
     logs: Path
+    #: partner code -> its worker's own connections file (the only place its secrets are)
+    partner_files: dict[str, Path] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     engine: Engine | None = None
+    admin_password: str = ""
+
+    def worker_env(self, code: str) -> dict[str, str]:
+        """A partner worker's environment: its own backend first, no central backend of its own."""
+        env = {k: v for k, v in self.env.items() if not k.startswith("AIRFLOW__SECRETS__BACKEND")}
+        env["AIRFLOW__WORKERS__SECRETS_BACKEND"] = LOCAL_SECRETS
+        env["AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS"] = json.dumps(
+            {"connections_file_path": str(self.partner_files[code])}
+        )
+        return env
 
     # -- processes ------------------------------------------------------------------------------------
 
-    def start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> None:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str] | None = None,
+        base: dict[str, str] | None = None,
+    ) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [str(VENV_BIN / "airflow"), *args],
-            env={**self.env, **(extra_env or {})},
+            env={**(self.env if base is None else base), **(extra_env or {})},
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -115,6 +162,7 @@ class CeleryCluster:
                 f"{hostname}@%h",
             ],
             {"AIRFLOW__CORE__HOSTNAME_CALLABLE": callable_path},
+            base=self.worker_env(code),
         )
         self.wait_for_log(f"worker-{code}", "ready.", 120)
 
@@ -176,21 +224,22 @@ class CeleryCluster:
         with self.engine.connect() as conn:
             return list(conn.execute(text(sql), params))
 
-    def trigger(self, dag_ids: list[str]) -> dict[str, str]:
+    def trigger(self, dag_ids: list[str], conf: dict[str, Any] | None = None) -> dict[str, str]:
         """One manual run of each DAG (one process for all: the CLI takes seconds per call)."""
         script = (
             "import json,sys\n"
             "from airflow.api.common.trigger_dag import trigger_dag\n"
             "from airflow.utils.types import DagRunTriggeredByType\n"
             "out={}\n"
-            "for d in sys.argv[1:]:\n"
+            "conf=json.loads(sys.argv[1])\n"
+            "for d in sys.argv[2:]:\n"
             "    by=DagRunTriggeredByType.CLI\n"
-            "    r=trigger_dag(d, triggered_by=by, triggering_user_name='celery-test')\n"
+            "    r=trigger_dag(d, conf=conf, triggered_by=by, triggering_user_name='celery-test')\n"
             "    out[d]=r.run_id\n"
             "print('RUNS='+json.dumps(out))\n"
         )
         done = subprocess.run(
-            [str(VENV_BIN / "python"), "-c", script, *dag_ids],
+            [str(VENV_BIN / "python"), "-c", script, json.dumps(conf), *dag_ids],
             env=self.env,
             cwd=REPO,
             capture_output=True,
@@ -251,23 +300,41 @@ def _base_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def celery_db() -> Iterator[URL]:
+def celery_db() -> Iterator[CeleryDb]:
     name = f"sf_celery_test_{os.getpid()}_{secrets.token_hex(3)}"
+    ledger_role = f"{name}_ledger"
+    with secret_canary():
+        password, ledger_password = new_secret_hex(24), new_secret_hex(24)
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     _drop_orphaned_databases(admin)
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        # The metadata role is a member of the ledger role, so the tests read the ledger through it.
+        # Utility statements take no bind parameters; the passwords are hex, so safe as literals.
+        assert (password + ledger_password).isalnum()
+        conn.execute(text(f"CREATE ROLE \"{ledger_role}\" LOGIN PASSWORD '{ledger_password}'"))
+        conn.execute(text(f'CREATE ROLE "{name}" LOGIN PASSWORD \'{password}\' IN ROLE "{ledger_role}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
+    on_db = create_engine(make_url(ADMIN_URL).set(database=name), isolation_level="AUTOCOMMIT")
+    with on_db.connect() as conn:
+        conn.execute(text(f'GRANT ALL ON SCHEMA public TO "{ledger_role}"'))
+    on_db.dispose()
     try:
-        yield make_url(ADMIN_URL).set(database=name)
+        yield CeleryDb(
+            url=make_url(ADMIN_URL).set(database=name, username=name, password=password),
+            ledger_login=ledger_role,
+            ledger_password=ledger_password,
+        )
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{ledger_role}"'))
         admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def celery_cluster(
-    platform_env: PlatformEnv, celery_db: URL, tmp_path_factory: pytest.TempPathFactory
+    platform_env: PlatformEnv, celery_db: CeleryDb, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CeleryCluster]:
     try:
         socket.create_connection(("127.0.0.1", 6379), timeout=5).close()
@@ -281,19 +348,25 @@ def celery_cluster(
     logs = home / "services"
     logs.mkdir()
     api_port = _free_port()
-    db = celery_db.render_as_string(hide_password=False)
+    db = celery_db.url.render_as_string(hide_password=False)
     # The ledger is an Airflow connection served by the secrets backend; no component has a ledger DSN in
     # its environment.
+    layout = platform_env.secrets
+    partner_files = {code: layout.partner_connections_file(code) for code in WORKERS}
+    partner_ids = {k for f in partner_files.values() for k in json.loads(f.read_text())}
     connections = {
-        **platform_env.connections,
+        **{k: v for k, v in platform_env.connections.items() if k not in partner_ids},
         "sf_ledger": {
             "conn_type": "postgres",
             "host": "127.0.0.1",
             "port": 5432,
-            "schema": celery_db.database,
-            "login": "postgres",
+            "schema": celery_db.url.database,
+            "login": celery_db.ledger_login,
+            "password": celery_db.ledger_password,
         },
     }
+    with secret_canary():
+        jwt_secret, api_secret = new_secret_text(32), new_secret_text(32)
     conn_file = home / "connections.json"
     conn_file.write_text(json.dumps(connections))
     conn_file.chmod(0o600)
@@ -313,8 +386,8 @@ def celery_cluster(
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db,
         # This session's own key prefix in Redis: another run's workers on the same queues never see it.
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"sf-test-{secrets.token_hex(4)}-",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+        "AIRFLOW__API__SECRET_KEY": api_secret,
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
@@ -322,12 +395,27 @@ def celery_cluster(
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+        "AIRFLOW__SECRETS__BACKEND": LOCAL_SECRETS,
         "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(conn_file)}),
         "SF_STORE_URI": store.as_uri(),
         "SF_RETURN_POKE_SECONDS": "3",
+        "SF_RETURN_SENSOR": "reschedule",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            [
+                {"name": "dags-folder", "classpath": LOCAL_BUNDLE, "kwargs": {}},
+                {"name": "isolation-probe", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(PROBE_DAGS)}},
+            ]
+        ),
     }
-    cluster = CeleryCluster(env=env, home=home, store=store, db_url=celery_db, api_port=api_port, logs=logs)
+    cluster = CeleryCluster(
+        env=env,
+        home=home,
+        store=store,
+        db_url=celery_db.url,
+        api_port=api_port,
+        logs=logs,
+        partner_files=partner_files,
+    )
     cluster.airflow("db", "migrate", timeout=300)
     cluster.airflow("fab-db", "migrate", timeout=300)
     subprocess.run(
@@ -338,7 +426,27 @@ def celery_cluster(
         capture_output=True,
         timeout=180,
     )
-    cluster.engine = create_engine(celery_db)
+    # The demo users (scripts/airflow_access.py), their passwords generated under the secret canary; the
+    # admin signs in below, so the password passes through the api-server as a real login's does.
+    users_dir = home / "users"
+    users_dir.mkdir(mode=0o700)
+    with secret_canary() as canary:
+        subprocess.run(
+            [
+                str(VENV_BIN / "python"),
+                "scripts/airflow_access.py",
+                "demo-users",
+                "--secrets-dir",
+                str(users_dir),
+            ],
+            env={**env, **canary},
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=240,
+        )
+    cluster.admin_password = json.loads((users_dir / "airflow-users.json").read_text())["admin"]
+    cluster.engine = create_engine(celery_db.url)
     try:
         cluster.start("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(api_port)])
         cluster.start("scheduler", ["scheduler", "--skip-serve-logs"])
@@ -362,13 +470,17 @@ def celery_cluster(
         }
         cluster.wait_for(
             "the share and receive DAGs parsed",
-            lambda: wanted <= {r[0] for r in cluster.query("SELECT dag_id FROM serialized_dag")},
+            lambda: (
+                wanted | {"isolation_probe"}
+                <= {r[0] for r in cluster.query("SELECT dag_id FROM serialized_dag")}
+            ),
             240,
         )
         assert cluster.engine is not None
         with cluster.engine.begin() as conn:
             conn.execute(
-                text("UPDATE dag SET is_paused = false WHERE dag_id = ANY(:ids)"), {"ids": sorted(wanted)}
+                text("UPDATE dag SET is_paused = false WHERE dag_id = ANY(:ids)"),
+                {"ids": [*sorted(wanted), "isolation_probe"]},
             )
         # Unpaused, each share DAG gets its cron's latest run at once (catchup is off). Those runs find no
         # identification and skip; wait for them before the tests seed the store, so they cannot race it.

@@ -262,3 +262,151 @@ def test_a_worker_killed_mid_delivery_and_restarted_leaves_one_delivery_and_one_
     assert len(_disclosures(cluster.db_url, agreement.id, run_id)) == 1
     for path in new_files:
         path.unlink()
+
+
+def _metadata_dump(cluster: CeleryCluster) -> dict[str, bytes]:
+    """Every row of every table in the deployment's database (Airflow's, Celery's results, the ledger), as
+    PostgreSQL prints a row: JSON as text, bytea as hex."""
+    tables = [
+        r[0]
+        for r in cluster.query(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+        )
+    ]
+    dump: dict[str, bytes] = {}
+    for table in tables:
+        rows = cluster.query(f'SELECT t::text FROM "{table}" t')  # noqa: S608 (names from the catalogue)
+        dump[f"table {table}"] = "\n".join(str(r[0]) for r in rows).encode("utf-8", "replace")
+    return dump
+
+
+def _files(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink() and not any(p.is_relative_to(s) for s in skip)
+    }
+
+
+def _exception_texts(env: PlatformEnv, cluster: CeleryCluster) -> dict[str, bytes]:
+    """What the platform's own code says when a secret-bearing step fails: the ledger's connection to a
+    port where nothing listens, and an SFTP login with the council's client key to a closed port."""
+    import traceback
+
+    from supporting_families.audit import Ledger
+    from supporting_families.audit.settings import ledger_url_from_connection
+    from supporting_families.transport.sftp import SftpEndpoint, open_session
+
+    ledger_conn = json.loads((cluster.home / "connections.json").read_text())["sf_ledger"]
+    texts: dict[str, bytes] = {}
+    try:
+        url = ledger_url_from_connection(
+            "sf_ledger",
+            conn_type="postgres",
+            host="127.0.0.1",
+            port=1,
+            schema=ledger_conn["schema"],
+            login=ledger_conn["login"],
+            password=ledger_conn["password"],
+        )
+        with Ledger(url, create=False) as book:
+            book.count("disclosure")
+        pytest.fail("a ledger on a closed port answered")
+    except Exception as exc:
+        texts["ledger exception"] = "".join(traceback.format_exception(exc)).encode()
+    agreement = env.agreements["dwp-benefits-matching"]
+    real = env.endpoint(agreement)
+    closed = SftpEndpoint(
+        real.host, 1, real.username, host_key=real.host_key, private_key_path=real.private_key_path
+    )
+    try:
+        with open_session(closed):
+            pass
+        pytest.fail("an SFTP server on a closed port answered")
+    except Exception as exc:
+        texts["sftp exception"] = "".join(traceback.format_exception(exc)).encode()
+    return texts
+
+
+def test_no_secret_leaks_into_logs_metadata_xcom_ledger_store_or_exceptions(
+    celery_cluster: CeleryCluster, celery_cycle: dict[str, Any], platform_env: PlatformEnv
+) -> None:
+    """Every secret of the deployment was generated under the session's canary (platform_fixtures.py):
+    HMAC keys, the council's OpenPGP passphrase, the tombstone and staff id keys, the metadata database's
+    and the ledger's passwords, the demo users' (admin's) passwords, the JWT and API secrets. The SFTP
+    client key (ssh-keygen's) and the month data keys (the store's) are searched by their own bytes. After
+    the whole cycle on Celery, none is in any trace the platform leaves outside its secret stores."""
+    import requests
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.integration.platform_fixtures import SECRET_CANARY
+    from tests.secret_canaries import canary_secrets, needles, search
+
+    cluster = celery_cluster
+    # Every secret does carry the canary (else the search below proves nothing).
+    hex_c, text_c = SECRET_CANARY.hex(), canary_secrets(SECRET_CANARY)["canary as base64 text"].decode()
+    conns = json.loads((cluster.home / "connections.json").read_text())
+    generated = {
+        **{c: str(v["password"]) for c, v in conns.items() if c.startswith("sf_pseudonym_")},
+        "sf_openpgp_council": str(conns["sf_openpgp_council"]["password"]),
+        "sf_tombstone_key": str(conns["sf_tombstone_key"]["password"]),
+        "sf_staff_id_key": str(conns["sf_staff_id_key"]["password"]),
+        "sf_ledger": str(conns["sf_ledger"]["password"]),
+        "metadata database": str(cluster.db_url.password),
+        "admin": cluster.admin_password,
+        "jwt secret": cluster.env["AIRFLOW__API_AUTH__JWT_SECRET"],
+        "api secret key": cluster.env["AIRFLOW__API__SECRET_KEY"],
+    }
+    assert len([c for c in generated if c.startswith("sf_pseudonym_")]) >= len(platform_env.agreements)
+    for name, value in generated.items():
+        assert value.startswith((hex_c, text_c)), f"{name} was not generated under the canary"
+
+    # The admin signs in through the api-server, as a person would, and reads the runs with the token.
+    api = f"http://127.0.0.1:{cluster.api_port}"
+    login = requests.post(
+        f"{api}/auth/token", json={"username": "admin", "password": cluster.admin_password}, timeout=30
+    )
+    assert login.status_code == 201, login.status_code
+    runs = requests.get(
+        f"{api}/api/v2/dags/~/dagRuns",
+        headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+        timeout=30,
+    )
+    assert runs.status_code == 200 and runs.json()["total_entries"] > 0
+
+    key = serialization.load_ssh_private_key(platform_env.secrets.sftp_client_key.read_bytes(), None)
+    seed = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    own_bytes = {"sftp client key": seed}
+    for path in sorted(platform_env.secrets.data_keys_dir.rglob("*")):
+        if path.is_file():
+            own_bytes[f"data key {path.name}"] = path.read_bytes()
+    assert len(own_bytes) > 1, "the cycle sealed nothing under a data key"
+    wanted = needles({**canary_secrets(SECRET_CANARY), **own_bytes})
+
+    # The needles are right: the secret stores themselves hold every secret.
+    assert search({"connections.json": (cluster.home / "connections.json").read_bytes()}, wanted)
+    for data_key in own_bytes:
+        assert search({"its own bytes": own_bytes[data_key]}, needles({data_key: own_bytes[data_key]}))
+
+    metadata = _metadata_dump(cluster)
+    for table in ("xcom", "rendered_task_instance_fields", "audit_ledger", "log", "dag_run"):
+        assert metadata.get(f"table {table}"), f"nothing in {table}: the search would prove nothing"
+    haystacks = {
+        **metadata,
+        # Services' and tasks' logs, the generated config; not the secret stores (users/, connections).
+        **{
+            f"airflow home {k}": v
+            for k, v in _files(
+                cluster.home, skip=(cluster.home / "users", cluster.home / "connections.json")
+            ).items()
+        },
+        **{f"store {k}": v for k, v in _files(cluster.store).items()},
+        **{f"sshd {k}": v for k, v in _files(platform_env.server.state_dir).items() if k.endswith(".log")},
+        **_exception_texts(platform_env, cluster),
+    }
+    assert any(k.startswith("airflow home logs/") for k in haystacks), "no task log was found"
+    hits = search(haystacks, wanted)
+    assert hits == [], "secrets found (where, which secret, which encoding):\n" + "\n".join(hits[:40])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -25,7 +26,7 @@ from sf_demo.partner_simulator import Fault
 from sf_demo.partner_simulator.agency import remote_name
 from sf_demo.partner_simulator.environment import DemoEnvironment
 from sf_demo.secrets import GnuPG, SecretsLayout, generate_demo_secrets, stop_gpg_agents
-from sf_demo.sftp_server import LocalSftpServer, inbound_folders
+from sf_demo.sftp_server import LocalSftpServer, inbound_folders, inbound_jails
 from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from sf_demo.synthetic import Borough, generate_borough, write_borough
 from supporting_families.audit import Ledger
@@ -37,7 +38,7 @@ from supporting_families.receive import RunInfo
 from supporting_families.store import layout, store_root
 from supporting_families.transport import SftpEndpoint
 from tests.integration.airflow.test_cycle_no_personal_data import _find, _needles
-from tests.integration.conftest import REPO
+from tests.integration.conftest import REPO, _sftp_root
 from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env
 
 pytestmark = pytest.mark.integration
@@ -289,7 +290,7 @@ SECOND_RULE = """          - source: debt_advice
 
 
 def test_a_second_agency_is_configuration_only(
-    tmp_path: Path, sftp_server: LocalSftpServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, sftp_server: LocalSftpServer
 ) -> None:
     # A copy of the configuration with one more agency in sources.yaml and its rule in criteria.yaml, and
     # no Python: the schema takes it, the DAG factories build its collect and ingest DAGs, and the demo's
@@ -325,9 +326,18 @@ def test_a_second_agency_is_configuration_only(
     assert {o.name for t in collect.tasks for o in t.outlets} == {"sf_landed_food_bank"}
 
     assert "food-bank/outbox" in inbound_folders(sources)
+    assert inbound_jails(sources)["sfp-food-bank"] == "food-bank"
+    # A server started from this configuration: the agency gets its folder (and, as root, its own jail).
+    root, cleanup = _sftp_root(tmp_path_factory)
+    server = LocalSftpServer(
+        root=root,
+        state_dir=tmp_path / "sftp-state",
+        folders=[*sftp_server.remote_dirs, *inbound_folders(sources)],
+        jails={**sftp_server.jails, **inbound_jails(sources)} if sftp_server.uses_chroot else None,
+    ).start()
     state = tmp_path / "secrets"
-    generate_demo_secrets(state, ServerEndpoint.from_server_state(sftp_server.state_dir), sources=sources)
     try:
+        generate_demo_secrets(state, ServerEndpoint.from_server_state(server.state_dir), sources=sources)
         layout_ = SecretsLayout(state)
         connections = json.loads(layout_.connections_file.read_text())
         assert connections["sf_sftp_food_bank"]["extra"]["host_key"]
@@ -340,6 +350,9 @@ def test_a_second_agency_is_configuration_only(
         assert council.key(fingerprint) is not None, "the agency's public key is in the council's keyring"
     finally:
         stop_gpg_agents(state)
+        server.stop()
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
 
 
 def _load_dag_module(name: str) -> Any:

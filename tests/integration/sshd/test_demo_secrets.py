@@ -123,9 +123,21 @@ def _secret_values(layout: SecretsLayout) -> list[str]:
     """Every secret value in the state directory, to look for where it must not be."""
     values = [p.read_text().strip() for p in layout.hmac_dir.rglob("*.key")]
     values.append(layout.council_passphrase_file.read_text().strip())
-    private_ssh = layout.sftp_client_key.read_text().splitlines()
-    values += [line for line in private_ssh if line and not line.startswith("-----")]
+    for key_file in _client_keys(layout):
+        private_ssh = key_file.read_text().splitlines()
+        values += [line for line in private_ssh if line and not line.startswith("-----")]
     return values
+
+
+def _client_keys(layout: SecretsLayout) -> list[Path]:
+    """The SFTP client private keys: one per partner when the server jails partners apart."""
+    keys = [p for p in layout.sftp_client_key.parent.glob("sftp_client_*ed25519")]
+    assert keys
+    return keys
+
+
+def _authorized_file(server: SftpServerInfo, login: str) -> Path:
+    return server.partner_keys.get(login, server.authorized_keys)
 
 
 def _digest_tree(layout: SecretsLayout) -> dict[str, str]:
@@ -133,8 +145,10 @@ def _digest_tree(layout: SecretsLayout) -> dict[str, str]:
     files = [
         *layout.hmac_dir.rglob("*.key"),
         layout.council_passphrase_file,
-        layout.sftp_client_key,
+        *_client_keys(layout),
         layout.connections_file,
+        layout.central_connections_file,
+        *layout.state_dir.glob("partners/*/connections.json"),
         layout.fingerprints_env,
         *layout.public_keys_dir.glob("*.asc"),
         *(layout.gnupg_council / "private-keys-v1.d").glob("*.key"),
@@ -156,8 +170,21 @@ def test_every_demo_secret_is_created(generated: Generated, real_agreements: lis
         assert partner["openpgp_valid_in_council_keyring"]
         assert Path(partner["public_key_file"]).read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert re.fullmatch(r"[0-9A-F]{40}", summary["openpgp_council"]["fingerprint"])
-    assert layout.sftp_client_key.exists()
-    assert summary["sftp_client_public_key"] in generated.server.authorized_keys.read_text()
+    assert summary["sftp_clients"].keys() == {a.sftp.conn_id for a in real_agreements}
+    for client in summary["sftp_clients"].values():
+        assert Path(client["key_file"]).exists()
+        authorized = _authorized_file(generated.server, client["login"]).read_text()
+        assert client["public_key"].split()[1] in authorized
+    if generated.server.partner_keys:
+        # One login and one key per partner, each authorised for its own login only.
+        clients = summary["sftp_clients"]
+        assert (
+            len({c["login"] for c in clients.values()}) == len({c["key_file"] for c in clients.values()}) == 3
+        )
+        for client in clients.values():
+            for login, keys in generated.server.partner_keys.items():
+                if login != client["login"]:
+                    assert client["public_key"].split()[1] not in keys.read_text()
 
     assert read_fingerprints_env(layout.fingerprints_env) == {
         COUNCIL_FINGERPRINT_ENV: summary["openpgp_council"]["fingerprint"],
@@ -236,8 +263,9 @@ def test_a_second_run_changes_nothing(generated: Generated) -> None:
     again = generate_demo_secrets(generated.layout.state_dir, generated.server)
     assert again == generated.summary
     assert _digest_tree(generated.layout) == before
-    authorized = generated.server.authorized_keys.read_text()
-    assert authorized.count(generated.summary["sftp_client_public_key"].split()[1]) == 1
+    for client in generated.summary["sftp_clients"].values():
+        authorized = _authorized_file(generated.server, client["login"]).read_text()
+        assert authorized.count(client["public_key"].split()[1]) == 1
 
 
 def test_connections_file_is_read_by_airflows_local_filesystem_backend(
@@ -251,7 +279,7 @@ def test_connections_file_is_read_by_airflows_local_filesystem_backend(
     assert sftp.extra_dejson["host_key"] == sftp_server.host_public_key
     assert sftp.extra_dejson["host_key"].startswith("ssh-ed25519 AAAA")
     assert sftp.extra_dejson["no_host_key_check"] is False
-    assert sftp.extra_dejson["key_file"] == str(generated.layout.sftp_client_key)
+    assert sftp.extra_dejson["key_file"] == generated.summary["sftp_clients"]["sf_sftp_dwp"]["key_file"]
 
     pseudonym = backend.get_connection(DWP_KEY)
     assert pseudonym is not None
@@ -273,9 +301,10 @@ def test_connections_file_is_read_by_airflows_local_filesystem_backend(
 def test_each_sftp_connection_is_the_endpoint_the_server_describes(generated: Generated) -> None:
     # What the DAGs build from the connection (sf_airflow.sftp) is the product's endpoint for the server
     # that set-up pinned, with the council's generated client key: one contract, written and read back.
-    expected = generated.server.endpoint(generated.layout.sftp_client_key)
     conns = json.loads(generated.layout.connections_file.read_text())
     for conn_id in generated.summary["sftp_connections"]:
+        client = generated.summary["sftp_clients"][conn_id]
+        expected = generated.server.endpoint(Path(client["key_file"]), client["login"])
         conn = conns[conn_id]
         fields = {"host": conn["host"], "port": conn["port"], "login": conn["login"], "extra": conn["extra"]}
         assert endpoint_from_fields(conn_id, **fields) == expected, conn_id

@@ -95,6 +95,15 @@ def simple(kind: str = "assessment", **overrides: Any) -> NewEntry:
     if kind in ("collection", "return_received", "reconciliation", "quarantine"):
         values.update(agreement_id="dwp-benefits-matching", partner="dwp", file_name="dwp-return-1.csv.gpg")
         values["ciphertext_sha256"] = SHA_B
+    if kind == "delivery_conflict":
+        values.update(
+            agreement_id="dwp-benefits-matching",
+            partner="dwp",
+            file_name="sf-dwp-benefits-matching-dabcdefghijklmnop.csv.gpg",
+            ciphertext_sha256=SHA_B,
+            dag_id="share__dwp_benefits_matching",
+            run_id="r1",
+        )
     values.update(overrides)
     return NewEntry(**values)
 
