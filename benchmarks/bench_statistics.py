@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from sf_demo.synthetic import generate_borough
 from sf_demo.synthetic.wards import ward_lookup
-from supporting_families.statistics import SdcParameters, build_cell_sets, family_facts, protected_tables
+from supporting_families.statistics import build_cell_sets, family_facts, protected_tables, sdc_parameters
 from supporting_families.statistics.publish import _csv
 
 AS_OF = date(2026, 3, 31)
@@ -67,7 +67,7 @@ def main() -> None:
     t = time.perf_counter()
     sets = build_cell_sets(facts, HEADLINES, 2)
     times["cells"] = time.perf_counter() - t
-    params = SdcParameters()
+    params = sdc_parameters()  # include/statistics.yaml, as the DAG publishes
     t = time.perf_counter()
     tables = protected_tables(sets, params)  # protects both sets as one, then lays the tables out
     times["protect + lay out"] = time.perf_counter() - t

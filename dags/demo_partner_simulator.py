@@ -10,10 +10,14 @@ from airflow.sdk import Param, dag, task
 
 from sf_airflow.common import DEFAULT_ARGS, START_DATE, delivery_asset, store
 from sf_demo.partner_simulator.faults import Fault
-from supporting_families.config import load_agreements
+from supporting_families.config import load_agreements, load_sources
 
 AGREEMENTS = load_agreements(resolve=False)
 FAULTS = [f.value for f in Fault]
+#: Voluntary-sector agencies (``inbound:`` in include/sources.yaml): each sends its extract in the same run.
+AGENCIES = [name for name, spec in load_sources().sources.items() if spec.inbound is not None]
+#: What an agency's file can carry (sf_demo.partner_simulator.agency).
+AGENCY_FAULTS = ["malformed_csv", "wrong_signer", "tampered_ciphertext"]
 
 
 def faults_param(agreement_id: str) -> str:
@@ -63,6 +67,18 @@ FAULT_LABELS = {
             )
             for a in AGREEMENTS
         },
+        **{
+            faults_param(source): Param(
+                [],
+                type="array",
+                items={"type": "string", "enum": AGENCY_FAULTS},
+                examples=AGENCY_FAULTS,
+                values_display={k: FAULT_LABELS[k] for k in AGENCY_FAULTS},
+                title=f"Faults in the {source} agency's extract",
+                description="a ragged row (lands; ingest quarantines it), a wrong signer, tampering",
+            )
+            for source in AGENCIES
+        },
     },
     doc_md="""
 ### Partner simulator (demo)
@@ -77,6 +93,9 @@ the partner's key and encrypted to the council's:
 * **Metropolitan Police**: the latest proven offence, caution and ASB intervention dates within the last
   12 months, per reference matched on name, date of birth and postcode.
 * **ONS**: a receipt with the delivery's file name, rows received and SHA-256.
+* **Voluntary-sector agencies** (`inbound:` in `include/sources.yaml`, the money advice agency): send their
+  extract (`demo/agencies/`), signed with the agency's key and encrypted to the council's, into their
+  outbox, once per extract date; faults: a ragged row, a wrong signer, tampering.
 
 Runs when any share delivers (the delivery Assets), or by hand with **faults** chosen per partner in the
 form: missing rows, duplicates, references never sent, malformed CSV, wrong signer, tampered ciphertext,
@@ -108,18 +127,38 @@ def demo_partner_simulator() -> None:
         # learns of it as a missing return by the deadline, as it would from a real partner.
         return report.as_dict()
 
+    @task(map_index_template="{{ task.op_kwargs['source'] }}")
+    def agency_sends(source: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        from datetime import date
+
+        from sf_demo.partner_simulator import parse_faults
+        from sf_demo.partner_simulator.environment import DemoEnvironment
+
+        assert params is not None
+        env = DemoEnvironment.from_environ(store=store())
+        as_of = date.fromisoformat(params["as_of"]) if params.get("as_of") else None
+        faults = parse_faults(params.get(faults_param(source)) or [])
+        spec = load_sources().sources[source]
+        return env.send_agency_extract(spec, faults=faults, seed=int(params["seed"]), as_of=as_of).as_dict()
+
     @task
-    def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    def summarise(reports: list[dict[str, Any]], sent: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """One line per partner for the run summary: counts only."""
         keys = ("deliveries_collected", "deliveries_answered", "rows_returned", "deliveries_refused")
-        return {
+        summary = {
             str(report.get("agreement_id", i)): {k: report[k] for k in keys if k in report}
             for i, report in enumerate(reports)
         }
+        for report in sent or []:
+            summary[str(report["source"])] = {k: report[k] for k in ("files_sent", "rows_sent", "faults")}
+        return summary
 
     # An XComArg stands in for the upstream's value: Airflow's stubs type a task call with
     # the function's own parameters, so they cannot accept it.
-    summarise(answer.expand(agreement_id=[a.id for a in AGREEMENTS]))  # type: ignore[arg-type]
+    summarise(
+        answer.expand(agreement_id=[a.id for a in AGREEMENTS]),  # type: ignore[arg-type]
+        agency_sends.expand(source=AGENCIES),  # type: ignore[arg-type]
+    )
 
 
 demo_partner_simulator()

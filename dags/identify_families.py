@@ -16,17 +16,20 @@ from airflow.sdk import dag, task
 from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, curated_asset, return_asset, store
 from supporting_families.config import load_agreements, load_sources
 
-#: Every internal source in include/sources.yaml, in file order.
+#: Every source in include/sources.yaml, in file order.
 SOURCES = list(load_sources().sources)
+#: The departments' extracts, which land together; a voluntary-sector agency's (``inbound:``) arrives over
+#: SFTP on its own timetable, so like a partner's return it re-runs identification on its own.
+DEPARTMENTS = [name for name, spec in load_sources().sources.items() if spec.inbound is None]
+AGENCIES = [name for name in SOURCES if name not in DEPARTMENTS]
 #: Agreements whose return is a flag per reference (DWP, the police): their answers can add problems.
 #: (The ONS return is a receipt: it changes nothing about who meets the criteria.)
 FLAG_RETURNS = [a.id for a in load_agreements(resolve=False) if a.returns.kind == "per_reference"]
 
-_curated_all = functools.reduce(operator.and_, [curated_asset(s) for s in SOURCES])
+_curated_all = functools.reduce(operator.and_, [curated_asset(s) for s in DEPARTMENTS])
+_on_their_own = [return_asset(a) for a in FLAG_RETURNS] + [curated_asset(s) for s in AGENCIES]
 SCHEDULE: Any = (
-    _curated_all | functools.reduce(operator.or_, [return_asset(a) for a in FLAG_RETURNS])
-    if FLAG_RETURNS
-    else _curated_all
+    _curated_all | functools.reduce(operator.or_, _on_their_own) if _on_their_own else _curated_all
 )
 
 DOC = f"""
@@ -52,14 +55,15 @@ following", six headline problems with their sub-criteria. This DAG finds those 
 **Not an automated decision** (UK GDPR Article 22): the worklist is for practitioners. A family is
 "assessed as meeting the criteria" only when a practitioner records it with the `confirm_assessment` DAG.
 
-**Schedule.** On assets: *all* of the {len(SOURCES)} curated sources updated
-(`{" & ".join(curated_asset(s).name for s in SOURCES)}`) **or** *any* partner return merged
-(`{" | ".join(return_asset(a).name for a in FLAG_RETURNS) or "none"}`): a DWP or police answer adds
-worklessness, disability, crime and ASB flags, so eligibility is evaluated again as soon as one arrives.
+**Schedule.** On assets: *all* of the {len(DEPARTMENTS)} departments' curated sources updated
+(`{" & ".join(curated_asset(s).name for s in DEPARTMENTS)}`) **or** *any* partner return merged or
+voluntary-sector agency's extract curated (`{" | ".join(a.name for a in _on_their_own) or "none"}`): a
+DWP or police answer adds worklessness, disability, crime and ASB flags, an agency's extract its own
+(debt advice), so eligibility is evaluated again as soon as one arrives.
 One run at a time (the register's id map is written by one run only). Emits `{IDENTIFICATION.name}`
-(task `publish_for_shares`), which starts the share DAGs, except when only partner returns triggered the
-run: then the worklist is refreshed and the shares wait for their schedule, so an answer never causes
-another delivery by itself.
+(task `publish_for_shares`), which starts the share DAGs, except when only partner returns (or agencies'
+extracts) triggered the run: then the worklist is refreshed and the shares wait for their schedule, so an
+answer never causes another delivery by itself.
 
 3. **tell_lead_practitioner**: the families new on the worklist since the previous identification are
    e-mailed to the lead practitioner through Airflow's SMTP notifier (connection `sf_smtp`, extra
@@ -174,9 +178,14 @@ def identify_families() -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         names = {getattr(key, "name", str(key)) for key in (triggering_asset_events or {})}
-        return_names = {return_asset(a).name for a in FLAG_RETURNS}
+        # An agency's extract arrives with the partners' answers, after the shares: the same rule holds.
+        return_names = {return_asset(a).name for a in FLAG_RETURNS} | {
+            curated_asset(s).name for s in AGENCIES
+        }
         if names and names <= return_names:
-            raise AirflowSkipException("triggered by partner returns only: the shares keep to their schedule")
+            raise AirflowSkipException(
+                "triggered by partner returns or agency extracts only: the shares keep to their schedule"
+            )
         return {"published": 1}
 
     identified = evaluate_criteria()

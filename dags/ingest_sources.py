@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule, dag, task
 
-from sf_airflow.common import DEFAULT_ARGS, INTERNAL_EXTRACTS, START_DATE, curated_asset, store
+from sf_airflow.common import DEFAULT_ARGS, INTERNAL_EXTRACTS, START_DATE, curated_asset, landed_asset, store
 from supporting_families.config import SourceSpec, load_sources
 
 #: Production: departments drop their extracts overnight; a morning run picks up whatever has landed even
@@ -65,7 +65,7 @@ def _doc(spec: SourceSpec) -> str:
         delimiter=spec.delimiter,
         n_columns=len(spec.columns),
         asset=curated_asset(spec.name).name,
-        landed=INTERNAL_EXTRACTS.name,
+        landed=(landed_asset(spec.name) if spec.inbound else INTERNAL_EXTRACTS).name,
         cron=DAILY_CRON,
         tz=TIMEZONE,
     )
@@ -78,7 +78,9 @@ def build_ingest_dag(spec: SourceSpec) -> Any:
     @dag(
         dag_id=f"ingest_{spec.name}",
         schedule=AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(DAILY_CRON, timezone=TIMEZONE), assets=[INTERNAL_EXTRACTS]
+            timetable=CronTriggerTimetable(DAILY_CRON, timezone=TIMEZONE),
+            # An agency's extract lands when collect_<source> has verified it (dags/collect_sources.py).
+            assets=[landed_asset(spec.name) if spec.inbound else INTERNAL_EXTRACTS],
         ),
         start_date=START_DATE,
         catchup=False,

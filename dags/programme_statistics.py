@@ -9,8 +9,12 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from sf_airflow.common import DEFAULT_ARGS, IDENTIFICATION, START_DATE, store
+from supporting_families.config.statistics import load_statistics
 
-DOC = """
+#: Read at parse time for the documentation only; the publish task reads the file again when it runs.
+SDC = load_statistics().disclosure_control
+
+DOC = f"""
 ### Programme statistics
 
 The privacy notice: results are shared "in an 'anonymised' form", and "individuals cannot be identified
@@ -21,11 +25,13 @@ to government and committees, so none is made by hand from identified data.
    ward (the council's postcode-to-ward lookup, `landing/reference/postcode_wards.csv`), by age band of the
    youngest child, by month first identified, and eligible families by ward and month; partner exchanges
    (deliveries, rows and match rates by month) from the ledger. Before anything is written, statistical
-   disclosure control (`supporting_families.statistics.sdc`): counts below the threshold (10) suppressed,
-   complementary cells suppressed so that no suppressed cell can be worked out from any published table
-   (checked by linear programming), every count rounded to base 5. Restricted, objecting and erased
+   disclosure control (`supporting_families.statistics.sdc`): counts below the threshold
+   ({SDC.threshold}) suppressed, complementary cells suppressed so that no suppressed cell can be worked
+   out from any published table (checked by linear programming), every count rounded to base
+   {SDC.rounding_base}. Restricted, objecting and erased
    persons are not counted. Writes `published/statistics/<release_id>/`: CSV, Parquet, an SVG chart and
-   `release.json` (SDC parameters, notes, every file's SHA-256).
+   `release.json` (SDC parameters, notes, every file's SHA-256). The parameters are set in
+   `include/statistics.yaml` and carried by every row, file and ledger entry.
 2. **record**: one `aggregate_release` ledger entry per release (tables, SDC parameters, hashes); a retry
    records it once.
 
@@ -53,7 +59,7 @@ def programme_statistics() -> None:
     def publish() -> dict[str, Any]:
         from sf_airflow.credentials import ledger
         from supporting_families.audit import LedgerSearch
-        from supporting_families.statistics import publish_statistics
+        from supporting_families.statistics import publish_statistics, sdc_parameters
 
         with ledger() as book:
             entries = [
@@ -61,7 +67,7 @@ def programme_statistics() -> None:
                 for kind in ("disclosure", "reconciliation")
                 for e in book.search_all(LedgerSearch(kind=kind))
             ]
-        release = publish_statistics(store(), entries)
+        release = publish_statistics(store(), entries, sdc_parameters())
         return {**release.summary(), "files_sha256": release.files, "release_sha256": release.release_sha256}
 
     @task

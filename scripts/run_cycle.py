@@ -28,7 +28,9 @@ from supporting_families.config import load_agreements, load_sources
 #: left queued) is never taken for this cycle's.
 Step = tuple[int, str, str, str]
 # From the same files the DAG factories read, so a new source or agreement is a new YAML file here too.
-SOURCES = list(load_sources().sources)
+SOURCES = [name for name, spec in load_sources().sources.items() if spec.inbound is None]
+# Voluntary-sector agencies send extracts with the partners' answers: collected over SFTP, then ingested.
+AGENCIES = [name for name, spec in load_sources().sources.items() if spec.inbound is not None]
 # Every agreement has a share DAG and a receive DAG (a return, or at least a receipt, is required).
 SHARES = [a.dag_id_suffix for a in load_agreements(resolve=False)]
 CYCLE: list[Step] = [
@@ -40,6 +42,8 @@ CYCLE: list[Step] = [
     # Each receive run starts when its delivery is made and then waits for the partner's answer.
     (4, "await", "demo_partner_simulator", "summarise"),
     *[(4, "await", f"receive__{a}", "process") for a in SHARES],
+    *[(4, "trigger", f"collect_{s}", "collect") for s in AGENCIES],
+    *[(4, "await", f"ingest_{s}", "announce") for s in AGENCIES],
     (5, "await", "identify_families", "evaluate_criteria"),
     # The deliveries and returns queued anchoring runs already; one more, started once everything above
     # has finished, anchors the cycle's last ledger entry and reports the chain's state.

@@ -58,7 +58,7 @@ from sf_demo.sftp_server import (
     partner_login,
     read_public_key,
 )
-from supporting_families.config import Agreement, load_agreements
+from supporting_families.config import Agreement, SourcesConfig, load_agreements, load_sources
 from supporting_families.share.pseudonymise import KEY_BYTES
 from supporting_families.transport.openpgp import (
     InvalidFingerprint,
@@ -817,6 +817,61 @@ def _connections(
     return dict(conns)
 
 
+@dataclass(frozen=True)
+class AgencyRefs:
+    """What one voluntary-sector agency (``inbound:`` in ``sources.yaml``) needs from set-up."""
+
+    code: str
+    sftp_conn_id: str
+    remote_outbox: str
+    #: ``SF_MONEY_ADVICE_PGP_FINGERPRINT``; None when the source pins a literal (a real agency's key).
+    fingerprint_env_var: str | None
+
+
+def inbound_agencies(sources: SourcesConfig | None = None) -> tuple[AgencyRefs, ...]:
+    """Every agency that sends an extract over SFTP, from ``sources.yaml`` (placeholders unresolved)."""
+    config = sources if sources is not None else load_sources()
+    found: list[AgencyRefs] = []
+    for spec in config.sources.values():
+        if spec.inbound is None:
+            continue
+        placeholder = _PLACEHOLDER_RE.fullmatch(spec.inbound.signer_fingerprint.strip())
+        found.append(
+            AgencyRefs(
+                code=spec.inbound.agency.code,
+                sftp_conn_id=spec.inbound.sftp.conn_id,
+                remote_outbox=spec.inbound.sftp.remote_outbox,
+                fingerprint_env_var=placeholder["name"] if placeholder else None,
+            )
+        )
+    return tuple(found)
+
+
+def _add_agencies(
+    conns: dict[str, dict[str, Any]],
+    agencies: Sequence[AgencyRefs],
+    layout: SecretsLayout,
+    sftp: SftpServerInfo,
+    jailed: bool,
+    ssh_keygen: str,
+) -> None:
+    """Each agency's SFTP connection: its own key and login when the server jails partners apart."""
+    for agency in agencies:
+        if agency.sftp_conn_id in conns:
+            continue
+        key_file, login = layout.sftp_client_key, None
+        if jailed:
+            key_file, login = layout.partner_sftp_client_key(agency.code), partner_login(agency.code)
+            if login not in sftp.partner_keys:
+                raise DemoSecretsError(f"the SFTP server has no login {login}: restart it with these sources")
+            public = ensure_ssh_keypair(key_file, f"supporting-families-council {login}", ssh_keygen)
+            key_file.with_name(key_file.name + ".pub").chmod(0o600)
+            authorize_key(sftp.partner_keys[login], public)
+        conns[agency.sftp_conn_id] = sftp_connection(
+            sftp.endpoint(key_file, login), f"Local partner SFTP server (demo) standing in for {agency.code}"
+        )
+
+
 def _fingerprints_env(spec: DemoSpec, fingerprints: OpenPgpFingerprints) -> str:
     lines = [
         "# Written by sf_demo.secrets from the agreements' ${..._FINGERPRINT} placeholders.",
@@ -846,8 +901,12 @@ def generate_demo_secrets(
     agreements_dir: Path | None = None,
     gpg_binary: str = GPG,
     ssh_keygen: str = "ssh-keygen",
+    sources: SourcesConfig | None = None,
 ) -> dict[str, Any]:
     """Create whatever the agreements need and is missing, rewrite the derived files if they changed.
+
+    ``sources`` (default ``include/sources.yaml``): each voluntary-sector agency (``inbound:``) gets an
+    OpenPGP key like a generated partner's and its SFTP connection.
 
     ``sftp``: the local server the SFTP connections point at (its client key is authorised there).
     ``agreements``: already loaded (with ``resolve=False``); else those in ``agreements_dir`` (None: the
@@ -888,9 +947,13 @@ def generate_demo_secrets(
                 code,
                 ", ".join(r.id for r in refs),
             )
-    fingerprints = ensure_openpgp_keys(layout, generated, gpg_binary)
+    agencies = inbound_agencies(sources)
+    fingerprints = ensure_openpgp_keys(
+        layout, tuple(dict.fromkeys((*generated, *(a.code for a in agencies)))), gpg_binary
+    )
 
     conns = _connections(layout, spec, endpoints, fingerprints)
+    _add_agencies(conns, agencies, layout, sftp, jailed, ssh_keygen)
     central, by_partner = split_connections(conns, partner_conn_ids(spec, layout))
     files = {layout.connections_file: conns, layout.central_connections_file: central}
     files |= {layout.partner_connections_file(code): part for code, part in by_partner.items()}
@@ -898,7 +961,12 @@ def generate_demo_secrets(
     for path, content in files.items():
         if _write_if_changed(path, (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()):
             log.info("wrote %s connections to %s", len(content), path)
-    if _write_if_changed(layout.fingerprints_env, _fingerprints_env(spec, fingerprints).encode("ascii")):
+    env_text = _fingerprints_env(spec, fingerprints) + "".join(
+        f"{a.fingerprint_env_var}={fingerprints.partners[a.code]}\n"
+        for a in agencies
+        if a.fingerprint_env_var
+    )
+    if _write_if_changed(layout.fingerprints_env, env_text.encode("ascii")):
         log.info("wrote %s", layout.fingerprints_env)
     return _summary(layout, spec, gpg_binary)
 

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from supporting_families.config import Agreement, load_agreements
+from supporting_families.config import Agreement, SourcesConfig, load_agreements, load_sources
 from supporting_families.transport.paths import check_remote_dir
 from supporting_families.transport.sftp import SftpEndpoint
 
@@ -102,7 +102,25 @@ def default_folders(agreements_dir: Path | None = None) -> tuple[str, ...]:
 
     ``resolve=False``: set-up runs before the partner fingerprints exist, and folders do not depend on them.
     """
-    return agreement_folders(load_agreements(agreements_dir, resolve=False))
+    folders = agreement_folders(load_agreements(agreements_dir, resolve=False))
+    # And each voluntary-sector agency's outbox (include/sources.yaml, `inbound:`): it sends extracts.
+    return tuple(dict.fromkeys((*folders, *inbound_folders())))
+
+
+def inbound_jails(sources: SourcesConfig | None = None) -> dict[str, str]:
+    """Each agency's login and its jail, the top folder of its outbox (one agency, one jail)."""
+    config = sources if sources is not None else load_sources()
+    return {
+        partner_login(s.inbound.agency.code): check_remote_dir(s.inbound.sftp.remote_outbox).split("/")[0]
+        for s in config.sources.values()
+        if s.inbound is not None
+    }
+
+
+def inbound_folders(sources: SourcesConfig | None = None) -> tuple[str, ...]:
+    """The outbox of every source that arrives over SFTP (``inbound:`` in ``include/sources.yaml``)."""
+    config = sources if sources is not None else load_sources()
+    return tuple(s.inbound.sftp.remote_outbox for s in config.sources.values() if s.inbound is not None)
 
 
 def partner_folders(partners: Iterable[str]) -> tuple[str, ...]:
@@ -383,9 +401,10 @@ class LocalSftpServer:
         self.state_dir = Path(os.path.abspath(self.state_dir))
         if self.folders is None:
             agreements = load_agreements(self.agreements_dir, resolve=False)
-            folders: Sequence[str] = agreement_folders(agreements)
+            # With each voluntary-sector agency's outbox (include/sources.yaml, inbound:), in its own jail.
+            folders: Sequence[str] = (*agreement_folders(agreements), *inbound_folders())
             if self.jails is None:
-                self.jails = partner_jails(agreements) if self.uses_chroot else {}
+                self.jails = partner_jails(agreements) | inbound_jails() if self.uses_chroot else {}
         else:
             folders = self.folders
         self.jails = dict(self.jails or {})

@@ -60,6 +60,11 @@ def curated_asset(source: str) -> Asset:
     return Asset(f"sf_curated_{source}")
 
 
+def landed_asset(source: str) -> Asset:
+    """An outside organisation's extract (``inbound:`` in sources.yaml) was collected, verified and landed."""
+    return Asset(f"sf_landed_{source}")
+
+
 def return_asset(agreement_id: str) -> Asset:
     """A partner's return for an agreement was received, reconciled and merged."""
     return Asset(f"sf_return_{agreement_id.replace('-', '_')}")

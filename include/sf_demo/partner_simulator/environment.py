@@ -22,11 +22,13 @@ from pathlib import Path
 
 from upath import UPath
 
+from sf_demo.partner_simulator.agency import AgencyReport, send_extract
 from sf_demo.partner_simulator.answers import SimulatorError
 from sf_demo.partner_simulator.faults import Fault
 from sf_demo.partner_simulator.simulator import SimulationReport, simulate
 from sf_demo.secrets import COUNCIL_FINGERPRINT_ENV, SecretsLayout, read_fingerprints_env
-from supporting_families.config import Agreement, load_agreements
+from sf_demo.synthetic.borough import agency_extracts
+from supporting_families.config import Agreement, SourceSpec, load_agreements
 from supporting_families.store import store_root
 
 SFTP_ROOT_ENV = "SF_SFTP_ROOT"
@@ -126,6 +128,30 @@ class DemoEnvironment:
             partner_fingerprint=agreement.openpgp.partner_fingerprint,
             council_fingerprint=self.council_fingerprint(),
             partner_truth=self.partner_truth,
+            as_of=as_of or self.truth_as_of(),
+            faults=faults,
+            seed=seed,
+        )
+
+    def send_agency_extract(
+        self,
+        spec: SourceSpec,
+        *,
+        faults: frozenset[Fault] = frozenset(),
+        seed: int,
+        as_of: date | None = None,
+    ) -> AgencyReport:
+        """Play the voluntary-sector agency of ``spec`` (``inbound:``): send its extract to its outbox."""
+        if spec.inbound is None:
+            raise SimulatorError(f"{spec.name} is not sent by an agency (no inbound: in sources.yaml)")
+        fingerprints = self.fingerprints()
+        return send_extract(
+            spec,
+            extracts=agency_extracts(self.store / "demo"),
+            outbox=self.sftp_root / spec.inbound.sftp.remote_outbox,
+            agency_gnupg_home=self.secrets.gnupg_partners,
+            agency_fingerprint=spec.inbound.signer({**os.environ, **fingerprints}),
+            council_fingerprint=self.council_fingerprint(),
             as_of=as_of or self.truth_as_of(),
             faults=faults,
             seed=seed,

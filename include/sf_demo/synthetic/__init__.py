@@ -14,7 +14,7 @@ The rules of the ground truth are in :mod:`sf_demo.synthetic.truth`; the extract
 
 from __future__ import annotations
 
-from sf_demo.synthetic.borough import Borough, generate_borough, write_borough
+from sf_demo.synthetic.borough import Borough, agency_extracts, generate_borough, write_borough
 from sf_demo.synthetic.dirt import DirtConfig
 from sf_demo.synthetic.sources import read_extract
 from sf_demo.synthetic.truth import HEADLINE_PROBLEMS, MIN_PROBLEMS, SUB_CRITERIA, SubCriterion
@@ -37,6 +37,7 @@ __all__ = [
     "SourcesConfig",
     "SourcesConfigError",
     "SubCriterion",
+    "agency_extracts",
     "generate_borough",
     "load_sources",
     "read_extract",

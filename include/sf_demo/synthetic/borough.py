@@ -280,6 +280,11 @@ def manifest(borough: Borough, counts: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
+def agency_extracts(truth_root: UPath) -> UPath:
+    """Where the voluntary-sector agencies' extracts wait to be sent (``<truth root>/agencies/``)."""
+    return truth_root / "agencies"
+
+
 def write_borough(borough: Borough, root: UPath, truth_root: UPath | None = None) -> dict[str, int]:
     """Write every extract under ``root`` and the truth under ``truth_root`` (default ``root``).
 
@@ -292,7 +297,10 @@ def write_borough(borough: Borough, root: UPath, truth_root: UPath | None = None
     for name, table in borough.extracts.items():
         spec = borough.sources.sources[name]
         rel = spec.path_for(borough.as_of)
-        write_bytes_atomic(root / rel, encode_extract(table, spec))
+        # An agency's extract is the agency's own until it sends it over SFTP (the partner simulator does,
+        # from demo/agencies/): it never lands in the council's landing/ directly.
+        where = agency_extracts(truth_root) if spec.inbound is not None else root
+        write_bytes_atomic(where / rel, encode_extract(table, spec))
         counts[f"extracts/{name}"] = table.num_rows
         paths[f"extracts/{name}"] = rel
     # The council's postcode-to-ward lookup lands beside the extracts (store/layout.py: ward_lookup_file).

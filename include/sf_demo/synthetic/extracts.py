@@ -613,6 +613,28 @@ def childrens_centres(ctx: Context) -> SourceRows:
     )
 
 
+REFERRAL_TYPES = ("debt_advice", "budgeting", "benefits_check")
+
+
+def debt_advice(ctx: Context) -> SourceRows:
+    """A voluntary-sector money advice agency's referrals: adults, more often in families at risk."""
+    pop, rng = ctx.pop, ctx.rng("debt_advice")
+    adult = pop.age >= 18
+    persons, _ = pick_one(pop, flag_families(pop, rng, (0.004, 0.04, 0.12)), adult, rng)
+    row, dates, _recent = dated_events(ctx, rng, persons, 18, None, [0.8, 0.2])
+    edge_person, edge_date = boundary_events(ctx, rng, persons, 18, 300)
+    person = np.concatenate([persons[row], edge_person])
+    dates = np.concatenate([dates, edge_date])
+    kind = _choice(rng, [0.6, 0.25, 0.15], len(person))
+    kind[len(row) :] = 0  # the boundary referrals are debt advice, so the window's edge alone decides them
+    return SourceRows(
+        "debt_advice",
+        person,
+        dates,
+        {"referral_type": Coded(kind, REFERRAL_TYPES), "referral_date": dates},
+    )
+
+
 #: The generator's sources, in the order they are written. Each must have an entry in ``sources.yaml``.
 SOURCE_GENERATORS: dict[str, Callable[[Context], SourceRows]] = {
     "education_attendance": education_attendance,
@@ -624,6 +646,7 @@ SOURCE_GENERATORS: dict[str, Callable[[Context], SourceRows]] = {
     "youth_offending": youth_offending,
     "asb": asb,
     "childrens_centres": childrens_centres,
+    "debt_advice": debt_advice,
 }
 
 #: Measures kept for the ground truth that the source itself does not write (the term's last day).
@@ -640,6 +663,7 @@ RECORD_IDS: dict[str, tuple[str, int]] = {
     "youth_offending": ("Y", 6),
     "asb": ("ASB", 6),
     "childrens_centres": ("CC", 6),
+    "debt_advice": ("MA", 6),
 }
 
 _UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"

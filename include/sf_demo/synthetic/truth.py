@@ -49,12 +49,16 @@ Sub-criteria (code: rule) — the standard names are those of ``include/sources.
         ``asb_intervention``: an ASB intervention dated in the window, at any age (the notice's
         "parent/child/young person"). Internal source asb (every intervention type); partner source
         Metropolitan Police: ``event_type`` asb_intervention.
+    worklessness_financial_exclusion (voluntary-sector agency)
+        ``debt_advice_referral`` (debt_advice, a money advice agency's extract sent over SFTP): a
+        ``referral_type`` debt_advice referral dated in the window ("at risk of financial exclusion").
 
 Families
     A family has a headline problem when any member has any of its sub-criteria (two sub-criteria of one
     headline problem count once). It is eligible when it has at least ``MIN_PROBLEMS`` (2) headline problems.
-    Two truths are given: ``*_internal`` from the internal sources only, and ``*_with_partners`` adding the
-    DWP and police truth (what identification can reach once both partners have answered).
+    Two truths are given: ``*_internal`` from the departments' extracts only, and ``*_with_partners`` adding
+    the DWP and police truth and the voluntary-sector agency's extract (origin ``agency``, which arrives over
+    SFTP with the partners' answers): what identification can reach once all of them have been taken in.
     ``received_other_services``: a member is registered at a children's centre (a service, not a criterion;
     it marks candidates for the ONS comparison group).
 """
@@ -136,6 +140,13 @@ SUB_CRITERIA: tuple[SubCriterion, ...] = (
         "sundry_debt >= 500.00 and no payment_arrangement",
     ),
     SubCriterion(
+        "debt_advice_referral",
+        "worklessness_financial_exclusion",
+        ("debt_advice",),
+        (),
+        "a debt_advice referral dated within the 12 months to as_of (voluntary-sector agency)",
+    ),
+    SubCriterion(
         "neet",
         "worklessness_financial_exclusion",
         ("neet",),
@@ -186,8 +197,12 @@ _ORIGIN_SOURCES = (
     "asb",
     "dwp",
     "met_police",
+    "debt_advice",
 )
 _PARTNERS = ("dwp", "met_police")
+#: Voluntary-sector agencies: their extracts arrive over SFTP with the partners' answers, not with the
+#: departments' extracts, so they count in ``*_with_partners`` only (origin ``agency``).
+_AGENCIES = ("debt_advice",)
 
 
 @dataclass
@@ -283,6 +298,11 @@ def _internal(hits: _Hits, rows: dict[str, SourceRows], pop: Population, as_of: 
     m = _in_window(when, as_of)
     hits.add(ab.person[m], "asb_intervention", "asb", when[m])
 
+    ma = rows["debt_advice"]
+    when = _array(ma, "referral_date")
+    m = _code(ma, "referral_type").is_in("debt_advice") & _in_window(when, as_of)
+    hits.add(ma.person[m], "debt_advice_referral", "debt_advice", when[m])
+
 
 def _partners(hits: _Hits, dwp: DwpRows, police: PoliceRows, pop: Population, as_of: date) -> None:
     m = dwp.out_of_work
@@ -329,7 +349,9 @@ def build_truth(
     person, sub, source, evidence = person[last], sub[last], source[last], evidence[last]
 
     headline_of_sub = np.array([_HEADLINES.index(s.headline) for s in SUB_CRITERIA], dtype=np.int64)
-    is_partner = np.isin(source, [_ORIGIN_SOURCES.index(p) for p in _PARTNERS])
+    is_agency = np.isin(source, [_ORIGIN_SOURCES.index(a) for a in _AGENCIES])
+    is_partner = np.isin(source, [_ORIGIN_SOURCES.index(p) for p in _PARTNERS]) | is_agency
+    origin = np.where(is_agency, 2, is_partner.astype(np.int64))
     p_take = pa.array(person)
     person_criteria = pa.table(
         {
@@ -338,9 +360,7 @@ def build_truth(
             "family_id": ids["family"].take(pa.array(pop.family[person])),
             "sub_criterion": pa.array([s.code for s in SUB_CRITERIA], pa.string()).take(pa.array(sub)),
             "headline_problem": pa.array(list(_HEADLINES), pa.string()).take(pa.array(headline_of_sub[sub])),
-            "origin": pa.array(["internal", "partner"], pa.string()).take(
-                pa.array(is_partner.astype(np.int64))
-            ),
+            "origin": pa.array(["internal", "partner", "agency"], pa.string()).take(pa.array(origin)),
             "source": pa.array(list(_ORIGIN_SOURCES), pa.string()).take(pa.array(source)),
             "evidence_date": pa.array(evidence),
         }

@@ -24,6 +24,8 @@ GENESIS_HASH: Final = "0" * 64
 #: ``rights_action``: access, rectification, erasure, restriction,
 #: objection, portability; ``deletion``: retention sweep; ``key_rotation``: pseudonymisation or OpenPGP keys;
 #: ``aggregate_release``: anonymised statistics were published (tables, SDC parameters, file hashes);
+#: ``extract_received``: an outside organisation's extract (a voluntary-sector agency's) was collected over
+#: SFTP, verified and landed (the file named by its hash: its name carries a date);
 #: ``test``: written only by the ``append-test`` command, never by the platform.
 EntryKind = Literal[
     "disclosure",
@@ -38,6 +40,7 @@ EntryKind = Literal[
     "deletion",
     "key_rotation",
     "aggregate_release",
+    "extract_received",
     "test",
 ]
 ENTRY_KINDS: Final[tuple[str, ...]] = get_args(EntryKind)
@@ -96,6 +99,7 @@ _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "quarantine": ("file_name",),
     # A publication names its run and the hash of its release.json, which lists every file's hash.
     "aggregate_release": ("file_name", "plaintext_sha256", "dag_id", "run_id"),
+    "extract_received": ("partner", "file_name", "ciphertext_sha256", "plaintext_sha256"),
 }
 
 # Upper bound of an integer in ``details``: JSON parsers in JavaScript (a likely auditor tool) read larger

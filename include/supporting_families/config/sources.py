@@ -8,13 +8,18 @@ rules checked), so a misspelt key fails loudly when the file is loaded instead o
 
 from __future__ import annotations
 
+import os
+import posixpath
 import re
+from collections.abc import Mapping
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from supporting_families.config.agreements import ConnId, RemoteDir, Slug, _resolve_fingerprint
 from supporting_families.config.loader import CONFIG_DIR, ConfigError, read_mapping, validate
 from supporting_families.store.schemas import INTERNAL_ID_FIELDS, REGISTER_FIELDS
 
@@ -22,6 +27,7 @@ __all__ = [
     "DEFAULT_SOURCES_PATH",
     "IDENTITY_FIELDS",
     "ColumnSpec",
+    "InboundSpec",
     "SourceSpec",
     "SourcesConfig",
     "SourcesConfigError",
@@ -101,6 +107,50 @@ class ColumnSpec(BaseModel):
         return self
 
 
+class InboundAgency(BaseModel):
+    """Who sends the extract (the notice: "some partner agencies in the voluntary sector")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: Slug
+    name: str = Field(min_length=1)
+
+
+class InboundSftp(BaseModel):
+    """Where the council collects the agency's files: its connection (host key pinned) and outbox."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    conn_id: ConnId
+    remote_outbox: RemoteDir
+
+
+class InboundSpec(BaseModel):
+    """An extract that arrives over SFTP, encrypted to the council and signed by the sender, instead of
+    being dropped into ``landing/`` by a council system. The same transport as partners' returns: a pinned
+    sensor, the safe fetch, the signature and integrity required (``supporting_families.inbound``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agency: InboundAgency
+    sftp: InboundSftp
+    #: The sender's pinned OpenPGP fingerprint, or a ``${NAME_FINGERPRINT}`` placeholder resolved when a
+    #: file is verified (the demo generates the agency's key at set-up, as it does partners').
+    signer_fingerprint: str
+    max_size_mib: int = Field(default=64, ge=1, le=4096)
+    #: How long the collect DAG's sensor waits for a file each run before it gives up until the next.
+    wait_minutes: int = Field(default=50, ge=1, le=24 * 60)
+
+    @field_validator("signer_fingerprint")
+    @classmethod
+    def _fingerprint_shape(cls, value: str) -> str:
+        return _resolve_fingerprint(value, {}, resolve=False)
+
+    def signer(self, env: Mapping[str, str] | None = None) -> str:
+        """The pinned fingerprint, its placeholder resolved from ``env`` (default: the process's)."""
+        return _resolve_fingerprint(self.signer_fingerprint, os.environ if env is None else env)
+
+
 class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -119,6 +169,8 @@ class SourceSpec(BaseModel):
     datetime_format: str | None = None
     record_id: str
     columns: tuple[ColumnSpec, ...]
+    #: Set for an extract an outside organisation sends over SFTP (a voluntary-sector agency).
+    inbound: InboundSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceSpec:
@@ -144,6 +196,28 @@ class SourceSpec(BaseModel):
         if self.delimiter in ('"', "\n", "\r"):
             raise ValueError("delimiter cannot be a quote or a line break")
         return self
+
+    @property
+    def remote_pattern(self) -> str:
+        """An inbound source's file name in the sender's outbox: the landing name plus ``.gpg``."""
+        return posixpath.basename(self.file_glob) + ".gpg"
+
+    def landing_name(self, remote_name: str) -> str | None:
+        """The landing file name for a remote name of the source's exact shape (a real extract date), else
+        None: only such a name is taken in, so the sender's choice of name never reaches the store."""
+        base = posixpath.basename(self.file_glob)
+        prefix, suffix = base.split("*")
+        if not remote_name.endswith(".gpg"):
+            return None
+        name = remote_name.removesuffix(".gpg")
+        if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) <= len(prefix) + len(suffix):
+            return None
+        stamp = name[len(prefix) : len(name) - len(suffix)]
+        try:
+            parsed = datetime.strptime(stamp, self.extract_date_format)
+        except ValueError:
+            return None
+        return name if parsed.strftime(self.extract_date_format) == stamp else None
 
     @cached_property
     def by_standard(self) -> dict[str, ColumnSpec]:

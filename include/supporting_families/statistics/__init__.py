@@ -22,6 +22,7 @@ from supporting_families.statistics.publish import (
     protected_tables,
     publish_statistics,
     read_family_facts,
+    sdc_parameters,
 )
 from supporting_families.statistics.sdc import (
     CellSet,
@@ -63,4 +64,5 @@ __all__ = [
     "publish_statistics",
     "read_family_facts",
     "round_to_base",
+    "sdc_parameters",
 ]

@@ -29,6 +29,7 @@ from upath import UPath
 
 from supporting_families.audit.entries import LedgerEntry, NewEntry, idempotency_key
 from supporting_families.config.criteria import load_criteria
+from supporting_families.config.statistics import load_statistics
 from supporting_families.identify.decisions import assessment_status
 from supporting_families.identify.store import latest_identification, restricted_for_identification
 from supporting_families.statistics.sdc import (
@@ -309,6 +310,12 @@ class Release:
         }
 
 
+def sdc_parameters(path: Path | str | None = None) -> SdcParameters:
+    """The disclosure-control parameters of ``statistics.yaml`` (by default ``include/statistics.yaml``)."""
+    control = load_statistics(path).disclosure_control
+    return SdcParameters(threshold=control.threshold, rounding_base=control.rounding_base)
+
+
 def publish_statistics(
     store: UPath,
     exchanges: Iterable[LedgerEntry],
@@ -318,8 +325,9 @@ def publish_statistics(
     criteria_path: Path | str | None = None,
 ) -> Release:
     """The one call the ``programme_statistics`` DAG makes. Idempotent: the release id is the hash of the
-    protected tables, so the same facts give the same folder and files."""
-    params = params or SdcParameters()
+    protected tables, so the same facts give the same folder and files. ``params`` defaults to
+    ``include/statistics.yaml``'s, the council's setting."""
+    params = params or sdc_parameters()
     today = today or datetime.now(UTC).date()
     facts, as_of, headlines, min_problems = read_family_facts(store, today, criteria_path)
     sets = build_cell_sets(facts, headlines, min_problems)

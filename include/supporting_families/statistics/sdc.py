@@ -65,7 +65,11 @@ class SdcError(RuntimeError):
 
 @dataclass(frozen=True)
 class SdcParameters:
-    """What every output carries, so a reader knows how it was protected."""
+    """What every output carries, so a reader knows how it was protected.
+
+    The council sets them in ``include/statistics.yaml`` (``publish.sdc_parameters``); the defaults here are
+    that file's, for the tests and the property checks that build their own.
+    """
 
     #: Counts from 1 to threshold - 1 are suppressed (primary), and every suppressed cell's feasibility
     #: interval is at least this wide.

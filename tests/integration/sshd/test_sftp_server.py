@@ -34,6 +34,7 @@ from sf_demo.sftp_server import (
     authorize_key,
     chroot_problems,
     ensure_ssh_keypair,
+    inbound_folders,
     local_user,
     port_accepts,
     port_is_free,
@@ -92,7 +93,8 @@ def test_every_agreement_has_its_inbox_and_outbox_by_default(
     sftp_server: LocalSftpServer, pinned_sftp_conn: str, real_agreements: list[Agreement]
 ) -> None:
     # The session server was started with no folder list: the agreements are the default.
-    assert sftp_server.remote_dirs == agreement_folders(real_agreements)
+    # ...and every voluntary-sector agency's outbox (include/sources.yaml, inbound:).
+    assert sftp_server.remote_dirs == (*agreement_folders(real_agreements), *inbound_folders())
     assert "met-police/inbox" in sftp_server.remote_dirs  # a code with a hyphen, as the agreement spells it
     hook = _hook(pinned_sftp_conn)
     try:
@@ -123,7 +125,10 @@ def test_an_added_agreement_file_gets_its_folders_at_the_next_start(
             root=server.root, state_dir=server.state_dir, agreements_dir=agreements_dir, chroot=False
         ).start()
         assert again.status()["pid"] == pid, "the running sshd was kept"
-        assert again.remote_dirs == agreement_folders(load_agreements(agreements_dir, resolve=False))
+        assert again.remote_dirs == (
+            *agreement_folders(load_agreements(agreements_dir, resolve=False)),
+            *inbound_folders(),
+        )
         assert {"hmrc/supporting-families/inbox", "hmrc/supporting-families/outbox"} <= set(again.remote_dirs)
         for path in (new_inbox, new_inbox.parent, new_inbox.parent.parent, new_inbox.with_name("outbox")):
             assert path.is_dir()
@@ -155,7 +160,7 @@ def test_cli_start_creates_the_agreements_folders_and_status_reports_them(
     started = _cli("start", "--state-dir", state, "--root", root, "--no-chroot")
     try:
         assert started.returncode == 0, started.stderr
-        expected = list(agreement_folders(real_agreements))
+        expected = [*agreement_folders(real_agreements), *inbound_folders()]
         assert json.loads(started.stdout)["folders"] == expected
         for folder in expected:
             assert (Path(root) / folder).is_dir()

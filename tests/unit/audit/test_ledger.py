@@ -87,6 +87,11 @@ def simple(kind: str = "assessment", **overrides: Any) -> NewEntry:
             "sdc": {"threshold": 10, "rounding_base": 5},
             "tables": {},
         }
+    if kind == "extract_received":
+        values.update(
+            partner="money-advice", file_name=SHA_A, ciphertext_sha256=SHA_B, plaintext_sha256=SHA_A
+        )
+        values["details"] = {"source": "debt_advice", "bytes": 1000}
     if kind in ("collection", "return_received", "reconciliation", "quarantine"):
         values.update(agreement_id="dwp-benefits-matching", partner="dwp", file_name="dwp-return-1.csv.gpg")
         values["ciphertext_sha256"] = SHA_B

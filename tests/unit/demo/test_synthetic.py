@@ -27,6 +27,8 @@ from sf_demo.synthetic import (
     SUB_CRITERIA,
     Borough,
     DirtConfig,
+    SourceSpec,
+    agency_extracts,
     generate_borough,
     load_sources,
     read_extract,
@@ -70,13 +72,18 @@ def clean_root(clean: Borough, tmp_path_factory: pytest.TempPathFactory) -> UPat
     return root
 
 
+def _extract_file(root: UPath, spec: SourceSpec) -> UPath:
+    """Where write_borough put a source's extract: landing, or the agency's own folder for an agency's."""
+    return (agency_extracts(root) if spec.inbound else root) / spec.path_for(AS_OF)
+
+
 @pytest.fixture(scope="module")
 def clean_extracts(clean: Borough, clean_root: UPath) -> dict[str, pd.DataFrame]:
     """Each extract read back with nothing but sources.yaml, with the true person id from the links."""
     links = clean.links.to_pandas()
     out = {}
     for name, spec in SOURCES.sources.items():
-        table = read_extract((clean_root / spec.path_for(AS_OF)).read_bytes(), spec).to_pandas()
+        table = read_extract(_extract_file(clean_root, spec).read_bytes(), spec).to_pandas()
         ids = links[links["source"] == name].set_index("record_id")["person_id"]
         table["person_id"] = table["record_id"].map(ids)
         assert table["person_id"].notna().all(), f"{name}: records without a link"
@@ -125,7 +132,9 @@ def test_sources_yaml_describes_exactly_the_generated_sources() -> None:
 @pytest.mark.parametrize("source", list(SOURCES.sources), ids=str)
 def test_extract_matches_sources_yaml(source: str, clean: Borough, clean_root: UPath) -> None:
     spec = SOURCES.sources[source]
-    path = clean_root / spec.path_for(AS_OF)
+    # A voluntary-sector agency's extract stays with the agency (demo/agencies/) until it is sent over SFTP.
+    path = _extract_file(clean_root, spec)
+    assert not (spec.inbound and (clean_root / spec.path_for(AS_OF)).exists())
     assert path.name == f"{source}_{AS_OF.isoformat()}.csv"
     assert fnmatch.fnmatch(spec.path_for(AS_OF), spec.file_glob)
     data = path.read_bytes()
@@ -290,7 +299,7 @@ def test_dirt_rates_are_roughly_honoured_and_flags_are_honest(tmp_path: Path) ->
 
     # The flags say exactly which records differ from the truth, and how.
     for name, spec in SOURCES.sources.items():
-        extract = read_extract((root / spec.path_for(AS_OF)).read_bytes(), spec).to_pandas()
+        extract = read_extract(_extract_file(root, spec).read_bytes(), spec).to_pandas()
         lk = links[links["source"] == name].set_index("record_id")
         flags = lk.loc[extract["record_id"]].reset_index(drop=True)
         extract["person_id"] = flags["person_id"].to_numpy()
@@ -401,6 +410,12 @@ def _reference_engine(
     add(yo[counted & in_window(yo["outcome_date"]) & young], "proven_offence_or_caution", "youth_offending")
     ab = x["asb"]
     add(ab[in_window(ab["intervention_date"])], "asb_intervention", "asb")
+    ma = x["debt_advice"]
+    add(
+        ma[(ma["referral_type"] == "debt_advice") & in_window(ma["referral_date"])],
+        "debt_advice_referral",
+        "debt_advice",
+    )
     add(dwp[dwp["out_of_work"]], "out_of_work_benefits", "dwp")
     add(dwp[dwp["disability_related"]], "disability_benefits", "dwp")
     young = np.array(

@@ -26,7 +26,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from upath import UPath
 
-from sf_demo.synthetic import Borough, DirtConfig, generate_borough, read_extract, write_borough
+from sf_demo.synthetic import (
+    Borough,
+    DirtConfig,
+    agency_extracts,
+    generate_borough,
+    read_extract,
+    write_borough,
+)
 from sf_demo.synthetic.sources import encode_extract
 from supporting_families.config import SourceSpec, load_sources
 from supporting_families.ingest import (
@@ -83,6 +90,14 @@ def borough() -> Borough:
 def _store(tmp: Path, borough: Borough) -> UPath:
     root = UPath(tmp.as_uri())
     write_borough(borough, root / "landing", truth_root=root / "demo")
+    # A voluntary-sector agency's extract lands once collect_<source> has verified it
+    # (tests/integration/exchange/test_agency.py); from landing/ on, ingest takes it like any other.
+    for spec in SOURCES.sources.values():
+        if spec.inbound is not None:
+            sent = agency_extracts(root / "demo") / spec.path_for(borough.as_of)
+            landed = root / "landing" / spec.path_for(borough.as_of)
+            landed.parent.mkdir(parents=True, exist_ok=True)
+            landed.write_bytes(sent.read_bytes())
     return root
 
 

@@ -26,6 +26,7 @@ from supporting_families.statistics import (
     exchange_table,
     publish_statistics,
     read_family_facts,
+    sdc_parameters,
 )
 from supporting_families.store import layout, store_root
 
@@ -178,3 +179,30 @@ def test_aggregate_release_entry_passes_the_ledger_guard(
             details={},
         ).validate()
     assert _string_problem(rel.release_id) is None  # type: ignore[attr-defined]
+
+
+def test_the_councils_statistics_yaml_sets_the_parameters_and_every_output_carries_them(
+    identified: UPath, tmp_path: Path
+) -> None:
+    # include/statistics.yaml is the one place: a council that sets threshold 20 and base 10 gets exactly
+    # that in every row, every Parquet file's metadata, release.json, the chart and the ledger entry.
+    config = tmp_path / "statistics.yaml"
+    config.write_text("version: 1\ndisclosure_control:\n  threshold: 20\n  rounding_base: 10\n")
+    params = sdc_parameters(config)
+    assert (params.threshold, params.rounding_base) == (20, 10)
+    assert (sdc_parameters().threshold, sdc_parameters().rounding_base) == (10, 5)  # the committed file
+    rel = publish_statistics(identified, [], params, today=AS_OF)
+    folder = _folder(identified, rel.release_id)
+    for path in folder.glob("*.parquet"):
+        table = pq.read_table(path)
+        assert set(table["sdc_threshold"].to_pylist()) <= {20}, path.name  # no exchange: no row
+        assert set(table["sdc_rounding_base"].to_pylist()) <= {10}, path.name
+        assert table.schema.metadata[b"sdc_threshold"] == b"20", path.name
+        if path.stem != "partner_exchanges":
+            values = [v for v in table["value"].to_pylist() if v is not None]
+            assert all(v % 10 == 0 and (v == 0 or v >= 20) for v in values), path.name
+    manifest = json.loads((folder / "release.json").read_text())
+    assert manifest["sdc"]["threshold"] == 20 and manifest["sdc"]["rounding_base"] == 10
+    assert "threshold 20, rounded to base 10" in (folder / "eligible_by_ward.svg").read_text()
+    entry = aggregate_release_entry(rel, dag_id="programme_statistics", run_id="r", task_id="record")
+    assert entry.details["sdc"] == {"threshold": 20, "rounding_base": 10}
