@@ -170,9 +170,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each run")
     args = parser.parse_args()
 
-    home = Path(os.environ["AIRFLOW_HOME"])
     port = os.environ.get("SF_AIRFLOW_PORT", "8080")
-    passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+    # The demo users' passwords (scripts/airflow_access.py demo-users), in a 0600 file and in no log.
+    users_file = Path(os.environ["SF_SECRETS_DIR"]) / "airflow-users.json"
+    passwords = json.loads(users_file.read_text())
     api = Api(f"http://127.0.0.1:{port}", "admin", passwords["admin"])
 
     print(f"Exchange cycle on the synthetic borough ({args.persons:,} persons)")
@@ -216,10 +217,7 @@ def main() -> int:
                 print("\nNo new extracts (this borough was ingested before): nothing else needed to run.")
                 print("Run again with another --seed or --as-of to see a whole cycle.")
                 break
-    print(
-        f"\nRun history: http://127.0.0.1:{port}/dags  (user admin, password in {home}/"
-        "simple_auth_manager_passwords.json.generated)"
-    )
+    print(f"\nRun history: http://127.0.0.1:{port}/dags  (user admin, password in {users_file})")
     if failed:
         print(f"{failed} run(s) failed: open them in the UI for the task logs.")
     return 1 if failed else 0

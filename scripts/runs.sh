@@ -2,7 +2,7 @@
 # Print the latest runs of each DAG (state and run id): a quick look at the run history without the UI.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-PW=$(python -c "import json,os;print(json.load(open(os.environ['AIRFLOW_HOME']+'/simple_auth_manager_passwords.json.generated'))['admin'])")
+PW=$(python -c "import json,os;print(json.load(open(os.environ['SF_SECRETS_DIR']+'/airflow-users.json'))['admin'])")
 TOKEN=$(curl -fsS -XPOST "http://127.0.0.1:$SF_AIRFLOW_PORT/auth/token" -H 'Content-Type: application/json' \
   -d "{\"username\":\"admin\",\"password\":\"$PW\"}" | python -c "import sys,json;print(json.load(sys.stdin)['access_token'])")
 api() { curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$SF_AIRFLOW_PORT/api/v2/$1"; }
