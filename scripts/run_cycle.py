@@ -42,7 +42,7 @@ CYCLE: list[Step] = [
     # Each receive run starts when its delivery is made and then waits for the partner's answer.
     (4, "await", "demo_partner_simulator", "summarise"),
     *[(4, "await", f"receive__{a}", "process") for a in SHARES],
-    *[(4, "trigger", f"collect_{s}", "collect") for s in AGENCIES],
+    *[(4, "collect", f"collect_{s}", "collect") for s in AGENCIES],
     *[(4, "await", f"ingest_{s}", "announce") for s in AGENCIES],
     (5, "await", "identify_families", "evaluate_criteria"),
     # The deliveries and returns queued anchoring runs already; one more, started once everything above
@@ -97,6 +97,23 @@ def trigger(api: Api, dag_id: str, conf: dict[str, Any]) -> str:
     wait_for_dag(api, dag_id)
     run = api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
     return str(run["dag_run_id"])
+
+
+def collect_run(api: Api, dag_id: str, cycle_began: datetime, seen: set[str]) -> str:
+    """The collect run that takes this cycle's agency file: one already waiting, or else a new one.
+
+    The hourly schedule keeps a sensor waiting (and one starts when the DAG is first unpaused), and one
+    run at a time is allowed; a run triggered behind it would find the outbox already emptied and wait
+    out its whole window.
+    """
+    wait_for_dag(api, dag_id)
+    runs = api.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=run_after&limit=100")["dag_runs"]
+    for r in runs:
+        active = r["state"] in ("queued", "running")
+        this_cycle = bool(r.get("queued_at")) and _when(r["queued_at"]) >= cycle_began
+        if r["dag_run_id"] not in seen and (active or this_cycle):
+            return str(r["dag_run_id"])
+    return trigger(api, dag_id, {})
 
 
 def _when(text: str) -> datetime:
@@ -192,6 +209,8 @@ def main() -> int:
                 else {}
             )
             run_id = trigger(api, dag_id, conf)
+        elif how == "collect":
+            run_id = collect_run(api, dag_id, stage_began[-1], seen)
         else:
             run_id = awaited_run(api, dag_id, since, args.timeout, seen)
         seen.add(run_id)

@@ -7,7 +7,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -48,9 +48,10 @@ class PlatformEnv:
     secrets: SecretsLayout
     agreements: dict[str, Agreement]
     council_fingerprint: str
-    council_passphrase: str
+    # Secrets: never in a failing assertion's repr (pytest prints the objects it compares).
+    council_passphrase: str = field(repr=False)
     server: LocalSftpServer
-    connections: dict[str, dict[str, object]]
+    connections: dict[str, dict[str, object]] = field(repr=False)
 
     def endpoint(self, agreement: Agreement) -> SftpEndpoint:
         conn = self.connections[agreement.sftp.conn_id]

@@ -347,6 +347,8 @@ def test_no_secret_leaks_into_logs_metadata_xcom_ledger_store_or_exceptions(
     # Every secret does carry the canary (else the search below proves nothing).
     hex_c, text_c = SECRET_CANARY.hex(), canary_secrets(SECRET_CANARY)["canary as base64 text"].decode()
     conns = json.loads((cluster.home / "connections.json").read_text())
+    for partner_file in cluster.partner_files.values():  # the partners' secrets are in their workers' files
+        conns |= json.loads(partner_file.read_text())
     generated = {
         **{c: str(v["password"]) for c, v in conns.items() if c.startswith("sf_pseudonym_")},
         "sf_openpgp_council": str(conns["sf_openpgp_council"]["password"]),

@@ -39,6 +39,7 @@ from sf_demo.secrets import (
     GnuPG,
     SecretsLayout,
     generate_demo_secrets,
+    inbound_agencies,
     main,
     read_fingerprints_env,
     stop_gpg_agents,
@@ -79,7 +80,18 @@ def _expected_connections(agreements: list[Agreement]) -> set[str]:
         *(a.sftp.conn_id for a in agreements),
         *(a.pseudonymisation.key_conn_id for a in agreements),
         *(f"{a.pseudonymisation.key_conn_id}_v{a.pseudonymisation.key_version}" for a in agreements),
+        # The voluntary-sector agencies that send extracts (include/sources.yaml, inbound:).
+        *AGENCY_CONN_IDS,
     }
+
+
+AGENCY_CONN_IDS = {a.sftp_conn_id for a in inbound_agencies()}
+
+
+def _agency_fingerprints(layout: SecretsLayout) -> dict[str, str]:
+    """Each sending agency's signing key, by agency code, as set-up wrote it for sources.yaml."""
+    env = read_fingerprints_env(layout.fingerprints_env)
+    return {a.code: env[a.fingerprint_env_var] for a in inbound_agencies() if a.fingerprint_env_var}
 
 
 @dataclass(frozen=True)
@@ -170,7 +182,7 @@ def test_every_demo_secret_is_created(generated: Generated, real_agreements: lis
         assert partner["openpgp_valid_in_council_keyring"]
         assert Path(partner["public_key_file"]).read_text().startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert re.fullmatch(r"[0-9A-F]{40}", summary["openpgp_council"]["fingerprint"])
-    assert summary["sftp_clients"].keys() == {a.sftp.conn_id for a in real_agreements}
+    assert summary["sftp_clients"].keys() == {a.sftp.conn_id for a in real_agreements} | AGENCY_CONN_IDS
     for client in summary["sftp_clients"].values():
         assert Path(client["key_file"]).exists()
         authorized = _authorized_file(generated.server, client["login"]).read_text()
@@ -179,7 +191,9 @@ def test_every_demo_secret_is_created(generated: Generated, real_agreements: lis
         # One login and one key per partner, each authorised for its own login only.
         clients = summary["sftp_clients"]
         assert (
-            len({c["login"] for c in clients.values()}) == len({c["key_file"] for c in clients.values()}) == 3
+            len({c["login"] for c in clients.values()})
+            == len({c["key_file"] for c in clients.values()})
+            == 3 + len(AGENCY_CONN_IDS)
         )
         for client in clients.values():
             for login, keys in generated.server.partner_keys.items():
@@ -191,6 +205,12 @@ def test_every_demo_secret_is_created(generated: Generated, real_agreements: lis
         **{
             _placeholder(a): summary["partners"][a.partner.code]["openpgp_fingerprint"]
             for a in real_agreements
+        },
+        **{
+            a.fingerprint_env_var: fpr
+            for a in inbound_agencies()
+            if a.fingerprint_env_var
+            for fpr in [_agency_fingerprints(layout)[a.code]]
         },
     }
 
@@ -240,7 +260,8 @@ def test_partner_private_keys_live_only_in_the_simulator_keyring(generated: Gene
     partner_secret = {k.fingerprint for k in GnuPG(layout.gnupg_partners).list_keys(secret=True)}
     partner_fprs = {p["openpgp_fingerprint"] for p in summary["partners"].values()}
     assert council_secret == {summary["openpgp_council"]["fingerprint"]}
-    assert partner_secret == partner_fprs
+    # The agencies' signing keys are the simulator's too (they sign the extracts the agencies send).
+    assert partner_secret == partner_fprs | set(_agency_fingerprints(layout).values())
     # Their public halves are in the council keyring, which encrypts to them.
     assert partner_fprs <= {k.fingerprint for k in GnuPG(layout.gnupg_council).list_keys()}
 
@@ -294,7 +315,7 @@ def test_connections_file_is_read_by_airflows_local_filesystem_backend(
     # Keyed by partner code, as the agreements spell it.
     assert council.extra_dejson["partner_fingerprints"] == {
         code: partner["openpgp_fingerprint"] for code, partner in generated.summary["partners"].items()
-    }
+    } | _agency_fingerprints(generated.layout)
     assert "met-police" in council.extra_dejson["partner_fingerprints"]
 
 
@@ -519,7 +540,7 @@ def test_shared_connections_and_real_partner_keys(
         summary = generate_demo_secrets(state, server, agreements_dir=agreements_dir)
         layout = SecretsLayout(state)
         conns = json.loads(layout.connections_file.read_text())
-        assert [c for c in conns if c.startswith("sf_sftp_")] == [
+        assert [c for c in conns if c.startswith("sf_sftp_") and c not in AGENCY_CONN_IDS] == [
             "sf_sftp_dwp",
             "sf_sftp_met_police",
             "sf_sftp_ons",
@@ -535,12 +556,14 @@ def test_shared_connections_and_real_partner_keys(
         assert not ons["openpgp_valid_in_council_keyring"]
         assert summary["agreements"]["ons-evaluation"]["openpgp_env_var"] is None
         assert not layout.public_key_file("ons").exists()
-        assert len(GnuPG(layout.gnupg_partners).list_keys(secret=True)) == 2
+        # DWP's and the police's generated keys, and each agency's signing key.
+        assert len(GnuPG(layout.gnupg_partners).list_keys(secret=True)) == 2 + len(AGENCY_CONN_IDS)
         env = read_fingerprints_env(layout.fingerprints_env)
         assert set(env) == {
             COUNCIL_FINGERPRINT_ENV,
             "SF_DWP_PGP_FINGERPRINT",
             "SF_MET_POLICE_PGP_FINGERPRINT",
+            *(a.fingerprint_env_var for a in inbound_agencies() if a.fingerprint_env_var),
         }
         assert "ons" not in conns[OPENPGP_COUNCIL_CONN_ID]["extra"]["partner_fingerprints"]
         resolved = {a.id: a.openpgp.partner_fingerprint for a in load_agreements(agreements_dir, env=env)}
