@@ -25,7 +25,8 @@ from supporting_families.config import load_agreements, load_sources
 #: (stage, how, DAG id, summary task). "trigger" starts a run; "await" waits for the run that asset
 #: scheduling started for that DAG, the first one queued after the earliest run of the stage before: what a
 #: stage starts is queued after that stage began, so an older run (a scheduled one, or one an earlier cycle
-#: left queued) is never taken for this cycle's.
+#: left queued) is never taken for this cycle's. "collect" makes sure a collect run is waiting for an
+#: agency's file (collect_run) without waiting for it: the ingest its file starts is awaited instead.
 Step = tuple[int, str, str, str]
 # From the same files the DAG factories read, so a new source or agreement is a new YAML file here too.
 SOURCES = [name for name, spec in load_sources().sources.items() if spec.inbound is None]
@@ -100,11 +101,11 @@ def trigger(api: Api, dag_id: str, conf: dict[str, Any]) -> str:
 
 
 def collect_run(api: Api, dag_id: str, cycle_began: datetime, seen: set[str]) -> str:
-    """The collect run that takes this cycle's agency file: one already waiting, or else a new one.
+    """A collect run that will take this cycle's agency file: one already waiting, or else a new one.
 
-    The hourly schedule keeps a sensor waiting (and one starts when the DAG is first unpaused), and one
-    run at a time is allowed; a run triggered behind it would find the outbox already emptied and wait
-    out its whole window.
+    The hourly schedule keeps a sensor waiting (one starts when the DAG is first unpaused) and one run at
+    a time is allowed, so a run triggered behind a waiting one would find the outbox already emptied and
+    wait out its whole window. The cycle then awaits the ingest run the collected file starts.
     """
     wait_for_dag(api, dag_id)
     runs = api.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=run_after&limit=100")["dag_runs"]
@@ -211,6 +212,9 @@ def main() -> int:
             run_id = trigger(api, dag_id, conf)
         elif how == "collect":
             run_id = collect_run(api, dag_id, stage_began[-1], seen)
+            print(f"\n{dag_id}: collecting (run {run_id}); its file starts the ingest awaited next")
+            seen.add(run_id)
+            continue
         else:
             run_id = awaited_run(api, dag_id, since, args.timeout, seen)
         seen.add(run_id)

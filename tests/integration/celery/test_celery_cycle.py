@@ -377,15 +377,23 @@ def test_no_secret_leaks_into_logs_metadata_xcom_ledger_store_or_exceptions(
     )
     assert runs.status_code == 200 and runs.json()["total_entries"] > 0
 
-    key = serialization.load_ssh_private_key(platform_env.secrets.sftp_client_key.read_bytes(), None)
-    seed = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    own_bytes = {"sftp client key": seed}
+    # One SFTP client key per partner login when the demo sshd jails partners (as root, as in CI).
+    layout = platform_env.secrets
+    key_files = [
+        layout.sftp_client_key,
+        *(layout.partner_sftp_client_key(code) for code in cluster.partner_files),
+    ]
+    own_bytes: dict[str, bytes] = {}
+    for key_file in (f for f in key_files if f.exists()):
+        key = serialization.load_ssh_private_key(key_file.read_bytes(), None)
+        own_bytes[f"sftp client key {key_file.name}"] = key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+    assert len(own_bytes) >= len(cluster.partner_files), "a partner's SFTP client key is not searched for"
     for path in sorted(platform_env.secrets.data_keys_dir.rglob("*")):
         if path.is_file():
             own_bytes[f"data key {path.name}"] = path.read_bytes()
-    assert len(own_bytes) > 1, "the cycle sealed nothing under a data key"
+    assert len(own_bytes) > len(cluster.partner_files), "the cycle sealed nothing under a data key"
     wanted = needles({**canary_secrets(SECRET_CANARY), **own_bytes})
 
     # The needles are right: the secret stores themselves hold every secret.
