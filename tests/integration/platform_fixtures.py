@@ -13,12 +13,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from upath import UPath
 
 from sf_demo.secrets import CANARY_ENV, SecretsLayout, generate_demo_secrets, stop_gpg_agents
 from sf_demo.sftp_server import LocalSftpServer
 from sf_demo.sftp_server import SftpServerInfo as ServerEndpoint
 from sf_demo.smtp_sink import SmtpSink
-from supporting_families.config import Agreement, load_agreements
+from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
+from supporting_families.config import Agreement, load_agreements, load_sources
+from supporting_families.identify import identify, refresh_register
+from supporting_families.ingest import ingest_source
 from supporting_families.share.pseudonymise import PseudonymKey
 from supporting_families.store import REGISTER_SCHEMA, FileKeyStore
 from supporting_families.transport.sftp import SftpEndpoint
@@ -54,7 +58,11 @@ class PlatformEnv:
     connections: dict[str, dict[str, object]] = field(repr=False)
 
     def endpoint(self, agreement: Agreement) -> SftpEndpoint:
-        conn = self.connections[agreement.sftp.conn_id]
+        return self.connection_endpoint(agreement.sftp.conn_id)
+
+    def connection_endpoint(self, conn_id: str) -> SftpEndpoint:
+        """The pinned endpoint a demo SFTP connection (a partner's or an agency's) describes."""
+        conn = self.connections[conn_id]
         extra = conn["extra"]
         assert isinstance(extra, dict)
         return SftpEndpoint(
@@ -147,3 +155,15 @@ def platform_env(
             )
     finally:
         stop_gpg_agents(state)
+
+
+def seed_identified(root: UPath, persons: int, seed: int, as_of: date) -> None:
+    """The store as the cycle leaves it before the shares: a clean synthetic borough ingested, linked into
+    the register and identified."""
+    borough = generate_borough(persons, seed=seed, as_of=as_of, dirt=DirtConfig.clean())
+    write_borough(borough, root / "landing", truth_root=root / "demo")
+    sources = load_sources().sources
+    for spec in sources.values():
+        ingest_source(root, spec)
+    refresh_register(root, list(sources), tombstone_key=None)
+    identify(root, list(sources))

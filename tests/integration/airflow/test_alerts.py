@@ -13,7 +13,7 @@ import pytest
 
 from sf_demo.smtp_sink import SmtpSink
 from supporting_families.audit import Ledger
-from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env
+from tests.integration.platform_fixtures import PlatformEnv, seed_identified, set_deployment_env
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +68,6 @@ def test_an_uncollected_file_under_the_final_name_mails_the_engineers_and_record
 
     from airflow.dag_processing.dagbag import DagBag
 
-    from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
-    from supporting_families.config import load_sources
-    from supporting_families.identify import identify, refresh_register
-    from supporting_families.ingest import ingest_source
     from supporting_families.share import delivery_id_for
     from supporting_families.store import store_root
 
@@ -79,13 +75,7 @@ def test_an_uncollected_file_under_the_final_name_mails_the_engineers_and_record
     ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     root = store_root((tmp_path / "store").as_uri())
     set_deployment_env(platform_env, monkeypatch, str(root), ledger_url)
-    borough = generate_borough(600, seed=5, as_of=date(2026, 3, 31), dirt=DirtConfig.clean())
-    write_borough(borough, root / "landing", truth_root=root / "demo")
-    sources = load_sources().sources
-    for spec in sources.values():
-        ingest_source(root, spec)
-    refresh_register(root, list(sources), tombstone_key=None)
-    identify(root, list(sources))
+    seed_identified(root, 600, seed=5, as_of=date(2026, 3, 31))
 
     # The run's id, hence its delivery's name, follows from the run's date (dag.test's manual run id). The
     # partner has not collected an earlier file under that name, with other bytes.

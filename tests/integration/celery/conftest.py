@@ -238,9 +238,17 @@ class CeleryCluster:
             "    out[d]=r.run_id\n"
             "print('RUNS='+json.dumps(out))\n"
         )
+        runs: dict[str, str] = self.python(script, [json.dumps(conf), *dag_ids], "RUNS")[0]
+        return runs
+
+    def python(
+        self, script: str, args: list[str], tag: str, env: dict[str, str] | None = None
+    ) -> tuple[Any, str]:
+        """Run ``script`` as this deployment's components would (its environment unless ``env``): the JSON
+        it printed after ``<tag>=`` (Airflow may print other lines around it), and all it printed."""
         done = subprocess.run(
-            [str(VENV_BIN / "python"), "-c", script, json.dumps(conf), *dag_ids],
-            env=self.env,
+            [str(VENV_BIN / "python"), "-c", script, *args],
+            env=self.env if env is None else env,
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -248,9 +256,8 @@ class CeleryCluster:
             check=False,
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RUNS="))
-        runs: dict[str, str] = json.loads(line.removeprefix("RUNS="))
-        return runs
+        line = next(ln for ln in done.stdout.splitlines() if ln.startswith(f"{tag}="))
+        return json.loads(line.removeprefix(f"{tag}=")), done.stdout + done.stderr
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float) -> Any:
         deadline = time.monotonic() + timeout

@@ -26,16 +26,14 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from sf_demo.partner_simulator.environment import DemoEnvironment
-from sf_demo.synthetic import DirtConfig, generate_borough, write_borough
 from supporting_families.audit import Ledger
 from supporting_families.audit.schema import _PG_LOCK_KEY
-from supporting_families.config import Agreement, load_sources
-from supporting_families.identify import identify, record_assessment, refresh_register
-from supporting_families.ingest import ingest_source
+from supporting_families.config import Agreement
+from supporting_families.identify import record_assessment
 from supporting_families.share import Delivery, delivery_id_for
 from supporting_families.store import read_parquet, store_root
 from tests.integration.celery.conftest import HEARTBEAT_TIMEOUT_S, WORKERS, CeleryCluster
-from tests.integration.platform_fixtures import PlatformEnv, set_deployment_env
+from tests.integration.platform_fixtures import PlatformEnv, seed_identified, set_deployment_env
 
 # The first test pays for the deployment and the cycle (several minutes on a loaded machine).
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -47,13 +45,7 @@ DAGS = Path(__file__).resolve().parents[3] / "dags"
 def _seed(store: Path) -> None:
     """The store as the cycle leaves it before the shares: a small borough ingested and identified."""
     root = store_root(store.as_uri())
-    borough = generate_borough(1500, seed=11, as_of=AS_OF, dirt=DirtConfig.clean())
-    write_borough(borough, root / "landing", truth_root=root / "demo")
-    sources = load_sources().sources
-    for spec in sources.values():
-        ingest_source(root, spec)
-    refresh_register(root, list(sources), tombstone_key=None)
-    identify(root, list(sources))
+    seed_identified(root, 1500, seed=11, as_of=AS_OF)
     worklist = read_parquet(root / "identification" / AS_OF.isoformat() / "worklist.parquet")
     record_assessment(
         root,

@@ -11,13 +11,12 @@ environment, their backend's file, the metadata database, and a lookup through t
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.celery.conftest import REPO, VENV_BIN, WORKERS, CeleryCluster
+from tests.integration.celery.conftest import WORKERS, CeleryCluster
 from tests.integration.platform_fixtures import PlatformEnv
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -144,22 +143,16 @@ def test_no_central_component_holds_a_partner_secret(
         "        out[c]=type(e).__name__\n"
         "print('FOUND='+json.dumps(out))\n"
     )
-    done = subprocess.run(
-        [str(VENV_BIN / "python"), "-c", script, *sorted(partner_ids), "sf_ledger"],
+    answers, printed = cluster.python(
+        script,
+        [*sorted(partner_ids), "sf_ledger"],
+        "FOUND",
         env={**cluster.env, "_AIRFLOW_PROCESS_CONTEXT": "server"},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("FOUND="))
-    answers = json.loads(line.removeprefix("FOUND="))
     assert answers.pop("sf_ledger") == "found"
     assert set(answers.values()) == {"AirflowNotFoundException"}, answers
     for values in secrets.values():
-        assert not any(v in done.stdout + done.stderr for v in values)
+        assert not any(v in printed for v in values)
 
 
 def test_each_worker_holds_its_own_partners_secrets_only(celery_cluster: CeleryCluster) -> None:

@@ -89,16 +89,7 @@ def agency_env(platform_env: PlatformEnv, store: UPath, tmp_path: Path) -> Itera
 
 
 def _endpoint(platform_env: PlatformEnv) -> SftpEndpoint:
-    conn = platform_env.connections[SPEC.inbound.sftp.conn_id]  # type: ignore[union-attr]
-    extra = conn["extra"]
-    assert isinstance(extra, dict)
-    return SftpEndpoint(
-        str(conn["host"]),
-        int(str(conn["port"])),
-        str(conn["login"]),
-        host_key=str(extra["host_key"]),
-        private_key_path=Path(str(extra["key_file"])),
-    )
+    return platform_env.connection_endpoint(SPEC.inbound.sftp.conn_id)  # type: ignore[union-attr]
 
 
 def _collect(
