@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import dag, task
 
-from sf_airflow.common import DEFAULT_ARGS, START_DATE
+from sf_airflow.common import DEFAULT_ARGS, START_DATE, partner_queue
 from supporting_families.config import load_agreements
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ host key or a missing folder before any personal data is packaged.
 """,
 )
 def partner_connectivity() -> None:
-    @task(map_index_template="{{ task.op_kwargs['agreement_id'] }}")
+    @task
     def check(agreement_id: str, conn_id: str, inbox: str, outbox: str) -> dict[str, Any]:
         from sf_airflow.sftp import sftp_endpoint
         from supporting_families.transport import check_connectivity
@@ -60,17 +60,15 @@ def partner_connectivity() -> None:
     def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         return {"partner servers reachable with pinned host keys": len(results)}
 
-    checks = check.expand_kwargs(
-        [
-            {
-                "agreement_id": a.id,
-                "conn_id": a.sftp.conn_id,
-                "inbox": a.sftp.remote_inbox,
-                "outbox": a.sftp.remote_outbox,
-            }
-            for a in AGREEMENTS
-        ]
-    )
+    # One task per agreement on its partner's queue, not one mapped task: a mapped task has one queue, and
+    # only the partner's own worker holds its SFTP connection (docs/ARCHITECTURE.md, "Credentials per
+    # partner").
+    checks = [
+        check.override(task_id=f"check_{a.dag_id_suffix}", queue=partner_queue(a.partner.code))(
+            a.id, a.sftp.conn_id, a.sftp.remote_inbox, a.sftp.remote_outbox
+        )
+        for a in AGREEMENTS
+    ]
     # An XComArg stands in for the upstream's value: Airflow's stubs type a task call with
     # the function's own parameters, so they cannot accept it.
     summarise(checks)  # type: ignore[arg-type]

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from airflow.sdk import DAG, Param, dag, task
 
-from sf_airflow.common import DEFAULT_ARGS, START_DATE, store
+from sf_airflow.common import DEFAULT_ARGS, START_DATE, partner_queue, store
+from supporting_families.config import load_agreements
 
 PERSON_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 CASE_PATTERN = r"^[A-Z]{2,5}-[0-9]{4}-[0-9]{3,6}$"
@@ -37,6 +38,7 @@ CORRECTABLE = [
     "uprn",
 ]
 TAGS = ["supporting-families", "rights"]
+AGREEMENTS = load_agreements(resolve=False)
 
 
 def _person() -> Param:
@@ -113,6 +115,24 @@ def _rights_dag(
     )
 
 
+def _notify(kind: Literal["rectification", "erasure"], request: Any) -> list[Any]:
+    """One task per agreement that delivers the notice the request prepared for it, on the partner's queue:
+    only that partner's worker holds its SFTP connection (docs/ARCHITECTURE.md, "Credentials per
+    partner"). A partner the request owes no notice (it never received the person) succeeds, ``due: false``.
+    """
+    tasks = []
+    for agreement in AGREEMENTS:
+
+        @task(task_id=f"notify_{agreement.dag_id_suffix}", queue=partner_queue(agreement.partner.code))
+        def notify(request: dict[str, Any], agreement_id: str, **context: Any) -> dict[str, Any]:
+            from sf_airflow.rights import acting_run, deliver_notice
+
+            return deliver_notice(kind, str(request["request_id"]), agreement_id, acting_run(context))
+
+        tasks.append(notify(request, agreement.id))
+    return tasks
+
+
 @_rights_dag(
     "rights_subject_access",
     params=_request(),
@@ -170,16 +190,17 @@ value cannot go in this form (Airflow would keep it), so the officer stages it c
 This run then applies every correction staged for the case: the register is corrected at once and the
 correction outranks the departments' extracts until they agree. Every partner that received one of the
 corrected fields gets a rectification notice (the pseudonymous reference and the corrected fields its
-agreement allows), encrypted to the partner, delivered over SFTP exactly once and recorded as a
-`disclosure` with `notice: rectification`. Correctable fields: {", ".join(CORRECTABLE)}.
+agreement allows), encrypted to the partner, delivered over SFTP exactly once by `notify_<agreement>`
+on the partner's queue and recorded as a `disclosure` with `notice: rectification`.
+Correctable fields: {", ".join(CORRECTABLE)}.
 """,
 )
 def rights_rectification() -> None:
     @task
-    def rectify_and_notify(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+    def rectify(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
         from sf_airflow.credentials import data_keys
-        from sf_airflow.rights import acting_run, agreements, record, send_notices
-        from supporting_families.rights import drop_staged, notices_sent, rectification, staged_corrections
+        from sf_airflow.rights import acting_run, agreements, prepare_notices, record
+        from supporting_families.rights import drop_staged, rectification, staged_corrections
 
         assert params is not None
         root, person_id, case = store(), str(params["person_id"]), str(params["case_reference"])
@@ -198,11 +219,19 @@ def rights_rectification() -> None:
             )
         seqs = record(outcome)
         drop_staged(root, case)  # the value now lives in the register's corrections
-        sent = send_notices("rectification", outcome.counts["request_id"], due, person_id, run)
-        notices_sent(root, outcome.counts["request_id"], "rectified_and_notified")
-        return {**outcome.counts, "ledger_seq": seqs, "notices": sent}
+        prepared = prepare_notices("rectification", str(outcome.counts["request_id"]), due, person_id)
+        return {**outcome.counts, "ledger_seq": seqs, "notices_due": prepared}
 
-    rectify_and_notify()
+    @task
+    def close(rectified: dict[str, Any]) -> dict[str, Any]:
+        from supporting_families.rights import notices_sent
+
+        notices_sent(store(), str(rectified["request_id"]), "rectified_and_notified")
+        return {"request_id": rectified["request_id"], "notices_due": rectified["notices_due"]}
+
+    rectified = rectify()
+    # Article 19: the request is complete once every partner that received the field has been told.
+    _notify("rectification", rectified) >> close(rectified)  # type: ignore[arg-type]
 
 
 @_rights_dag(
@@ -215,27 +244,26 @@ def rights_rectification() -> None:
 processing and provided that there are no legitimate grounds for retaining it." A legal hold on the person,
 or on an agreement that disclosed them, refuses the request whole, with the hold's reason in the ledger.
 
-Otherwise, in one task (each step idempotent, so a retry finishes the job): a tombstone of the person's
-identifying keys (keyed hashes, never values) so re-ingest and re-linkage do not bring them back; the person
-out of the register, curated tables, identification snapshots, partners' flags, controller-side copies and
-reference lists; an erasure notice to every partner that received them; then the compaction of the bulk
-files (landing extracts, partner-encrypted archives, returns and quarantines; docs/ARCHITECTURE.md says
-which file gets which treatment). The ledger keeps `deletion` entries with counts and a hash of the list
-of paths, never a name.
+Otherwise (each step idempotent, so a retry finishes the job): `erase` makes a tombstone of the person's
+identifying keys (keyed hashes, never values) so re-ingest and re-linkage do not bring them back, takes the
+person out of the register, curated tables, identification snapshots, partners' flags, controller-side
+copies and reference lists, and encrypts an erasure notice for every partner that received them; each
+`notify_<agreement>` delivers its partner's notice on that partner's queue; then `compact` rewrites the
+bulk files (landing extracts, partner-encrypted archives, returns and quarantines; docs/ARCHITECTURE.md
+says which file gets which treatment). The ledger keeps `deletion` entries with counts and a hash of the
+list of paths, never a name.
 """,
 )
 def rights_erasure() -> None:
     @task
     def erase(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
         from sf_airflow.credentials import data_keys, tombstone_key
-        from sf_airflow.rights import acting_run, record, send_notices
+        from sf_airflow.rights import acting_run, prepare_notices, record
         from sf_airflow.rights import agreements as load
-        from supporting_families.config import load_sources
-        from supporting_families.rights import compaction, drop_plan, erasure, notices_sent
+        from supporting_families.rights import erasure
 
         assert params is not None
         root, person_id, case = store(), str(params["person_id"]), str(params["case_reference"])
-        run, keys = acting_run(context), data_keys()
         with _refusals():
             outcome, plan = erasure(
                 root,
@@ -243,12 +271,12 @@ def rights_erasure() -> None:
                 case,
                 _day(params, "received_on"),
                 tombstone_key=tombstone_key(),
-                keys=keys,
-                run=run,
+                keys=data_keys(),
+                run=acting_run(context),
             )
         seqs = record(outcome)
-        if plan is None:
-            return {**outcome.counts, "ledger_seq": seqs}
+        if plan is None:  # refused under a legal hold: nothing to tell, nothing to compact
+            return {**outcome.counts, "ledger_seq": seqs, "notices_due": []}
         request_id = str(outcome.counts["request_id"])
         agreements = load()
         due: list[tuple[Any, list[str], dict[str, object]]] = [
@@ -256,15 +284,38 @@ def rights_erasure() -> None:
             for a, refs in sorted(plan.refs_by_agreement().items())
             if a in agreements
         ]
-        sent = send_notices("erasure", request_id, due, person_id, run)
-        sources = {name: spec.file_glob for name, spec in load_sources().sources.items()}
-        compacted = compaction(root, plan, case, request_id, sources, run=run)
-        seqs += record(compacted)
-        drop_plan(root, request_id)
-        notices_sent(root, request_id, "erased_and_notified")
-        return {**outcome.counts, "compaction": compacted.counts, "notices": sent, "ledger_seq": seqs}
+        prepared = prepare_notices("erasure", request_id, due, person_id)
+        return {**outcome.counts, "ledger_seq": seqs, "notices_due": prepared}
 
-    erase()
+    @task
+    def compact(
+        erased: dict[str, Any], params: dict[str, Any] | None = None, **context: Any
+    ) -> dict[str, Any]:
+        from sf_airflow.credentials import data_keys
+        from sf_airflow.rights import acting_run, record
+        from supporting_families.config import load_sources
+        from supporting_families.rights import compaction, drop_plan, load_plan, notices_sent
+
+        assert params is not None
+        if erased.get("refused"):
+            return {"request_id": erased["request_id"], "refused": 1}
+        root, request_id = store(), str(erased["request_id"])
+        plan = load_plan(root, request_id, data_keys())
+        counts: dict[str, Any] = {}
+        seqs: list[int] = []
+        if plan is not None:  # None: an earlier try compacted and dropped it
+            sources = {name: spec.file_glob for name, spec in load_sources().sources.items()}
+            compacted = compaction(
+                root, plan, str(params["case_reference"]), request_id, sources, run=acting_run(context)
+            )
+            counts, seqs = compacted.counts, record(compacted)
+            drop_plan(root, request_id)
+        notices_sent(root, request_id, "erased_and_notified")
+        return {"request_id": request_id, "compaction": counts, "ledger_seq": seqs}
+
+    erased = erase()
+    # The notices go out before the bulk files are compacted, as Article 19 asks of every recipient.
+    _notify("erasure", erased) >> compact(erased)  # type: ignore[arg-type]
 
 
 @_rights_dag(

@@ -14,8 +14,8 @@ from sf_airflow.credentials import council_openpgp, data_keys, ledger
 from sf_airflow.sftp import sftp_endpoint
 from supporting_families.audit import NewEntry
 from supporting_families.config import Agreement, load_agreements
-from supporting_families.rights import NoticeKind, OpenPgp, Outcome, Run
-from supporting_families.rights import send_notices as core_send_notices
+from supporting_families.rights import NoticeKind, OpenPgp, Outcome, Run, deliver_prepared_notice
+from supporting_families.rights import prepare_notices as core_prepare_notices
 
 
 def acting_run(context: dict[str, Any]) -> Run:
@@ -40,23 +40,16 @@ def record(outcome: Outcome) -> list[int]:
         return [book.append(entry).seq for entry in outcome.entries]
 
 
-def send_notices(
+def prepare_notices(
     kind: NoticeKind,
     request_id: str,
     due: list[tuple[Agreement, list[str], dict[str, object]]],
     person_id: str,
-    run: Run,
-) -> dict[str, Any]:
-    """One notice per partner in ``due`` (``supporting_families.rights.send_notices``), with the partners'
-    connections and the council's key from Airflow. ``due``'s agreements come from :func:`agreements`,
-    already loaded with their fingerprints resolved."""
+) -> list[str]:
+    """Encrypt one notice per partner in ``due`` with the council's key (controller side, default queue);
+    returns the agreement ids. ``due``'s agreements come from :func:`agreements`."""
     pgp = openpgp()
-
-    def append(entry: NewEntry) -> int:
-        with ledger() as book:
-            return int(book.append(entry).seq)
-
-    return core_send_notices(
+    return core_prepare_notices(
         store(),
         kind,
         request_id,
@@ -65,13 +58,40 @@ def send_notices(
         council_fingerprint=pgp.council_fingerprint,
         passphrase=pgp.passphrase,
         gnupg_home=pgp.gnupg_home,
-        endpoint_for=lambda a: sftp_endpoint(a.sftp.conn_id),
+    )
+
+
+def deliver_notice(kind: NoticeKind, request_id: str, agreement_id: str, run: Run) -> dict[str, Any]:
+    """Deliver the notice prepared for one agreement and record its disclosure. The task runs on the
+    partner's queue: only that partner's worker holds its SFTP connection (docs/ARCHITECTURE.md,
+    "Credentials per partner")."""
+    agreement = agreements()[agreement_id]
+
+    def append(entry: NewEntry) -> int:
+        with ledger() as book:
+            return int(book.append(entry).seq)
+
+    sent = deliver_prepared_notice(
+        store(),
+        kind,
+        request_id,
+        agreement,
+        lambda a: sftp_endpoint(a.sftp.conn_id),
         append=append,
         dag_id=run.dag_id,
         run_id=run.run_id,
         task_id=run.task_id,
         triggered_by=run.triggered_by,
     )
+    return {"agreement": agreement_id, "due": sent is not None, **(sent or {})}
 
 
-__all__ = ["acting_run", "agreements", "data_keys", "openpgp", "record", "send_notices"]
+__all__ = [
+    "acting_run",
+    "agreements",
+    "data_keys",
+    "deliver_notice",
+    "openpgp",
+    "prepare_notices",
+    "record",
+]

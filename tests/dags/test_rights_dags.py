@@ -54,3 +54,25 @@ def test_a_case_reference_that_is_a_name_is_refused_by_the_form(bag) -> None:  #
         params["case_reference"] = "Somebody Named"
     with pytest.raises(ParamValidationError, match="does not match"):
         params["person_id"] = "A person's name"
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "last"), [("rights_rectification", "close"), ("rights_erasure", "compact")]
+)
+def test_each_partner_s_notice_is_delivered_on_its_own_queue_before_the_request_closes(  # type: ignore[no-untyped-def]
+    bag, dag_id: str, last: str
+) -> None:
+    """Only a partner's worker holds its SFTP connection (docs/ARCHITECTURE.md, "Credentials per partner"),
+    so each notice goes out from a task on that partner's queue; the controller-side tasks stay on the
+    default queue, and the request closes after every notice."""
+    from sf_airflow.common import partner_queue
+    from supporting_families.config import load_agreements
+
+    dag = bag.dags[dag_id]
+    first = dag.get_task("rectify" if dag_id == "rights_rectification" else "erase")
+    agreements = load_agreements(resolve=False)
+    notify = {f"notify_{a.dag_id_suffix}": partner_queue(a.partner.code) for a in agreements}
+    assert {t: dag.get_task(t).queue for t in notify} == notify
+    assert first.downstream_task_ids >= set(notify) | {last}
+    assert dag.get_task(last).upstream_task_ids == set(notify) | {first.task_id}
+    assert first.queue == dag.get_task(last).queue == "default"

@@ -39,10 +39,12 @@ from supporting_families.rights.notices import (
     Notice,
     NoticeKind,
     deliver_notice,
+    deliver_prepared_notice,
     notice_entry,
     notice_id_for,
     notice_table,
     prepare_notice,
+    prepare_notices,
     send_notices,
 )
 from supporting_families.rights.rectify import drop_staged, stage_correction, staged_corrections
@@ -61,6 +63,7 @@ __all__ = [
     "Run",
     "compaction",
     "deliver_notice",
+    "deliver_prepared_notice",
     "disclosure_history",
     "drop_plan",
     "drop_staged",
@@ -77,6 +80,7 @@ __all__ = [
     "portability",
     "portability_document",
     "prepare_notice",
+    "prepare_notices",
     "rectification",
     "restriction",
     "send_notices",

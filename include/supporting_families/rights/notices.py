@@ -220,6 +220,71 @@ def notice_entry(
     )
 
 
+def prepare_notices(
+    store: UPath,
+    kind: NoticeKind,
+    request_id: str,
+    due: list[tuple[Agreement, list[str], dict[str, object]]],
+    person_id: str,
+    *,
+    council_fingerprint: str,
+    passphrase: str,
+    gnupg_home: Path,
+) -> list[str]:
+    """Write and encrypt one notice per partner in ``due``; returns their agreement ids. Idempotent.
+
+    This half needs the council's key and no partner secret, so it runs controller-side; the delivery
+    (:func:`deliver_prepared_notice`) runs where the partner's SFTP connection is (docs/ARCHITECTURE.md,
+    "Credentials per partner")."""
+    for agreement, refs, corrected in due:
+        notice = Notice(store, agreement.id, notice_id_for(kind, agreement.id, request_id), kind)
+        prepare_notice(
+            notice,
+            agreement,
+            notice_table(kind, refs, corrected),
+            person_id,
+            council_fingerprint=council_fingerprint,
+            passphrase=passphrase,
+            gnupg_home=gnupg_home,
+        )
+    return [agreement.id for agreement, _, _ in due]
+
+
+def deliver_prepared_notice(
+    store: UPath,
+    kind: NoticeKind,
+    request_id: str,
+    agreement: Agreement,
+    endpoint_for: Callable[[Agreement], SftpEndpoint],
+    *,
+    append: Callable[[NewEntry], int],
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    triggered_by: str | None,
+) -> dict[str, Any] | None:
+    """Deliver and record the notice prepared for ``agreement``, exactly once; None when the request owes
+    this partner none (it received nothing about the person). ``append`` writes a ledger entry and returns
+    its seq; ``endpoint_for`` is only called when a notice is due."""
+    notice = Notice(store, agreement.id, notice_id_for(kind, agreement.id, request_id), kind)
+    manifest = notice.manifest()
+    if manifest is None:
+        return None
+    receipt = deliver_notice(notice, agreement, endpoint_for(agreement))
+    entry = notice_entry(
+        agreement,
+        notice,
+        manifest,
+        receipt,
+        request_id=request_id,
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        triggered_by=triggered_by,
+    )
+    return {"notice_id": notice.notice_id, "rows": manifest["row_count"], "ledger_seq": append(entry)}
+
+
 def send_notices(
     store: UPath,
     kind: NoticeKind,
@@ -237,36 +302,30 @@ def send_notices(
     task_id: str,
     triggered_by: str | None,
 ) -> dict[str, Any]:
-    """Prepare, deliver and record one notice per partner in ``due``; idempotent per request and partner.
-
-    ``append`` writes a ledger entry and returns its seq. The DAGs and the CLI both come through here."""
+    """Prepare, deliver and record one notice per partner in ``due``, in one process that holds every
+    partner's connection (the command line); idempotent per request and partner."""
+    prepare_notices(
+        store,
+        kind,
+        request_id,
+        due,
+        person_id,
+        council_fingerprint=council_fingerprint,
+        passphrase=passphrase,
+        gnupg_home=gnupg_home,
+    )
     sent: dict[str, Any] = {}
-    for agreement, refs, corrected in due:
-        notice = Notice(store, agreement.id, notice_id_for(kind, agreement.id, request_id), kind)
-        manifest = prepare_notice(
-            notice,
+    for agreement, _, _ in due:
+        sent[agreement.id] = deliver_prepared_notice(
+            store,
+            kind,
+            request_id,
             agreement,
-            notice_table(kind, refs, corrected),
-            person_id,
-            council_fingerprint=council_fingerprint,
-            passphrase=passphrase,
-            gnupg_home=gnupg_home,
-        )
-        receipt = deliver_notice(notice, agreement, endpoint_for(agreement))
-        entry = notice_entry(
-            agreement,
-            notice,
-            manifest,
-            receipt,
-            request_id=request_id,
+            endpoint_for,
+            append=append,
             dag_id=dag_id,
             run_id=run_id,
             task_id=task_id,
             triggered_by=triggered_by,
         )
-        sent[agreement.id] = {
-            "notice_id": notice.notice_id,
-            "rows": manifest["row_count"],
-            "ledger_seq": append(entry),
-        }
     return sent

@@ -21,6 +21,8 @@ def test_the_connectivity_dag_negotiates_under_the_policy_and_reports_the_algori
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    from sf_airflow.common import partner_queue
+
     set_deployment_env(
         platform_env, monkeypatch, (tmp_path / "store").as_uri(), f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     )
@@ -28,13 +30,16 @@ def test_the_connectivity_dag_negotiates_under_the_policy_and_reports_the_algori
     assert bag.import_errors == {}
     caplog.set_level("INFO")
     run = bag.dags["partner_connectivity"].test()
-    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"}, states
 
-    checks = [ti for ti in run.get_task_instances() if ti.task_id == "check"]
-    assert len(checks) == len(platform_env.agreements)
-    for ti in checks:
-        result = ti.xcom_pull(task_ids="check", map_indexes=ti.map_index)
+    dag = bag.dags["partner_connectivity"]
+    for agreement in platform_env.agreements.values():
+        # On the partner's own queue: only its worker holds the connection under the Celery deployment.
+        task_id = f"check_{agreement.dag_id_suffix}"
+        assert dag.get_task(task_id).queue == partner_queue(agreement.partner.code)
+        [ti] = [ti for ti in run.get_task_instances() if ti.task_id == task_id]
+        result = ti.xcom_pull(task_ids=task_id)
         assert result["kex"] in ALLOWED_KEX
         assert result["cipher"] in ALLOWED_CIPHERS
         assert result["mac"] in (*ALLOWED_MACS, "implicit")  # AES-GCM carries its own MAC
