@@ -48,17 +48,7 @@ def prepare_notices(
 ) -> list[str]:
     """Encrypt one notice per partner in ``due`` with the council's key (controller side, default queue);
     returns the agreement ids. ``due``'s agreements come from :func:`agreements`."""
-    pgp = openpgp()
-    return core_prepare_notices(
-        store(),
-        kind,
-        request_id,
-        due,
-        person_id,
-        council_fingerprint=pgp.council_fingerprint,
-        passphrase=pgp.passphrase,
-        gnupg_home=pgp.gnupg_home,
-    )
+    return core_prepare_notices(store(), kind, request_id, due, person_id, openpgp=openpgp())
 
 
 def deliver_notice(kind: NoticeKind, request_id: str, agreement_id: str, run: Run) -> dict[str, Any]:
@@ -78,10 +68,7 @@ def deliver_notice(kind: NoticeKind, request_id: str, agreement_id: str, run: Ru
         agreement,
         lambda a: sftp_endpoint(a.sftp.conn_id),
         append=append,
-        dag_id=run.dag_id,
-        run_id=run.run_id,
-        task_id=run.task_id,
-        triggered_by=run.triggered_by,
+        run=run,
     )
     return {"agreement": agreement_id, "due": sent is not None, **(sent or {})}
 

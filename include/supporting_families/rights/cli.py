@@ -187,15 +187,10 @@ def _with_keys(store: UPath, args: argparse.Namespace) -> dict[str, Any]:
             request_id,
             due,
             args.person,
-            council_fingerprint=pgp.council_fingerprint,
-            passphrase=pgp.passphrase,
-            gnupg_home=pgp.gnupg_home,
+            openpgp=pgp,
             endpoint_for=endpoint,
             append=append,
-            dag_id=run.dag_id,
-            run_id=run.run_id,
-            task_id=run.task_id,
-            triggered_by=run.triggered_by,
+            run=run,
         )
 
     if args.command == "access":

@@ -29,6 +29,7 @@ from upath import UPath
 from supporting_families.audit import NewEntry, idempotency_key
 from supporting_families.config.agreements import Agreement
 from supporting_families.registers.requests import HEX_AS_LETTERS
+from supporting_families.rights.actions import OpenPgp, Run
 from supporting_families.share.package import neutralise_formulas, to_csv_text_columns
 from supporting_families.store.io import (
     copy_into,
@@ -191,10 +192,7 @@ def notice_entry(
     receipt: dict[str, Any],
     *,
     request_id: str,
-    dag_id: str,
-    run_id: str,
-    task_id: str,
-    triggered_by: str | None,
+    run: Run,
 ) -> NewEntry:
     """The ``disclosure`` entry of one notice: what left (field names, counts, hashes), never a value."""
     return NewEntry.for_agreement(
@@ -206,10 +204,10 @@ def notice_entry(
         plaintext_sha256=manifest["plaintext_sha256"],
         ciphertext_sha256=manifest["ciphertext_sha256"],
         file_name=manifest["file_name"],
-        dag_id=dag_id,
-        run_id=run_id,
-        task_id=task_id,
-        triggered_by=triggered_by,
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        task_id=run.task_id,
+        triggered_by=run.triggered_by,
         details={
             "notice": notice.kind,
             "notice_id": notice.notice_id,
@@ -227,9 +225,7 @@ def prepare_notices(
     due: list[tuple[Agreement, list[str], dict[str, object]]],
     person_id: str,
     *,
-    council_fingerprint: str,
-    passphrase: str,
-    gnupg_home: Path,
+    openpgp: OpenPgp,
 ) -> list[str]:
     """Write and encrypt one notice per partner in ``due``; returns their agreement ids. Idempotent.
 
@@ -243,9 +239,9 @@ def prepare_notices(
             agreement,
             notice_table(kind, refs, corrected),
             person_id,
-            council_fingerprint=council_fingerprint,
-            passphrase=passphrase,
-            gnupg_home=gnupg_home,
+            council_fingerprint=openpgp.council_fingerprint,
+            passphrase=openpgp.passphrase,
+            gnupg_home=openpgp.gnupg_home,
         )
     return [agreement.id for agreement, _, _ in due]
 
@@ -258,10 +254,7 @@ def deliver_prepared_notice(
     endpoint_for: Callable[[Agreement], SftpEndpoint],
     *,
     append: Callable[[NewEntry], int],
-    dag_id: str,
-    run_id: str,
-    task_id: str,
-    triggered_by: str | None,
+    run: Run,
 ) -> dict[str, Any] | None:
     """Deliver and record the notice prepared for ``agreement``, exactly once; None when the request owes
     this partner none (it received nothing about the person). ``append`` writes a ledger entry and returns
@@ -271,17 +264,7 @@ def deliver_prepared_notice(
     if manifest is None:
         return None
     receipt = deliver_notice(notice, agreement, endpoint_for(agreement))
-    entry = notice_entry(
-        agreement,
-        notice,
-        manifest,
-        receipt,
-        request_id=request_id,
-        dag_id=dag_id,
-        run_id=run_id,
-        task_id=task_id,
-        triggered_by=triggered_by,
-    )
+    entry = notice_entry(agreement, notice, manifest, receipt, request_id=request_id, run=run)
     return {"notice_id": notice.notice_id, "rows": manifest["row_count"], "ledger_seq": append(entry)}
 
 
@@ -292,40 +275,17 @@ def send_notices(
     due: list[tuple[Agreement, list[str], dict[str, object]]],
     person_id: str,
     *,
-    council_fingerprint: str,
-    passphrase: str,
-    gnupg_home: Path,
+    openpgp: OpenPgp,
     endpoint_for: Callable[[Agreement], SftpEndpoint],
     append: Callable[[NewEntry], int],
-    dag_id: str,
-    run_id: str,
-    task_id: str,
-    triggered_by: str | None,
+    run: Run,
 ) -> dict[str, Any]:
     """Prepare, deliver and record one notice per partner in ``due``, in one process that holds every
     partner's connection (the command line); idempotent per request and partner."""
-    prepare_notices(
-        store,
-        kind,
-        request_id,
-        due,
-        person_id,
-        council_fingerprint=council_fingerprint,
-        passphrase=passphrase,
-        gnupg_home=gnupg_home,
-    )
-    sent: dict[str, Any] = {}
-    for agreement, _, _ in due:
-        sent[agreement.id] = deliver_prepared_notice(
-            store,
-            kind,
-            request_id,
-            agreement,
-            endpoint_for,
-            append=append,
-            dag_id=dag_id,
-            run_id=run_id,
-            task_id=task_id,
-            triggered_by=triggered_by,
+    prepare_notices(store, kind, request_id, due, person_id, openpgp=openpgp)
+    return {
+        agreement.id: deliver_prepared_notice(
+            store, kind, request_id, agreement, endpoint_for, append=append, run=run
         )
-    return sent
+        for agreement, _, _ in due
+    }
