@@ -120,17 +120,19 @@ def _notify(kind: Literal["rectification", "erasure"], request: Any) -> list[Any
     only that partner's worker holds its SFTP connection (docs/ARCHITECTURE.md, "Credentials per
     partner"). A partner the request owes no notice (it never received the person) succeeds, ``due: false``.
     """
-    tasks = []
-    for agreement in AGREEMENTS:
 
-        @task(task_id=f"notify_{agreement.dag_id_suffix}", queue=partner_queue(agreement.partner.code))
-        def notify(request: dict[str, Any], agreement_id: str, **context: Any) -> dict[str, Any]:
-            from sf_airflow.rights import acting_run, deliver_notice
+    @task
+    def notify(request: dict[str, Any], agreement_id: str, **context: Any) -> dict[str, Any]:
+        from sf_airflow.rights import acting_run, deliver_notice
 
-            return deliver_notice(kind, str(request["request_id"]), agreement_id, acting_run(context))
+        return deliver_notice(kind, str(request["request_id"]), agreement_id, acting_run(context))
 
-        tasks.append(notify(request, agreement.id))
-    return tasks
+    return [
+        notify.override(task_id=f"notify_{a.dag_id_suffix}", queue=partner_queue(a.partner.code))(
+            request, a.id
+        )
+        for a in AGREEMENTS
+    ]
 
 
 @_rights_dag(
