@@ -7,17 +7,21 @@ ENV := source scripts/env.sh &&
 
 .PHONY: runs ledger-verify ledger-show help demo setup install services-start services-stop sftp-start sftp-stop cycle test test-unit check fmt lint types lock import-errors bench bench-peers lock-peers stop clean
 
-demo:  ## set up everything and run the exchange cycle (idempotent)
-	bash scripts/setup.sh --run
+# EXECUTOR=celery (demo, setup, services-start, cycle): CeleryExecutor with a worker per partner queue
+# (scripts/airflow-services.sh); the default is LocalExecutor. WORKERS=n spreads the partners over n workers.
+EXECUTOR_ENV = $(if $(EXECUTOR),SF_EXECUTOR=$(EXECUTOR)) $(if $(WORKERS),SF_WORKERS=$(WORKERS))
+
+demo:  ## set up everything and run the exchange cycle (idempotent; EXECUTOR=celery for Celery workers)
+	$(EXECUTOR_ENV) bash scripts/setup.sh --run
 
 setup:  ## set up everything, start the services, run nothing
-	bash scripts/setup.sh
+	$(EXECUTOR_ENV) bash scripts/setup.sh
 
 install:  ## the virtual environment with the pinned requirements
 	bash scripts/setup.sh --install-only
 
-cycle:  ## run the exchange cycle against the running services (SEED=n for a new borough)
-	$(ENV) $(PY) scripts/run_cycle.py $(if $(SEED),--seed $(SEED))
+cycle:  ## run the exchange cycle (SEED=n for a new borough; EXECUTOR=celery restarts the services on Celery)
+	$(if $(EXECUTOR),$(EXECUTOR_ENV) bash scripts/airflow-services.sh start &&) $(ENV) $(PY) scripts/run_cycle.py $(if $(SEED),--seed $(SEED))
 
 runs:  ## the latest runs of every DAG
 	bash scripts/runs.sh
@@ -29,7 +33,7 @@ ledger-show:  ## the newest ledger entries as JSON lines (no personal data in th
 	$(ENV) $(PY) -m supporting_families.audit show --newest-first --limit 20
 
 services-start:
-	bash scripts/airflow-services.sh start
+	$(EXECUTOR_ENV) bash scripts/airflow-services.sh start
 services-stop:
 	bash scripts/airflow-services.sh stop
 sftp-start:

@@ -170,6 +170,18 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def where_tasks_ran(api: Api, runs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """How many of the cycle's task instances ran on each (queue, worker hostname)."""
+    counts: dict[tuple[str, str], int] = {}
+    for dag_id, run_id in runs:
+        tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
+        for ti in tis:
+            if ti.get("state") in ("success", "failed"):
+                key = (str(ti.get("queue") or "-"), str(ti.get("hostname") or "-"))
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--persons", type=int, default=10_000, help="size of the synthetic borough")
@@ -200,6 +212,7 @@ def main() -> int:
     failed = curated = 0
     seen: set[str] = set()
     eligible: list[int] = []
+    ran: list[tuple[str, str]] = []
     for stage, how, dag_id, task_id in CYCLE:
         started = time.monotonic()
         since = stage_began[max(s for s in stage_began if s < stage)]
@@ -218,6 +231,7 @@ def main() -> int:
         else:
             run_id = awaited_run(api, dag_id, since, args.timeout, seen)
         seen.add(run_id)
+        ran.append((dag_id, run_id))
         run = wait_for_run(api, dag_id, run_id, args.timeout)
         queued = _when(run["queued_at"]) if run.get("queued_at") else datetime.now(UTC)
         stage_began[stage] = min(queued, stage_began.get(stage, queued))
@@ -240,6 +254,10 @@ def main() -> int:
                 print("\nNo new extracts (this borough was ingested before): nothing else needed to run.")
                 print("Run again with another --seed or --as-of to see a whole cycle.")
                 break
+    # On CeleryExecutor each partner's tasks must show its own queue and worker (sf_demo/celery_workers.py).
+    print("\nTask instances by queue and worker:")
+    for (queue, host), n in sorted(where_tasks_ran(api, ran).items()):
+        print(f"  {queue:<16} {host:<28} {n:>4}")
     print(f"\nRun history: http://127.0.0.1:{port}/dags  (user admin, password in {users_file})")
     if failed:
         print(f"{failed} run(s) failed: open them in the UI for the task logs.")

@@ -102,30 +102,33 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL did not start on 127.0.0.1:5432"
 fi
 DB_URL_FILE="$SF_SECRETS_DIR/airflow-db-url"
+# The database and its role (SF_AIRFLOW_DB: the scale benchmark sets up a second deployment beside the demo).
+DB="${SF_AIRFLOW_DB:-sf_airflow}"
+[[ "$DB" =~ ^[a-z_][a-z0-9_]*$ ]] || die "SF_AIRFLOW_DB must be a lower-case SQL name, not $DB"
 # Made idempotently on every run, with the password on file if there is one: a URL file does not mean the
 # role and database still exist (or that the role has that password).
 if [ -s "$DB_URL_FILE" ]; then
   pw=$(sed -E 's|^[^:]+://[^:]+:([^@]+)@.*$|\1|' "$DB_URL_FILE")
 else
-  say "creating the Airflow metadata database sf_airflow (role sf_airflow, generated password)"
+  say "creating the Airflow metadata database $DB (role $DB, generated password)"
   pw=$(python -c 'from sf_demo.secrets import new_secret_hex; print(new_secret_hex(24))')
 fi
 # The postgres OS account administers the cluster over the local socket (peer authentication).
-runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAt -v pw="$pw" >/dev/null <<'SQL'
-SELECT format('CREATE ROLE sf_airflow LOGIN PASSWORD %L', :'pw') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sf_airflow')
+runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAt -v pw="$pw" -v db="$DB" >/dev/null <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'db', :'pw') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'db')
 \gexec
-SELECT format('ALTER ROLE sf_airflow PASSWORD %L', :'pw')
+SELECT format('ALTER ROLE %I PASSWORD %L', :'db', :'pw')
 \gexec
-SELECT 'CREATE DATABASE sf_airflow OWNER sf_airflow' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'sf_airflow')
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'db') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')
 \gexec
 SQL
-(umask 077; printf %s "postgresql+psycopg2://sf_airflow:$pw@127.0.0.1:5432/sf_airflow" >"$DB_URL_FILE")
+(umask 077; printf %s "postgresql+psycopg2://$DB:$pw@127.0.0.1:5432/$DB" >"$DB_URL_FILE")
 # env.sh points Airflow at the URL file only if it existed when sourced: on a fresh machine it did not.
 source scripts/env.sh
 [ -n "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD:-}" ] || die "the Airflow database URL is not configured"
 
 # --- Airflow ----------------------------------------------------------------------------------------
-say "migrating the Airflow metadata database (PostgreSQL sf_airflow)"
+say "migrating the Airflow metadata database (PostgreSQL $DB)"
 airflow db migrate >"$SF_VAR/db-migrate.log" 2>&1 || { tail -20 "$SF_VAR/db-migrate.log"; die "airflow db migrate failed"; }
 # The FAB auth manager's tables, then the roles, before any DAG is parsed: Airflow syncs a DAG's
 # access_control only to roles that exist. One demo user per role; passwords only in a 0600 file.

@@ -386,7 +386,7 @@ def _create_secret_file(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _write_if_changed(path: Path, data: bytes) -> bool:
+def write_secret_file(path: Path, data: bytes) -> bool:
     """Replace ``path`` atomically with mode 0600 unless it already holds ``data``; True when written."""
     _private_dir(path.parent)
     if path.exists() and path.read_bytes() == data:
@@ -598,7 +598,7 @@ def _export_public(gpg: GnuPG, fingerprint: str, path: Path) -> None:
     armoured = gpg.run("--armor", "--export-options", "export-minimal", "--export", fingerprint).stdout
     if not armoured:
         raise DemoSecretsError(f"gpg exported nothing for {fingerprint} from {gpg.home}")
-    _write_if_changed(path, armoured)
+    write_secret_file(path, armoured)
 
 
 def _council_passphrase(layout: SecretsLayout) -> str:
@@ -959,14 +959,14 @@ def generate_demo_secrets(
     files |= {layout.partner_connections_file(code): part for code, part in by_partner.items()}
     _private_dir(layout.partner_connections_file("_").parent.parent)
     for path, content in files.items():
-        if _write_if_changed(path, (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()):
+        if write_secret_file(path, (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()):
             log.info("wrote %s connections to %s", len(content), path)
     env_text = _fingerprints_env(spec, fingerprints) + "".join(
         f"{a.fingerprint_env_var}={fingerprints.partners[a.code]}\n"
         for a in agencies
         if a.fingerprint_env_var
     )
-    if _write_if_changed(layout.fingerprints_env, env_text.encode("ascii")):
+    if write_secret_file(layout.fingerprints_env, env_text.encode("ascii")):
         log.info("wrote %s", layout.fingerprints_env)
     return _summary(layout, spec, gpg_binary)
 

@@ -10,6 +10,9 @@ import pendulum
 from airflow.sdk import Asset, ObjectStoragePath
 from upath import UPath
 
+# Re-exported: the DAGs take the queue rule from here with the rest of what they share.
+from supporting_families.config import partner_queue as partner_queue
+
 OWNER = "supporting-families-data"
 
 #: Retries with backoff for transient faults (network, partner servers). A task that must not repeat
@@ -47,12 +50,6 @@ def storage_path(uri_env: str, conn_id_env: str) -> UPath:
 def store() -> UPath:
     """The store's root: ``$SF_STORE_URI`` (file:// by default), with ``$SF_STORE_CONN_ID`` for S3."""
     return storage_path("SF_STORE_URI", "SF_STORE_CONN_ID")
-
-
-def partner_queue(partner_code: str) -> str:
-    """The Celery queue of a partner's share and receive tasks: only that partner's worker, which alone
-    holds the partner's connections in its worker-side secrets backend, serves it (docker-compose.yml)."""
-    return f"sf_{partner_code.replace('-', '_')}"
 
 
 def curated_asset(source: str) -> Asset:

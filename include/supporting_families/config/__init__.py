@@ -21,6 +21,7 @@ from supporting_families.config.agreements import (
     default_agreements_dir,
     load_agreement,
     load_agreements,
+    partner_queue,
 )
 from supporting_families.config.criteria import (
     DEFAULT_CRITERIA_PATH,
@@ -64,4 +65,5 @@ __all__ = [
     "load_agreements",
     "load_criteria",
     "load_sources",
+    "partner_queue",
 ]

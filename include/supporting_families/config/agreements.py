@@ -72,7 +72,16 @@ __all__ = [
     "default_agreements_dir",
     "load_agreement",
     "load_agreements",
+    "partner_queue",
 ]
+
+
+def partner_queue(partner_code: str) -> str:
+    """The Celery queue of a partner's tasks (share, receive, connectivity check, rights notices): only
+    that partner's worker, which alone holds the partner's connections in its worker-side secrets backend,
+    serves it (docs/ARCHITECTURE.md, "Credentials per partner")."""
+    return f"sf_{partner_code.replace('-', '_')}"
+
 
 #: Overrides where :func:`load_agreements` looks when no directory is given (e.g. an installed package).
 AGREEMENTS_DIR_ENV: Final = "SF_AGREEMENTS_DIR"

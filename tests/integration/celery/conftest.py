@@ -166,6 +166,60 @@ class CeleryCluster:
         )
         self.wait_for_log(f"worker-{code}", "ready.", 120)
 
+    def scheduler_healthy(self) -> bool:
+        try:
+            url = f"http://127.0.0.1:{self.api_port}/api/v2/monitor/health"
+            health = requests.get(url, timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return False
+        return all(health.get(c, {}).get("status") == "healthy" for c in ("scheduler", "triggerer"))
+
+    def restart_scheduler(self, extra_env: dict[str, str] | None = None) -> None:
+        """The scheduler again, with ``extra_env`` over the deployment's environment; once it is healthy."""
+        # Health would still answer for the old scheduler's heartbeat: wait for the new one's job row.
+        last = self.query("SELECT coalesce(max(id), 0) FROM job WHERE job_type = 'SchedulerJob'")[0][0]
+        self.kill("scheduler", signal.SIGTERM)
+        self.start("scheduler", ["scheduler", "--skip-serve-logs"], extra_env)
+        self.wait_for(
+            "the new scheduler's heartbeat",
+            lambda: self.query(
+                "SELECT count(*) FROM job WHERE job_type = 'SchedulerJob'"
+                " AND id > :last AND state = 'running'",
+                last=last,
+            )[0][0],
+            180,
+        )
+
+    @contextlib.contextmanager
+    def local_executor(self, store: Path) -> Iterator[None]:
+        """The same deployment on LocalExecutor, over ``store``: the single-machine set-up to compare with.
+
+        The scheduler runs the tasks itself there, so it is the one worker of every partner: its task
+        processes get a worker-side backend with every partner's file merged (mode 0600, removed after).
+        The Celery scheduler is back when the block ends, with no partner's secret anywhere central.
+        """
+        merged: dict[str, Any] = {}
+        for path in self.partner_files.values():
+            merged.update(json.loads(path.read_text()))
+        conn_file = self.home / "local-executor-connections.json"
+        conn_file.touch(mode=0o600)
+        conn_file.write_text(json.dumps(merged))
+        try:
+            self.restart_scheduler(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                    "SF_STORE_URI": store.as_uri(),
+                    "AIRFLOW__WORKERS__SECRETS_BACKEND": LOCAL_SECRETS,
+                    "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": json.dumps(
+                        {"connections_file_path": str(conn_file)}
+                    ),
+                }
+            )
+            yield
+        finally:
+            self.restart_scheduler()
+            conn_file.unlink(missing_ok=True)
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.processes.pop(name)
         with contextlib.suppress(ProcessLookupError):
@@ -462,14 +516,7 @@ def celery_cluster(
         for code in WORKERS:
             cluster.start_worker(code)
 
-        def healthy() -> bool:
-            try:
-                health = requests.get(f"http://127.0.0.1:{api_port}/api/v2/monitor/health", timeout=5).json()
-            except (requests.RequestException, ValueError):
-                return False
-            return all(health.get(c, {}).get("status") == "healthy" for c in ("scheduler", "triggerer"))
-
-        cluster.wait_for("a healthy scheduler and triggerer", healthy, 180)
+        cluster.wait_for("a healthy scheduler and triggerer", cluster.scheduler_healthy, 180)
         wanted = {
             f"{kind}__{a.dag_id_suffix}"
             for a in platform_env.agreements.values()

@@ -4,9 +4,9 @@ The store is seeded as the demo's cycle leaves it before the shares (a synthetic
 identified, one family assessed). The shares are triggered on Celery; each delivery's asset event starts
 its receive run; the partners (the demo's simulator) answer; the receive runs take the returns in. Every
 task instance must have run on its agreement's queue, on the worker serving that queue (told apart by
-each worker's ``hostname_callable``). The same seeded store, run with ``dag.test()`` in this process as
-the other DAG tests run, must give the same deliveries (row counts and plaintext hashes) and the same
-reconciliations.
+each worker's ``hostname_callable``). A copy of the same seeded store, run through the same deployment
+switched to LocalExecutor (the single-machine set-up), must give the same deliveries (row counts and
+plaintext hashes) and the same reconciliations.
 
 Then a worker is SIGKILLed while its delivery is in flight (delivered to the partner's inbox, its
 disclosure not yet recorded: the test holds the ledger's append lock) and restarted: the task is found
@@ -33,7 +33,7 @@ from supporting_families.identify import record_assessment
 from supporting_families.share import Delivery, delivery_id_for
 from supporting_families.store import read_parquet, store_root
 from tests.integration.celery.conftest import HEARTBEAT_TIMEOUT_S, WORKERS, CeleryCluster
-from tests.integration.platform_fixtures import PlatformEnv, seed_identified, set_deployment_env
+from tests.integration.platform_fixtures import PlatformEnv, seed_identified
 
 # The first test pays for the deployment and the cycle (several minutes on a loaded machine).
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -171,39 +171,52 @@ def test_one_disclosure_per_share_in_the_ledger_from_the_sf_ledger_connection(
         assert book.verify().ok
 
 
-def test_results_are_the_same_as_in_process(
+def test_results_are_the_same_as_on_local_executor(
     celery_cluster: CeleryCluster,
     celery_cycle: dict[str, Any],
     platform_env: PlatformEnv,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
+    """The seeded store's copy through the same deployment on LocalExecutor: the same deliveries and
+    returns, and every task instance run by the scheduler's own processes, not by a Celery worker."""
+    cluster = celery_cluster
     agreements = list(platform_env.agreements.values())
     store = celery_cycle["pristine"]
-    set_deployment_env(platform_env, monkeypatch, store.as_uri(), f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    bag = DagBag(dag_folder=str(DAGS), safe_mode=False)
-    local_runs: dict[str, str] = {}
-    for a in agreements:
-        run = bag.dags[f"share__{a.dag_id_suffix}"].test()
-        assert {str(ti.state) for ti in run.get_task_instances()} == {"success"}
-        local_runs[a.id] = run.run_id
-    _partners_answer(platform_env, store, tmp_path / "partners", agreements)
-    for a in agreements:
-        delivery_id = delivery_id_for(a.id, local_runs[a.id])
-        dag = bag.dags[f"receive__{a.dag_id_suffix}"]
-        # Airflow 3.3.2's dag.test() cannot finish a run of a DAG with a DeadlineAlert (as in
-        # tests/integration/exchange/test_receive.py); the Celery deployment above runs it with the alert.
-        dag.deadline = None
-        run = dag.test(run_conf={"delivery_id": delivery_id})
-        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-        assert "failed" not in states.values(), states
+    with cluster.local_executor(store):
+        shares = cluster.trigger([f"share__{a.dag_id_suffix}" for a in agreements])
+        for dag_id, run_id in shares.items():
+            cluster.wait_for(
+                f"{dag_id} on LocalExecutor",
+                lambda d=dag_id, r=run_id: cluster.run_state(d, r) in ("success", "failed"),
+                420,
+            )
+            assert cluster.run_state(dag_id, run_id) == "success", cluster.task_instances(dag_id, run_id)
+        receives: dict[str, str] = {}
+        for a in agreements:
+            dag_id, share_run = f"receive__{a.dag_id_suffix}", shares[f"share__{a.dag_id_suffix}"]
+            found = cluster.wait_for(
+                f"{dag_id} started by the delivery",
+                lambda d=dag_id, s=share_run: cluster.runs_triggered_by(d, s),
+                180,
+            )
+            receives[dag_id] = found[0]
+        _partners_answer(platform_env, store, tmp_path / "partners", agreements)
+        for dag_id, run_id in receives.items():
+            cluster.wait_for(
+                f"{dag_id} on LocalExecutor",
+                lambda d=dag_id, r=run_id: cluster.run_state(d, r) in ("success", "failed"),
+                420,
+            )
+            assert cluster.run_state(dag_id, run_id) == "success", cluster.task_instances(dag_id, run_id)
 
+    workers = {hostname for _, _, hostname in WORKERS.values()}
+    for dag_id, run_id in [*shares.items(), *receives.items()]:
+        hosts = {ti.hostname for ti in cluster.task_instances(dag_id, run_id) if ti.state == "success"}
+        assert hosts and not hosts & workers, (dag_id, hosts)
     for a in agreements:
-        on_celery = _results(celery_cluster.store, a, celery_cycle["shares"][f"share__{a.dag_id_suffix}"])
-        in_process = _results(store, a, local_runs[a.id])
-        assert on_celery == in_process, a.id
+        on_celery = _results(cluster.store, a, celery_cycle["shares"][f"share__{a.dag_id_suffix}"])
+        on_local = _results(store, a, shares[f"share__{a.dag_id_suffix}"])
+        assert on_celery == on_local, a.id
         assert on_celery["rows"] > 0 and on_celery["return"]["rows"] > 0
 
 
