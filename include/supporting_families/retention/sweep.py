@@ -412,7 +412,9 @@ def apply_sweep(root: UPath, plan: SweepPlan, keys: KeyStore) -> SweepResult:
     result = SweepResult(plan.as_of)
     # A year of deliveries is thousands of files on an object store: counts only, never a path (paths
     # carry agreement and delivery ids; docs/ARCHITECTURE.md keeps logs free of anything but counts).
-    progress = Progress(log, "retention sweep", sum(len(i.paths) for i in (*plan.held, *plan.due)), unit="files")
+    progress = Progress(
+        log, "retention sweep", sum(len(i.paths) for i in (*plan.held, *plan.due)), unit="files"
+    )
     for item in plan.held:
         result.held[item.retention_class] = result.held.get(item.retention_class, 0) + len(item.paths)
         result.resealed_for_holds += _reseal_for_hold(root, item, keys)

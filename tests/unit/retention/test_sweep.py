@@ -21,7 +21,14 @@ from supporting_families.config import Agreement, load_agreements, load_sources
 from supporting_families.config.retention import RetentionPolicy
 from supporting_families.progress import Progress
 from supporting_families.registers.holds import place_hold
-from supporting_families.retention import apply_sweep, deletion_entries, hold_key_id, overdue, plan_sweep, sweep
+from supporting_families.retention import (
+    apply_sweep,
+    deletion_entries,
+    hold_key_id,
+    overdue,
+    plan_sweep,
+    sweep,
+)
 from supporting_families.share import Delivery, delivery_id_for
 from supporting_families.share.delivery import archive_delivered, package_delivery, share_view
 from supporting_families.share.pseudonymise import PseudonymKey
