@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -41,6 +42,7 @@ from supporting_families.config.agreements import Agreement
 from supporting_families.config.retention import RetentionPolicy
 from supporting_families.config.sources import SourcesConfig
 from supporting_families.ingest.pipeline import report_path
+from supporting_families.progress import Progress
 from supporting_families.registers.holds import active_holds, read_holds
 from supporting_families.registers.requests import HEX_AS_LETTERS
 from supporting_families.store.io import (
@@ -70,6 +72,8 @@ from supporting_families.store.layout import (
     relative,
 )
 from supporting_families.store.sealed import open_bytes, seal_bytes, sealed_period
+
+log = logging.getLogger(__name__)
 
 #: Where a held person's rows are kept once the file they were in is deleted (sealed under the hold's key).
 HOLDS: Final = "holds"
@@ -406,9 +410,15 @@ def apply_sweep(root: UPath, plan: SweepPlan, keys: KeyStore) -> SweepResult:
     """Delete what ``plan`` found due, keep what is held (copied or sealed under the hold's key), drop the
     register's records that left every source, and shred the keys nothing live is sealed under."""
     result = SweepResult(plan.as_of)
+    # A year of deliveries is thousands of files on an object store: counts only, never a path (paths
+    # carry agreement and delivery ids; docs/ARCHITECTURE.md keeps logs free of anything but counts).
+    progress = Progress(
+        log, "retention sweep", sum(len(i.paths) for i in (*plan.held, *plan.due)), unit="files"
+    )
     for item in plan.held:
         result.held[item.retention_class] = result.held.get(item.retention_class, 0) + len(item.paths)
         result.resealed_for_holds += _reseal_for_hold(root, item, keys)
+        progress.advance(len(item.paths))
     for item in plan.due:
         if plan.held_persons:
             result.copied_for_holds += _copy_held_persons(root, item, plan, keys)
@@ -417,6 +427,8 @@ def apply_sweep(root: UPath, plan: SweepPlan, keys: KeyStore) -> SweepResult:
             if path.exists():
                 delete_file(path)
                 result.deleted.setdefault(item.retention_class, []).append(rel)
+            progress.advance(1)
+    progress.finish()
     _drop_register_records(root, plan, result)
     _remove_empty_folders(root)
     result.keys_shredded = shred_unused_keys(root, keys, plan.as_of)

@@ -30,6 +30,7 @@ import paramiko
 import pytest
 
 from sf_demo.sftp_server import LocalSftpServer, ensure_ssh_keypair, local_user
+from supporting_families.transport import sftp as sftp_module
 from supporting_families.transport.sftp import (
     AuthenticationFailed,
     DeliveryConflict,
@@ -551,6 +552,42 @@ def test_fetch_again_reuses_an_identical_local_file_and_never_replaces_a_differe
     assert [(r.name, r.reason) for r in third.rejected] == [("dwp-return-1.csv.gpg", "local_conflict")]
     assert (local_dir / "dwp-return-1.csv.gpg").read_bytes() == b"something else"
     assert sorted(p.name for p in local_dir.iterdir()) == ["dwp-return-1.csv.gpg"]
+
+
+def test_a_file_that_ends_before_its_listed_size_is_refused_not_fetched(
+    endpoint: SftpEndpoint, outbox: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    remote, folder = outbox
+    served = folder / "dwp-return-short.csv.gpg"
+    _write(served, 48 * MIB)
+    real_put = sftp_module._HashingSink.put
+
+    def truncate_once_reading(self: Any, chunk: bytes) -> None:
+        # The partner's file is cut short after the fetch listed, opened and began to read it: the reads
+        # already requested past the new end come back as EOF.
+        if served.stat().st_size > MIB:
+            os.truncate(served, MIB)
+        real_put(self, chunk)
+
+    monkeypatch.setattr(sftp_module._HashingSink, "put", truncate_once_reading)
+    local_dir = tmp_path / "fetched"
+    local_dir.mkdir()
+    result = fetch(endpoint, remote, "dwp-return-*.csv.gpg", local_dir, max_bytes=64 * MIB, attempts=1)
+    assert result.fetched == ()
+    [rejected] = result.rejected
+    assert (rejected.reason, rejected.size) == ("changed_while_reading", 48 * MIB)
+    assert list(local_dir.iterdir()) == [], "nothing kept, not even the temporary"
+
+
+def test_a_read_back_that_ends_before_the_expected_size_is_refused(
+    endpoint: SftpEndpoint, inbox: tuple[str, Path]
+) -> None:
+    remote, folder = inbox
+    _write(folder / "short.bin", 3 * MIB)
+    with open_session(endpoint) as session, pytest.raises(TransientTransferError, match="early"):
+        sftp_module._remote_sha256(
+            session.sftp, f"{remote}/short.bin", 3 * MIB + 1, endpoint.request_size, then_fsync=True
+        )
 
 
 def test_list_names_shows_whether_the_partner_has_collected(

@@ -3,7 +3,11 @@ holds survive and are reported; keys are shredded, and a leftover copy then open
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import posixpath
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,8 +19,16 @@ from upath import UPath
 from supporting_families.audit import Ledger
 from supporting_families.config import Agreement, load_agreements, load_sources
 from supporting_families.config.retention import RetentionPolicy
+from supporting_families.progress import Progress
 from supporting_families.registers.holds import place_hold
-from supporting_families.retention import apply_sweep, deletion_entries, hold_key_id, overdue, plan_sweep
+from supporting_families.retention import (
+    apply_sweep,
+    deletion_entries,
+    hold_key_id,
+    overdue,
+    plan_sweep,
+    sweep,
+)
 from supporting_families.share import Delivery, delivery_id_for
 from supporting_families.share.delivery import archive_delivered, package_delivery, share_view
 from supporting_families.share.pseudonymise import PseudonymKey
@@ -297,3 +309,25 @@ def test_a_rotation_is_recorded_at_its_first_delivery_and_a_retired_version_reso
     assert [delivery for _, delivery, _ in person_deliveries(store.root, "P1", store.keys)] == [
         second.delivery_id
     ]
+
+
+def test_the_sweep_logs_progress_as_counts_of_files_only(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every advance past the interval logs: an interval of zero makes a line per file.
+    monkeypatch.setattr(sweep, "Progress", functools.partial(Progress, interval=0.0))
+    sources = load_sources()
+    plan = plan_sweep(store.root, POLICY, store.agreements, sources, POLICY.ceiling + timedelta(days=1))
+    total = sum(len(item.paths) for item in plan.due)
+    assert total > 3
+    with caplog.at_level(logging.INFO, logger=sweep.log.name):
+        apply_sweep(store.root, plan, store.keys)
+    lines = [r.getMessage() for r in caplog.records if r.name == sweep.log.name]
+    assert len(lines) == total + 1, "a line per file, then the final count"
+    assert lines[-1].startswith(f"retention sweep: {total:,} of {total:,} files (100%), ")
+    assert all(re.fullmatch(r"retention sweep: [\d,]+ of [\d,]+ files \(\d+%\), [\d,]+ files/s, ETA .+", line)
+               for line in lines)  # fmt: skip
+    every_path = {p for item in plan.due for p in item.paths}
+    shown = "\n".join(lines)
+    assert not any(p in shown or posixpath.basename(p) in shown for p in every_path), "counts only"
+    assert store.delivery.delivery_id not in shown and "P1" not in shown
