@@ -39,14 +39,17 @@ import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from upath import UPath
 
 from supporting_families.config.agreements import Agreement
+from supporting_families.store.io import write_parquet
 from supporting_families.store.schemas import PARTNER_FLAGS_SCHEMA
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "ReconciliationError",
     "partner_flags",
     "reconcile",
+    "write_classified",
 ]
 
 ReferenceClass = Literal["matched", "rejected_by_partner", "no_trace", "unexpected", "duplicate"]
@@ -340,6 +344,15 @@ def reconcile(returned: pa.Table, sent_refs: pa.Table, agreement: Agreement) -> 
         classified=classified,
         accepted=accepted,
     )
+
+
+def write_classified(classified: pa.Table, path: UPath | Path) -> None:
+    """Write ``classified.parquet`` atomically, uncompressed and without dictionaries or statistics.
+
+    It is written once per return and read whole (by reports and audits, never filtered), and its
+    references are random hex that compresses poorly, so compression would cost more time than it saves.
+    """
+    write_parquet(classified, path, compression="none", use_dictionary=False, write_statistics=False)
 
 
 def _check_invariant(counts: Mapping[str, int], *, sent: int, rows: int, classified: int) -> None:
