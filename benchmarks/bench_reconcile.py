@@ -46,11 +46,11 @@ from upath import UPath
 from supporting_families.config import load_agreements
 from supporting_families.receive.merge import merge_flags
 from supporting_families.receive.process import read_references
-from supporting_families.receive.reconcile import reconcile
+from supporting_families.receive.reconcile import reconcile, write_classified
 from supporting_families.receive.validate import validate_return
 from supporting_families.share.delivery import Delivery
 from supporting_families.share.pseudonymise import PseudonymKey, references
-from supporting_families.store import FileKeyStore, write_parquet, write_sealed_table
+from supporting_families.store import FileKeyStore, write_sealed_table
 
 BOUND_SECONDS = 2.0
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
@@ -182,7 +182,7 @@ def main() -> None:
             result = reconcile(returned, sent_refs, agreement)
             times["reconcile"] = time.perf_counter() - t
             t = time.perf_counter()
-            write_parquet(result.classified, folder / "classified.parquet")
+            write_classified(result.classified, folder / "classified.parquet")
             times["classified"] = time.perf_counter() - t
             t = time.perf_counter()
             merged = merge_flags(

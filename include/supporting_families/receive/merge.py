@@ -79,7 +79,15 @@ def merge_flags(
             "flags": str(flags),
         }
     )
-    write_parquet(rows, path)
+    # Written once and read whole by the criteria engine: uncompressed and without statistics it is written
+    # faster; dictionaries only for the columns that repeat one value (source, sub-criterion), not the ids.
+    write_parquet(
+        rows,
+        path,
+        compression="none",
+        use_dictionary=["sub_criterion", "partner", "agreement_id", "file_sha256"],
+        write_statistics=False,
+    )
     log.info(
         "%s: merged %d partner flags and %d answers from %s",
         agreement.id,

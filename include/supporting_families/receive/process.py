@@ -49,6 +49,7 @@ from supporting_families.receive.merge import merge_flags
 from supporting_families.receive.quarantine import _quarantine_archived, _quarantined_before, handled_state
 from supporting_families.receive.reconcile import (
     reconcile,
+    write_classified,
 )
 from supporting_families.receive.records import (
     Received,
@@ -70,7 +71,6 @@ from supporting_families.share.package import Manifest
 from supporting_families.store.io import (
     private_tempdir,
     write_bytes_atomic,
-    write_parquet,
 )
 from supporting_families.store.keystore import KeyStore
 from supporting_families.transport.openpgp import (
@@ -245,7 +245,7 @@ def _take(
     else:
         sent = read_references(delivery, keys, agreement)
         reconciliation = reconcile(validated.table, sent, agreement)
-        write_parquet(reconciliation.classified, paths.classified_path)
+        write_classified(reconciliation.classified, paths.classified_path)
         # The answer is dated by the question (the delivery), not by when the file came back, so answers
         # to two deliveries are ordered as the questions were even if the returns arrive out of order.
         merged = merge_flags(

@@ -39,14 +39,17 @@ import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from upath import UPath
 
 from supporting_families.config.agreements import Agreement
+from supporting_families.store.io import write_parquet
 from supporting_families.store.schemas import PARTNER_FLAGS_SCHEMA
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "ReconciliationError",
     "partner_flags",
     "reconcile",
+    "write_classified",
 ]
 
 ReferenceClass = Literal["matched", "rejected_by_partner", "no_trace", "unexpected", "duplicate"]
@@ -126,7 +130,7 @@ def _sent_keys(sent_refs: pa.Table, refers_to: str) -> tuple[pa.Array, pa.Array]
     if keys.null_count:
         raise ReconciliationError(f"the delivery's reference list has {keys.null_count} empty references")
     if refers_to == "person_ref":
-        # Uniqueness is checked by the matching (_match_words: a unique 64-bit key per reference;
+        # Uniqueness is checked by the matching (_match_words: a unique 64-bit word per reference;
         # _match_arrow: by counting), which hashes the references anyway.
         return keys, sent_refs.column("person_id").combine_chunks().cast(pa.string())
     distinct = pc.unique(keys)
@@ -150,71 +154,96 @@ def _first_occurrence(codes: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Matching:
-    """Returned rows grouped by reference, and where each group's reference is in the sent list."""
+    """Where each returned row's reference is in the sent list, and which rows repeat an earlier one."""
 
-    #: Per returned row: its reference's group, numbered in order of first appearance.
-    codes: np.ndarray
-    #: Per group: the index of its reference in the sent list, or -1 when it was never sent.
-    sent_position: np.ndarray
+    #: Per returned row: the index of its reference in the sent list, or -1 when it was never sent.
+    position: np.ndarray
+    #: Per returned row: True on the first row (in file order) of its reference.
+    first: np.ndarray
+    #: The rows that are not their reference's first, and (same order) the first row of each one's reference.
+    later: np.ndarray
+    leader: np.ndarray
 
 
-def _reference_words(refs: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """A reference ``v<N>-<32 hex>`` as three uint64 words (prefix, MAC high, MAC low), or None when the
-    strings are not all of one length (then the generic path runs).
+#: Characters of a reference's end that make its 64-bit lookup word (16 hex digits).
+_KEY_CHARS: Final = 16
 
-    A validated reference's last 32 characters are the 128-bit MAC in hex; equal strings of equal length
-    are equal words, so matching can run on integers instead of hashing strings.
-    """
+
+def _fixed_width_bytes(refs: pa.Array) -> np.ndarray | None:
+    """The references' bytes as an ``(n, width)`` uint8 view when every one has the same length, else None
+    (then the generic path runs). A view: nothing is copied."""
     n = len(refs)
-    if n == 0 or refs.null_count:
+    if n == 0 or refs.null_count or refs.type != pa.string():
         return None
     offsets = np.frombuffer(refs.buffers()[1], dtype=np.int32)[refs.offset : refs.offset + n + 1]
     width = int(offsets[1] - offsets[0])
-    if not 34 <= width <= 40 or int(offsets[-1] - offsets[0]) != n * width:
+    if width < _KEY_CHARS or int(offsets[-1] - offsets[0]) != n * width:
         return None
     if not np.all(np.diff(offsets) == width):
         return None
     data = np.frombuffer(refs.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + n * width]
-    chars = data.reshape(n, width)
+    return data.reshape(n, width)
+
+
+def _word_key(chars: np.ndarray) -> np.ndarray | None:
+    """One 64-bit word per reference to look it up by: its last 16 characters decoded from hex, or None
+    when they are not hex (then the generic path runs).
+
+    A reference ends in its MAC in hex (share.pseudonymise), which is uniformly distributed, so these
+    words are unique in practice; equal references always have equal words. Nothing relies on that
+    uniqueness: every match the words suggest is checked byte for byte (_match_words).
+    """
+    tail = np.ascontiguousarray(chars[:, chars.shape[1] - _KEY_CHARS :])
     try:
-        mac = np.frombuffer(
-            binascii.unhexlify(np.ascontiguousarray(chars[:, width - 32 :]).tobytes()), dtype="<u8"
-        ).reshape(n, 2)
+        return np.frombuffer(binascii.unhexlify(tail.data), dtype="<u8")
     except (binascii.Error, ValueError):
         return None
-    prefix = np.zeros((n, 8), dtype=np.uint8)
-    prefix[:, : width - 32] = chars[:, : width - 32]
-    return prefix.view("<u8")[:, 0], mac[:, 0], mac[:, 1]
-
-
-def _mix(words: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    # One 64-bit key per reference for hashing; every match it suggests is then checked on all three words.
-    prefix, high, low = words
-    mixed: np.ndarray = (
-        high ^ (low * np.uint64(0x9E3779B97F4A7C15)) ^ (prefix * np.uint64(0xC2B2AE3D27D4EB4F))
-    )
-    return mixed
 
 
 def _match_words(refs: pa.Array, keys: pa.Array) -> _Matching | None:
-    """Matching on integer words (fast); None when it cannot be used or a 64-bit key collided."""
-    returned, sent = _reference_words(refs), _reference_words(keys)
-    if returned is None or sent is None:
+    """Matching fixed-width references by one hash lookup of a 64-bit word each (fast), or None when it
+    cannot be used or two different references share a word (the generic path then decides)."""
+    returned, sent = _fixed_width_bytes(refs), _fixed_width_bytes(keys)
+    if returned is None or sent is None or returned.shape[1] != sent.shape[1]:
         return None
-    codes, uniques = pd.factorize(_mix(returned))
-    codes = codes.astype(np.int64)
-    first_rows = np.flatnonzero(_first_occurrence(codes))
-    same_group = all(np.array_equal(w, w[first_rows][codes]) for w in returned)
-    sent_index = pd.Index(_mix(sent))
-    # Not unique: a 64-bit collision or a reference sent twice; the generic path tells them apart.
-    if not same_group or not sent_index.is_unique:
+    returned_key, sent_key = _word_key(returned), _word_key(sent)
+    if returned_key is None or sent_key is None:
         return None
-    position = sent_index.get_indexer(uniques).astype(np.int64)
+    index = pd.Index(sent_key)
+    # Not unique: two sent references share a word, or one was sent twice; the generic path tells which.
+    if not index.is_unique:
+        return None
+    position = index.get_indexer(returned_key).astype(np.int64)
     found = position >= 0
-    for r, s in zip(returned, sent, strict=True):
-        if not np.array_equal(r[first_rows][found], s[position[found]]):
-            return None
-    return _Matching(codes=codes, sent_position=position)
+    # A word not found is a reference not sent (equal references have equal words); a word found is only a
+    # candidate until its bytes are compared, so a collision can never change a class. The rows not found
+    # are copied across so that one comparison of the whole byte block checks every candidate.
+    candidates = np.take(sent, np.maximum(position, 0), axis=0)
+    unsent = np.flatnonzero(~found)
+    candidates[unsent] = returned[unsent]
+    if np.not_equal(candidates, returned).any():
+        return None
+    return _group(refs, position, found, len(keys))
+
+
+def _group(refs: pa.Array, position: np.ndarray, found: np.ndarray, sent: int) -> _Matching:
+    """Group the returned rows by reference, given each row's verified position in the sent list."""
+    group = position.copy()
+    unsent = np.flatnonzero(~found)
+    if len(unsent):
+        # The few references never sent are grouped among themselves by their strings.
+        encoded = pc.dictionary_encode(refs.take(pa.array(unsent)))
+        group[unsent] = sent + np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    first = np.ones(len(group), dtype=np.bool_)
+    repeated = np.flatnonzero(np.bincount(group, minlength=1)[group] > 1)
+    # Rows of a reference that appears more than once, by reference and then file order (stable sort).
+    ordered = repeated[np.argsort(group[repeated], kind="stable")]
+    starts = np.ones(len(ordered), dtype=np.bool_)
+    starts[1:] = group[ordered[1:]] != group[ordered[:-1]]
+    leaders = ordered[np.flatnonzero(starts)][np.cumsum(starts) - 1]
+    later = ordered[~starts]
+    first[later] = False
+    return _Matching(position=position, first=first, later=later, leader=leaders[~starts])
 
 
 def _match_arrow(refs: pa.Array, keys: pa.Array) -> _Matching:
@@ -223,24 +252,31 @@ def _match_arrow(refs: pa.Array, keys: pa.Array) -> _Matching:
         raise ReconciliationError("the delivery's reference list names a reference twice")
     encoded = pc.dictionary_encode(refs)
     codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    position = pc.fill_null(pc.index_in(encoded.dictionary, value_set=keys), -1)
-    return _Matching(codes=codes, sent_position=np.asarray(position.to_numpy(zero_copy_only=False), np.int64))
-
-
-def _conflicts(returned: pa.Table, codes: np.ndarray, first: np.ndarray) -> int:
-    """References whose later rows differ from their first row in any column."""
+    in_sent = pc.fill_null(pc.index_in(encoded.dictionary, value_set=keys), -1)
+    first = _first_occurrence(codes)
     later = np.flatnonzero(~first)
+    return _Matching(
+        position=np.asarray(in_sent.to_numpy(zero_copy_only=False), np.int64)[codes],
+        first=first,
+        later=later,
+        # Codes are numbered in order of first appearance, so code c's first row is the c-th first row.
+        leader=np.flatnonzero(first)[codes[later]],
+    )
+
+
+def _conflicts(returned: pa.Table, matching: _Matching) -> int:
+    """References whose later rows differ from their first row in any column."""
+    later, leader = matching.later, matching.leader
     if not len(later):
         return 0
-    firsts = np.flatnonzero(first)[codes[later]]
     differs = np.zeros(len(later), dtype=np.bool_)
     for column in returned.columns:
         a = column.take(pa.array(later))
-        b = column.take(pa.array(firsts))
+        b = column.take(pa.array(leader))
         same = pc.fill_null(pc.equal(a, b), False)
         both_null = pc.and_(pc.is_null(a), pc.is_null(b))
         differs |= ~np.asarray(pc.or_(same, both_null).to_numpy(zero_copy_only=False), dtype=np.bool_)
-    return len(np.unique(codes[later][differs]))
+    return len(np.unique(leader[differs]))
 
 
 def _classes(codes: pa.Array | np.ndarray) -> pa.DictionaryArray:
@@ -258,9 +294,8 @@ def reconcile(returned: pa.Table, sent_refs: pa.Table, agreement: Agreement) -> 
         raise ReconciliationError("the return has empty references (it was not validated)")
     n = len(refs)
     matching = _match_words(refs, keys) or _match_arrow(refs, keys)
-    codes = matching.codes
-    first = _first_occurrence(codes)
-    row_position = matching.sent_position[codes]
+    first = matching.first
+    row_position = matching.position
     known = row_position >= 0
 
     rejected = np.zeros(n, dtype=np.bool_)
@@ -305,10 +340,19 @@ def reconcile(returned: pa.Table, sent_refs: pa.Table, agreement: Agreement) -> 
         counts=counts,
         sent=len(keys),
         returned_rows=n,
-        conflicting_duplicates=_conflicts(returned, codes, first),
+        conflicting_duplicates=_conflicts(returned, matching),
         classified=classified,
         accepted=accepted,
     )
+
+
+def write_classified(classified: pa.Table, path: UPath | Path) -> None:
+    """Write ``classified.parquet`` atomically, uncompressed and without dictionaries or statistics.
+
+    It is written once per return and read whole (by reports and audits, never filtered), and its
+    references are random hex that compresses poorly, so compression would cost more time than it saves.
+    """
+    write_parquet(classified, path, compression="none", use_dictionary=False, write_statistics=False)
 
 
 def _check_invariant(counts: Mapping[str, int], *, sent: int, rows: int, classified: int) -> None:

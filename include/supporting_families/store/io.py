@@ -116,10 +116,27 @@ def copy_into(source: Path, target: UPath | Path) -> None:
         shutil.copyfileobj(src, dst, _CHUNK)
 
 
-def write_parquet(table: pa.Table, path: UPath | Path) -> None:
-    """Write ``table`` as one Parquet file at ``path`` (whole-file: readers never see a partial table)."""
+def write_parquet(
+    table: pa.Table,
+    path: UPath | Path,
+    *,
+    compression: str = "zstd",
+    use_dictionary: bool | list[str] = True,
+    write_statistics: bool = True,
+) -> None:
+    """Write ``table`` as one Parquet file at ``path`` (whole-file: readers never see a partial table).
+
+    The options are pyarrow's; a large file written once and read whole (a return's classification) can
+    skip compression and statistics to be written faster. The atomic, private write is the same.
+    """
     with atomic_writer(path) as handle:
-        pq.write_table(table, handle, compression="zstd")
+        pq.write_table(
+            table,
+            handle,
+            compression=compression,
+            use_dictionary=use_dictionary,
+            write_statistics=write_statistics,
+        )
 
 
 def delete_file(path: UPath | Path, *, missing_ok: bool = False) -> None:

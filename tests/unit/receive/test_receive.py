@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -271,17 +272,29 @@ def test_a_reference_list_naming_someone_twice_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "generic"), [("words", False), ("collision", True), ("mixed_versions", True)]
+    ("path", "generic"),
+    [("words", False), ("collision", True), ("cross_collision", True), ("mixed_versions", True)],
 )
 def test_the_fast_path_and_the_generic_path_agree(
     path: str, generic: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = [(ref(i % 7), "matched" if i % 3 else "address_not_confirmed", True, None) for i in range(20)]
+    rows += [
+        (ref(40), "matched", True, True),
+        (ref(41), "matched", None, None),
+        (ref(40), "matched", None, None),
+    ]
     if path == "mixed_versions":
         rows.append((ref(3, version=12), "matched", True, True))  # another key version: another length
     if path == "collision":
-        # Every 64-bit key equal: the fast path must notice and step aside.
-        monkeypatch.setattr(receive_reconcile, "_mix", lambda words: words[0] * 0)
+        # Every 64-bit word equal: the sent words are not unique, and the fast path must step aside.
+        monkeypatch.setattr(receive_reconcile, "_word_key", lambda chars: np.zeros(len(chars), np.uint64))
+    if path == "cross_collision":
+        # Sent words unique, but returned rows whose words name the wrong sent reference (or one never
+        # sent): only the byte comparison can tell, and it must send the work to the generic path.
+        monkeypatch.setattr(
+            receive_reconcile, "_word_key", lambda chars: np.arange(len(chars), dtype=np.uint64)
+        )
     calls: list[int] = []
     generic_match = receive_reconcile._match_arrow
     monkeypatch.setattr(receive_reconcile, "_match_arrow", lambda *a: calls.append(1) or generic_match(*a))
@@ -290,6 +303,8 @@ def test_the_fast_path_and_the_generic_path_agree(
     returned = [(r[0], r[1]) for r in rows]
     expected = reference_classes(returned, [ref(i) for i in range(10)], {"address_not_confirmed"})
     assert {k: result.counts[k] for k in CLASSES} == expected
+    firsts = {r[0]: r for r in reversed(rows)}
+    assert result.conflicting_duplicates == len({r[0] for r in rows if r != firsts[r[0]]})
 
 
 @settings(max_examples=60, deadline=None)
