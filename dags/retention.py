@@ -107,12 +107,14 @@ def retention() -> None:
     @task
     def airflow_metadata(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
         """``airflow db clean`` on Airflow's own tables, here on the scheduler's side (default queue)."""
+        import os
         import subprocess
         import sys
         from datetime import datetime, time, timedelta
 
         from airflow.sdk.exceptions import AirflowFailException
 
+        from sf_airflow.credentials import maintenance_env, metadata_connection_url
         from supporting_families.retention import SweepPlan, SweepResult
         from supporting_families.retention.maintenance import db_clean_command, db_clean_counts
 
@@ -122,7 +124,10 @@ def retention() -> None:
         command = db_clean_command(f"{sys.prefix}/bin/airflow", cutoff)
         if params and params.get("dry_run"):
             command.append("--dry-run")
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+        # This task's process may not reach the metadata database (Airflow blocks a task's ORM); the CLI
+        # it starts is given the database explicitly (sf_airflow.credentials.maintenance_env).
+        env = maintenance_env(dict(os.environ), metadata_connection_url())
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False, env=env)
         if done.returncode != 0:
             raise AirflowFailException(f"airflow db clean exited {done.returncode}")
         counts = db_clean_counts(done.stdout)

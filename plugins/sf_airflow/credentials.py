@@ -116,3 +116,47 @@ def data_keys() -> FileKeyStore:
 def tombstone_key() -> bytes:
     """The council's tombstone key (32 bytes, hex in the connection's password)."""
     return bytes.fromhex((BaseHook.get_connection(TOMBSTONE_CONN_ID).password or "").strip())
+
+
+#: Airflow's own metadata database for its maintenance CLI (``airflow db clean``, the retention DAG): a
+#: ``postgres`` connection for the central worker (default queue) only; never a partner's.
+METADATA_CONN_ID = "sf_airflow_metadata"
+#: What Airflow's task supervisor puts in a task's environment to block its ORM (task processes may not
+#: reach the metadata database directly; airflow/sdk/execution_time/supervisor.py, block_orm_access).
+_BLOCKED_DB = "airflow-db-not-allowed:///"
+_DB_SETTINGS = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__SQL_ALCHEMY_CONN")
+
+
+def maintenance_env(environ: dict[str, str], connection_url: str | None) -> dict[str, str]:
+    """The environment for Airflow's maintenance CLI run from a task: the metadata database from the
+    ``sf_airflow_metadata`` connection when there is one, else the worker's own launch settings (the
+    ``_CMD`` or ``_SECRET`` forms the demo's services use, or airflow.cfg), with the supervisor's ORM
+    block taken out.
+
+    A task's own process stays blocked; only the ``airflow db clean`` child it starts, Airflow's
+    documented way to purge its tables, reaches the database.
+    """
+    env = {k: v for k, v in environ.items() if not (k in _DB_SETTINGS and v == _BLOCKED_DB)}
+    if connection_url is not None:
+        env = {k: v for k, v in env.items() if not k.startswith(_DB_SETTINGS)}
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = connection_url
+    return env
+
+
+def metadata_connection_url() -> str | None:
+    """The ``sf_airflow_metadata`` connection as a SQLAlchemy URL, or None when there is none."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(METADATA_CONN_ID)
+    except AirflowNotFoundException:
+        return None
+    return ledger_url_from_connection(
+        METADATA_CONN_ID,
+        conn_type=conn.conn_type,
+        host=conn.host,
+        port=conn.port,
+        schema=conn.schema,
+        login=conn.login,
+        password=conn.password,
+    )
