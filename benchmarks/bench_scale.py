@@ -11,7 +11,7 @@ for the default queue comes on top) and ``scripts/run_cycle.py`` runs the whole 
 (generate, ingest, identify, a share and a receive per agreement, the agencies' returns, identify again,
 anchor). It prints each cycle's wall time, the task instances it ran and tasks per second, and the ratio
 against the first worker count, measured in the same run. Asserts nothing; the deployment is removed
-afterwards (``--keep`` keeps its folder).
+afterwards (``--keep`` keeps its folder under var/).
 """
 
 from __future__ import annotations
@@ -107,7 +107,10 @@ def main() -> int:
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
 
-    base = Path(tempfile.mkdtemp(prefix="sf-bench-scale-"))
+    # Under the repository's var/, not /tmp: sshd jails each partner only under root-owned folders that
+    # no one else can write (include/sf_demo/sftp_server.py).
+    (REPO / "var").mkdir(mode=0o700, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=REPO / "var"))
     base.chmod(0o700)
     var = base / "var"
     ids = write_agreements(base / "agreements", args.agreements)
